@@ -1,0 +1,257 @@
+"""Settings: every environment variable of DESIGN §3, parsed once, validated at once.
+
+`load_settings(env)` reads only the mapping it is given (no files, no network),
+collects every problem, and raises one `ConfigError` naming each offending
+variable, so an operator fixes the whole environment in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+DEFAULT_USER_AGENT = "claude-code/2.0.55"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+
+AlertSinkName = Literal["matrix", "stdout"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_ROOM_ID = re.compile(r"^![^:\s]+:\S+$")
+_USER_ID = re.compile(r"^@[^:\s]+:\S+$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedDevice:
+    """One pinned device of `MATRIX_TRUSTED_DEVICES` (`user_id:device_id:ed25519`)."""
+
+    user_id: str
+    device_id: str
+    ed25519: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated configuration of one run. Secrets are excluded from repr."""
+
+    matrix_room_id: str | None = None
+    matrix_creds_dir: Path = Path("/var/run/secrets/matrix-bot")
+    oauth_tokens_dir: Path = Path("/var/run/secrets/oauth-tokens")
+    local_mode: bool = False
+    k8s_oauth_secret_name: str | None = None
+    k8s_namespace: str | None = None
+    oauth_refresh_leeway_sec: int = 600
+    weekly_thresholds: tuple[int, ...] = (50, 80)
+    state_url: str = "file:///state"
+    forecast_enabled: bool = True
+    forecast_window_sec: int = 21600
+    forecast_min_samples: int = 6
+    forecast_min_span_sec: int = 3600
+    alert_sink: AlertSinkName = "matrix"
+    anthropic_base_url: str = DEFAULT_BASE_URL
+    anthropic_token_url: str = DEFAULT_TOKEN_URL
+    now_override: datetime | None = None
+    reset_shift_tolerance_sec: int = 60
+    health_failures: int = 3
+    anthropic_user_agent: str = DEFAULT_USER_AGENT
+    trigger_token: str | None = field(default=None, repr=False)
+    min_interval_sec: int = 60
+    matrix_trusted_devices: tuple[TrustedDevice, ...] = ()
+    matrix_store_passphrase: str | None = field(default=None, repr=False)
+
+    def now(self) -> datetime:
+        """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
+        return self.now_override if self.now_override is not None else datetime.now(UTC)
+
+
+class _Collector:
+    """Parses variables one by one and remembers every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def parse(self, name: str, default: T, parser: Callable[[str], T]) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parser(value)
+        except ValueError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return default
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        def parse_int(text: str) -> int:
+            try:
+                number = int(text)
+            except ValueError:
+                raise ValueError(f"expected a whole number, got {text!r}") from None
+            if number < minimum:
+                raise ValueError(f"must be at least {minimum}, got {number}")
+            return number
+
+        return self.parse(name, default, parse_int)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse_bool(text: str) -> bool:
+            lowered = text.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(f"expected one of 1/0, true/false, yes/no, on/off, got {text!r}")
+
+        return self.parse(name, default, parse_bool)
+
+
+def _http_url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _state_url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise ValueError(f"expected file:///absolute/dir, got {text!r}")
+    elif parsed.scheme in ("s3", "gs"):
+        if not parsed.netloc:
+            raise ValueError(f"expected {parsed.scheme}://bucket[/prefix], got {text!r}")
+    else:
+        raise ValueError(f"expected file:///dir, s3://bucket/prefix or gs://bucket/prefix, got {text!r}")
+    return text
+
+
+def _thresholds(text: str) -> tuple[int, ...]:
+    values: set[int] = set()
+    for part in text.split(","):
+        part = part.strip().rstrip("%")
+        if not part:
+            continue
+        try:
+            number = int(part)
+        except ValueError:
+            raise ValueError(f"expected comma-separated whole percents like 50,80, got {text!r}") from None
+        if not 0 < number <= 100:
+            raise ValueError(f"thresholds must be between 1 and 100, got {number}")
+        values.add(number)
+    if not values:
+        raise ValueError("expected at least one threshold, e.g. 50,80")
+    return tuple(sorted(values))
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO-8601 instant like 2026-01-02T03:04:05Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"expected an instant with a timezone (e.g. a trailing Z), got {text!r}")
+    return moment.astimezone(UTC)
+
+
+def _sink(text: str) -> AlertSinkName:
+    if text == "matrix":
+        return "matrix"
+    if text == "stdout":
+        return "stdout"
+    raise ValueError(f"expected 'matrix' or 'stdout', got {text!r}")
+
+
+def _trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
+    devices: list[TrustedDevice] = []
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        # user ids contain a colon themselves (@bot:example.org), so split from the right.
+        parts = entry.rsplit(":", 2)
+        if len(parts) != 3 or not _USER_ID.match(parts[0]) or not parts[1] or not parts[2]:
+            raise ValueError(f"expected entries of the form @user:server:DEVICEID:ed25519key, got {entry!r}")
+        devices.append(TrustedDevice(parts[0], parts[1], parts[2]))
+    return tuple(devices)
+
+
+def _room_id(text: str) -> str:
+    if not _ROOM_ID.match(text):
+        raise ValueError(f"expected a room id like !abc123:example.org, got {text!r}")
+    return text
+
+
+def _user_agent(text: str) -> str:
+    if any(ch in text for ch in "\r\n"):
+        raise ValueError("must be a single line")
+    return text
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Parse `env` into `Settings`, or raise one `ConfigError` naming every bad variable."""
+    c = _Collector(env)
+    defaults = Settings()
+    sink = c.parse("ALERT_SINK", defaults.alert_sink, _sink)
+    local_mode = c.boolean("LOCAL_MODE", False)
+    room = c.parse("MATRIX_ROOM_ID", None, _room_id)
+    secret_name = c.raw("K8S_OAUTH_SECRET_NAME")
+    settings = Settings(
+        matrix_room_id=room,
+        matrix_creds_dir=Path(c.raw("MATRIX_CREDS_DIR") or defaults.matrix_creds_dir),
+        oauth_tokens_dir=Path(c.raw("OAUTH_TOKENS_DIR") or defaults.oauth_tokens_dir),
+        local_mode=local_mode,
+        k8s_oauth_secret_name=secret_name,
+        k8s_namespace=c.raw("K8S_NAMESPACE"),
+        oauth_refresh_leeway_sec=c.integer("OAUTH_REFRESH_LEEWAY_SEC", defaults.oauth_refresh_leeway_sec),
+        weekly_thresholds=c.parse("WEEKLY_THRESHOLDS", defaults.weekly_thresholds, _thresholds),
+        state_url=c.parse("STATE_URL", defaults.state_url, _state_url),
+        forecast_enabled=c.boolean("FORECAST_ENABLED", defaults.forecast_enabled),
+        forecast_window_sec=c.integer("FORECAST_WINDOW_SEC", defaults.forecast_window_sec, minimum=60),
+        forecast_min_samples=c.integer("FORECAST_MIN_SAMPLES", defaults.forecast_min_samples, minimum=2),
+        forecast_min_span_sec=c.integer("FORECAST_MIN_SPAN_SEC", defaults.forecast_min_span_sec, minimum=1),
+        alert_sink=sink,
+        anthropic_base_url=c.parse("ANTHROPIC_BASE_URL", defaults.anthropic_base_url, _http_url),
+        anthropic_token_url=c.parse("ANTHROPIC_TOKEN_URL", defaults.anthropic_token_url, _http_url),
+        now_override=c.parse("NOW_OVERRIDE", None, _instant),
+        reset_shift_tolerance_sec=c.integer("RESET_SHIFT_TOLERANCE_SEC", defaults.reset_shift_tolerance_sec),
+        health_failures=c.integer("HEALTH_FAILURES", defaults.health_failures, minimum=1),
+        anthropic_user_agent=c.parse("ANTHROPIC_USER_AGENT", defaults.anthropic_user_agent, _user_agent),
+        trigger_token=c.raw("TRIGGER_TOKEN"),
+        min_interval_sec=c.integer("MIN_INTERVAL_SEC", defaults.min_interval_sec),
+        matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), _trusted_devices),
+        matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
+    )
+    if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
+        c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")
+    if not local_mode and not secret_name:
+        c.problems.append("K8S_OAUTH_SECRET_NAME: required unless LOCAL_MODE is on")
+    if settings.forecast_min_span_sec > settings.forecast_window_sec:
+        c.problems.append(
+            "FORECAST_MIN_SPAN_SEC: must not exceed FORECAST_WINDOW_SEC "
+            f"({settings.forecast_min_span_sec} > {settings.forecast_window_sec}), or no forecast can ever fire"
+        )
+    if c.problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(c.problems))
+    return settings
+
+
+def _named(problems: list[str]) -> set[str]:
+    return {p.split(":", 1)[0] for p in problems}

@@ -1,0 +1,1 @@
+"""Alert sinks: `matrix` (default, end-to-end encrypted) and `stdout` (JSON lines)."""

@@ -1,0 +1,142 @@
+"""`file:///dir`: a directory, e.g. a PersistentVolumeClaim.
+
+Writes go to a temporary file in the same directory and are renamed over the
+target (atomic on POSIX), so a reader never sees half a file. The
+compare-and-swap check and the rename happen under an `flock` on a lock file,
+which serialises writers on the same node (a ReadWriteOnce PVC is mounted by
+one node at a time). Exclusive create uses `O_EXCL` semantics via `os.link`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..errors import StorageConflict, StorageError
+from .base import ANY, Expect, _Absent, _Any
+
+LOCK_NAME = ".store.lock"
+
+
+def _version(st: os.stat_result) -> str:
+    # A rename always brings a new inode, so inode+mtime+size changes on every write.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class DirectoryStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = root.as_uri()
+
+    @classmethod
+    def from_url(cls, url: str) -> DirectoryStore:
+        return cls(Path(unquote(urlparse(url).path)))
+
+    def local_dir(self) -> str | None:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in Path(key).parts:
+            raise StorageError(f"invalid store key {key!r}")
+        return self.root / key
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"state directory {self.root} is not usable: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def read(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                return fh.read(), _version(st)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _current_version(self, path: Path) -> str | None:
+        try:
+            return _version(path.stat())
+        except FileNotFoundError:
+            return None
+
+    def _check(self, path: Path, key: str, expect: Expect) -> None:
+        if isinstance(expect, _Any):
+            return
+        current = self._current_version(path)
+        if isinstance(expect, _Absent):
+            if current is not None:
+                raise StorageConflict(f"{key} already exists")
+        elif current != expect:
+            raise StorageConflict(f"{key} changed since it was read")
+
+    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+        path = self._path(key)
+        with self._locked():
+            self._check(path, key, expect)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.chmod(tmp, 0o600)
+                    os.replace(tmp, path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+                _fsync_dir(path.parent)
+                return _version(path.stat())
+            except OSError as exc:
+                reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
+                raise StorageError(f"cannot write {path}: {reason}") from exc
+
+    def delete(self, key: str, *, expect: Expect = ANY) -> None:
+        path = self._path(key)
+        with self._locked():
+            self._check(path, key, expect)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise StorageError(f"cannot delete {path}: {exc.strerror}") from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not path.name.startswith("."):
+                    keys.append(key)
+        return sorted(keys)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,1 @@
+"""OAuth tokens: where they live (a directory or a Kubernetes Secret) and how they are refreshed."""
