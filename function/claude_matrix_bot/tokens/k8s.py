@@ -1,0 +1,307 @@
+"""The OAuth tokens in a Kubernetes Secret (when LOCAL_MODE is off).
+
+The Secret holds the keys `accessToken`, `refreshToken` and `expiresAt` (Unix
+ms), the same names as the files in OAUTH_TOKENS_DIR because the Secret is also
+mounted there. We read it through the API, never through the mount: kubelet
+refreshes mounted Secrets lazily, so the file lags behind our own writes and a
+stale refresh token is a spent one.
+
+Writes are compare-and-swap on `metadata.resourceVersion`: the JSON merge patch
+carries the version we read, and the API server answers 409 Conflict when the
+Secret moved on since (DESIGN §5). Least privilege: we only ever get and patch
+this one Secret, so a Role with `resourceNames: [<name>]` suffices.
+
+Secrets never leave through errors: the client's `ApiException` prints the
+response body (the Secret's data on a GET) and headers, so we keep only its
+status and raise our own errors `from None`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import ConfigError, StorageConflict, StorageError
+from .base import OAuthTokens, StoredTokens
+
+if TYPE_CHECKING:
+    from kubernetes.client import CoreV1Api
+
+log = logging.getLogger(__name__)
+
+# Key names in the Secret, not secrets themselves.
+ACCESS_TOKEN_KEY = "accessToken"  # noqa: S105
+REFRESH_TOKEN_KEY = "refreshToken"  # noqa: S105
+EXPIRES_AT_KEY = "expiresAt"
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+# An explicit content type: the generated client would otherwise pick one from
+# a list (json-patch, rewritten to strategic-merge for dict bodies in v37).
+MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "claude-matrix-bot"
+# (connect, read) seconds: a hung API server must not hang the cycle.
+REQUEST_TIMEOUT = (5.0, 20.0)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+# Secret names are DNS-1123 subdomains, namespaces DNS-1123 labels; checking
+# them keeps a typo from becoming a request for some other path.
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SecretTokenStore:
+    """`TokenStore` backed by one Kubernetes Secret, read and patched through the API."""
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str | None = None,
+        api: CoreV1Api | None = None,
+        *,
+        namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
+    ) -> None:
+        _check_name(name)
+        context_namespace: str | None = None
+        if api is None:
+            api, context_namespace = _api_from_environment()
+        resolved = namespace or _read_namespace_file(namespace_file) or context_namespace
+        if not resolved:
+            raise ConfigError(
+                "K8S_NAMESPACE: not set, and the ServiceAccount namespace file "
+                f"{namespace_file} is not there (not running in a pod?); set K8S_NAMESPACE"
+            )
+        _check_namespace(resolved)
+        self.name = name
+        self.namespace = resolved
+        self._api = api
+
+    @classmethod
+    def from_settings(
+        cls,
+        name: str,
+        namespace: str | None = None,
+        *,
+        namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
+    ) -> SecretTokenStore:
+        """The store for `K8S_OAUTH_SECRET_NAME` / `K8S_NAMESPACE`, with in-cluster or kubeconfig credentials."""
+        return cls(name, namespace, namespace_file=namespace_file)
+
+    def __repr__(self) -> str:
+        return f"SecretTokenStore(name={self.name!r}, namespace={self.namespace!r})"
+
+    @property
+    def where(self) -> str:
+        return f"Secret {self.namespace}/{self.name}"
+
+    # --- TokenStore -------------------------------------------------------------
+
+    def load(self) -> StoredTokens:
+        # Imported here, not at the top: LOCAL_MODE runs never pay for the client.
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            secret = self._api.read_namespaced_secret(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            self._raise_for_status(exc, "get")
+        except ValueError:
+            # A response the client cannot deserialize; its message may quote the data.
+            raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
+        except Exception as exc:  # urllib3/socket failures: their messages carry URLs, never data
+            raise StorageError(
+                f"cannot reach the Kubernetes API to read {self.where}: {_network_reason(exc)}"
+            ) from None
+        tokens = self._parse(secret.data or {})
+        version = _resource_version(secret)
+        if version is None:
+            raise StorageError(f"{self.where}: the API answered without a metadata.resourceVersion")
+        log.debug("read OAuth tokens from %s at resourceVersion %s", self.where, version)
+        return StoredTokens(tokens=tokens, version=version)
+
+    def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        if not expect_version:
+            # An empty resourceVersion would make the patch unconditional.
+            raise StorageError(f"{self.where}: refusing to write without the resourceVersion it was read at")
+        stored = OAuthTokens(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=_to_millisecond(tokens.expires_at),
+        )
+        patch: dict[str, Any] = {
+            # The precondition: the API server compares it with the live object (409 when it moved on).
+            "metadata": {"resourceVersion": expect_version},
+            "data": {
+                ACCESS_TOKEN_KEY: _b64(stored.access_token),
+                REFRESH_TOKEN_KEY: _b64(stored.refresh_token),
+                EXPIRES_AT_KEY: _b64(str(_unix_ms(stored.expires_at))),
+            },
+        }
+        try:
+            secret = self._api.patch_namespaced_secret(
+                self.name,
+                self.namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            self._raise_for_status(exc, "patch", expect_version=expect_version)
+        except ValueError:
+            raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
+        except Exception as exc:
+            # The write may or may not have landed; the next load() tells (its version moves on either way).
+            raise StorageError(
+                f"cannot reach the Kubernetes API to write {self.where}: {_network_reason(exc)}"
+            ) from None
+        version = _resource_version(secret)
+        if version is None:
+            raise StorageError(f"{self.where}: the API answered the write without a metadata.resourceVersion")
+        log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
+        return StoredTokens(tokens=stored, version=version)
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _raise_for_status(self, exc: Any, verb: str, *, expect_version: str | None = None) -> NoReturn:
+        # Only the status code and the Status reason: exc.body is the response
+        # (a Secret's data on success-shaped errors) and str(exc) prints it.
+        status = int(getattr(exc, "status", 0) or 0)
+        if status == 409:
+            raise StorageConflict(
+                f"{self.where} changed since resourceVersion {expect_version}: another writer won (409 Conflict)"
+            ) from None
+        if status == 404:
+            raise StorageError(
+                f"{self.where} not found (404): create it in namespace {self.namespace!r} with the keys "
+                f"{ACCESS_TOKEN_KEY}, {REFRESH_TOKEN_KEY}, {EXPIRES_AT_KEY}"
+            ) from None
+        if status == 403:
+            raise StorageError(
+                f"forbidden (403) to {verb} {self.where}: the ServiceAccount's Role must allow get and patch "
+                f"on exactly this Secret (RBAC rule: resources [secrets], resourceNames [{self.name}], "
+                "verbs [get, patch])"
+            ) from None
+        if status == 401:
+            raise StorageError(
+                f"the Kubernetes API rejected our credentials (401) to {verb} {self.where}: "
+                "check the ServiceAccount token or the kubeconfig user"
+            ) from None
+        if status == 0:
+            raise StorageError(
+                f"cannot talk to the Kubernetes API to {verb} {self.where} (TLS or request error)"
+            ) from None
+        raise StorageError(f"the Kubernetes API answered {status} to {verb} {self.where}") from None
+
+    def _parse(self, data: Mapping[str, str | bytes]) -> OAuthTokens:
+        missing = [k for k in (ACCESS_TOKEN_KEY, REFRESH_TOKEN_KEY, EXPIRES_AT_KEY) if not data.get(k)]
+        if missing:
+            raise StorageError(f"{self.where} lacks the key(s) {', '.join(missing)}")
+        values = {key: self._decode(data, key) for key in (ACCESS_TOKEN_KEY, REFRESH_TOKEN_KEY, EXPIRES_AT_KEY)}
+        try:
+            millis = int(values[EXPIRES_AT_KEY])
+            expires_at = _EPOCH + millis * _MILLISECOND
+        except (ValueError, OverflowError):
+            raise StorageError(f"{self.where}: key {EXPIRES_AT_KEY} is not a Unix time in milliseconds") from None
+        return OAuthTokens(
+            access_token=values[ACCESS_TOKEN_KEY],
+            refresh_token=values[REFRESH_TOKEN_KEY],
+            expires_at=expires_at,
+        )
+
+    def _decode(self, data: Mapping[str, str | bytes], key: str) -> str:
+        try:
+            text = base64.b64decode(data[key], validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise StorageError(f"{self.where}: key {key} is not base64-encoded UTF-8 text") from None
+        # Secrets made with `kubectl create secret --from-file` often keep the file's newline.
+        text = text.strip()
+        if not text:
+            raise StorageError(f"{self.where}: key {key} is empty")
+        return text
+
+
+def _api_from_environment() -> tuple[CoreV1Api, str | None]:
+    """A client with in-cluster credentials, else the kubeconfig's (and its context's namespace)."""
+    from kubernetes import client, config  # noqa: PLC0415 - the heavy client only when this store is used
+
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        pass  # not in a pod: fall back to the kubeconfig, as kubectl does
+    else:
+        return client.CoreV1Api(client.ApiClient(configuration)), None
+    # The library reads KUBECONFIG once, at import; read it now so the
+    # environment of this run counts.
+    config_file = os.environ.get("KUBECONFIG") or None
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=config_file, client_configuration=configuration, persist_config=False
+        )
+        _, active = config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # ConfigException, OSError, YAML errors: none of them carries a token
+        raise ConfigError(
+            "no Kubernetes credentials: not running in a cluster (no in-cluster ServiceAccount) and "
+            f"the kubeconfig ({config_file or '~/.kube/config'}) is unusable: {_first_line(exc)}"
+        ) from None
+    context_namespace = (active or {}).get("context", {}).get("namespace")
+    return client.CoreV1Api(client.ApiClient(configuration)), context_namespace or None
+
+
+def _read_namespace_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"K8S_NAMESPACE: not set, and {path} is unreadable ({exc.strerror})") from None
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 253 or not _SUBDOMAIN.match(name):
+        raise ConfigError(f"K8S_OAUTH_SECRET_NAME: {name!r} is not a valid Secret name (DNS-1123 subdomain)")
+
+
+def _check_namespace(namespace: str) -> None:
+    if len(namespace) > 63 or not _LABEL.match(namespace):
+        raise ConfigError(f"K8S_NAMESPACE: {namespace!r} is not a valid namespace (DNS-1123 label)")
+
+
+def _resource_version(secret: Any) -> str | None:
+    metadata = getattr(secret, "metadata", None)
+    version = getattr(metadata, "resource_version", None)
+    return str(version) if version else None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    # The Secret keeps milliseconds; return what a later load() will read back.
+    return _EPOCH + _unix_ms(moment) * _MILLISECOND
+
+
+def _unix_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("expires_at must be an aware datetime (UTC)")
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def _network_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)  # urllib3's MaxRetryError wraps the socket error
+    return _first_line(reason if isinstance(reason, Exception) else exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
