@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 DEFAULT_USER_AGENT = "claude-code/2.0.55"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 (a URL)
 OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 
 AlertSinkName = Literal["matrix", "stdout"]
@@ -145,8 +145,8 @@ def _state_url(text: str) -> str:
 
 def _thresholds(text: str) -> tuple[int, ...]:
     values: set[int] = set()
-    for part in text.split(","):
-        part = part.strip().rstrip("%")
+    for raw in text.split(","):
+        part = raw.strip().rstrip("%")
         if not part:
             continue
         try:
@@ -181,8 +181,8 @@ def _sink(text: str) -> AlertSinkName:
 
 def _trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
     devices: list[TrustedDevice] = []
-    for entry in text.split(","):
-        entry = entry.strip()
+    for raw in text.split(","):
+        entry = raw.strip()
         if not entry:
             continue
         # user ids contain a colon themselves (@bot:example.org), so split from the right.

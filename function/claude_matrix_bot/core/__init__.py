@@ -1,0 +1,5 @@
+"""The functional core: pure decisions, no I/O, `now` always passed in."""
+
+from .decide import DecideConfig, Decision, decide, record_failure
+
+__all__ = ["DecideConfig", "Decision", "decide", "record_failure"]

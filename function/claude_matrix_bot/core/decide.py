@@ -1,0 +1,297 @@
+"""decide(previous, reading, now, config) -> Decision: which alerts are due, and the next state.
+
+Pure: no HTTP, storage, Matrix or clock. Each rule cites DESIGN §1.
+New alerts are appended to the next state's outbox, so the cycle can persist
+them before it tries to deliver anything (DESIGN §5, "nothing lost").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from ..model import Alert, AlertKind, BucketReading, Reading, is_weekly
+from ..settings import Settings
+from ..state import MAX_HISTORY_SAMPLES, MAX_SHIFT_MEMORY, BucketState, Health, Sample, State
+from . import messages
+from .forecast import project
+
+
+@dataclass(frozen=True, slots=True)
+class DecideConfig:
+    thresholds: tuple[int, ...] = (50, 80)
+    shift_tolerance_sec: int = 60
+    forecast_enabled: bool = True
+    forecast_window_sec: int = 21600
+    forecast_min_samples: int = 6
+    forecast_min_span_sec: int = 3600
+    health_failures: int = 3
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DecideConfig:
+        return cls(
+            thresholds=s.weekly_thresholds,
+            shift_tolerance_sec=s.reset_shift_tolerance_sec,
+            forecast_enabled=s.forecast_enabled,
+            forecast_window_sec=s.forecast_window_sec,
+            forecast_min_samples=s.forecast_min_samples,
+            forecast_min_span_sec=s.forecast_min_span_sec,
+            health_failures=s.health_failures,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    alerts: tuple[Alert, ...]
+    state: State
+
+
+def alert_id(kind: AlertKind, *parts: str) -> str:
+    """Stable id: the same alert always hashes the same, so a re-decided alert
+    reuses its Matrix transaction id and the room shows it once."""
+    digest = hashlib.sha256("|".join((kind, *parts)).encode()).hexdigest()[:32]
+    return f"cmb-{kind}-{digest}"
+
+
+def _key(moment: datetime | None) -> str:
+    # Sub-second jitter must not change an id: key on the nearest minute.
+    return "none" if moment is None else messages.round_minute(moment).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _make(
+    kind: AlertKind,
+    ident: str,
+    rendered: messages.Rendered,
+    now: datetime,
+    bucket: str | None = None,
+    **details: object,
+) -> Alert:
+    return Alert(
+        id=ident, kind=kind, plain=rendered.plain, html=rendered.html, bucket=bucket, created_at=now, details=details
+    )
+
+
+def _differs(a: datetime, b: datetime, tolerance_sec: int) -> bool:
+    return abs((a - b).total_seconds()) > tolerance_sec
+
+
+def needs_arming(previous: State | None) -> bool:
+    """First run ever: no state, or only the health record of runs that never read usage."""
+    return previous is None or (previous.armed_at is None and not previous.buckets)
+
+
+def decide(previous: State | None, reading: Reading, now: datetime, config: DecideConfig) -> Decision:
+    arming = needs_arming(previous)
+    prev = previous or State()
+    alerts: list[Alert] = []
+    buckets: dict[str, BucketState] = dict(prev.buckets)
+    now_ts = int(now.timestamp())
+
+    # degraded / recovered: a working cycle ends an episode (DESIGN §1).
+    health = prev.health
+    if health.degraded:
+        alerts.append(
+            _make(
+                "recovered",
+                alert_id("recovered", _key(health.failing_since)),
+                messages.render_recovered(health.failing_since, health.consecutive_failures, now),
+                now,
+            )
+        )
+    new_health = Health(last_success_at=now, last_attempt_at=now)
+
+    baseline: list[messages.BaselineRow] = []
+    bucket_alerts: list[Alert] = []
+
+    for name in sorted(set(reading.buckets) | set(reading.null_buckets)):
+        old = buckets.get(name)
+        current = reading.buckets.get(name)
+        if current is None:
+            # "A bucket going to or from null is not a shift": remember that it is
+            # null, keep the window and its dedup for when it comes back.
+            baseline.append(messages.BaselineRow(name, None, None))
+            buckets[name] = replace(old, utilization=None, resets_at=None) if old else BucketState()
+            continue
+        state, produced = _bucket_step(name, old, current, now, now_ts, config, arming=arming)
+        buckets[name] = state
+        bucket_alerts.extend(produced)
+        exceeded = tuple(t for t in config.thresholds if current.utilization >= t) if is_weekly(name) else ()
+        baseline.append(messages.BaselineRow(name, current.utilization, current.resets_at, exceeded))
+
+    armed_at = prev.armed_at
+    note = prev.note
+    if arming:
+        # The baseline replaces every per-bucket alert of this first run.
+        rendered = messages.render_armed(_baseline_order(baseline), config.thresholds, now, prev.note)
+        alerts.append(_make("armed", alert_id("armed", now.isoformat()), rendered, now, note=prev.note))
+        armed_at = now
+        note = None
+    else:
+        alerts.extend(bucket_alerts)
+
+    next_state = State(
+        buckets=buckets,
+        outbox=prev.outbox,
+        health=new_health,
+        armed_at=armed_at or now,
+        note=note,
+    )
+    return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
+
+
+def _baseline_order(rows: list[messages.BaselineRow]) -> list[messages.BaselineRow]:
+    # five_hour first, then weekly buckets with seven_day itself leading, then the rest.
+    def rank(row: messages.BaselineRow) -> tuple[int, str]:
+        if row.bucket == "five_hour":
+            return (0, "")
+        if row.bucket == "seven_day":
+            return (1, "")
+        return (2 if is_weekly(row.bucket) else 3, row.bucket)
+
+    return sorted(rows, key=rank)
+
+
+def _bucket_step(
+    name: str,
+    old: BucketState | None,
+    current: BucketReading,
+    now: datetime,
+    now_ts: int,
+    config: DecideConfig,
+    *,
+    arming: bool,
+) -> tuple[BucketState, list[Alert]]:
+    tol = config.shift_tolerance_sec
+    weekly = is_weekly(name)
+    alerts: list[Alert] = []
+    new_resets = current.resets_at
+
+    if old is None:
+        state = BucketState(window=new_resets)
+    else:
+        state = old
+        reference = old.resets_at or old.window
+        if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
+            if reference <= now:
+                # Natural rollover: the previous window had expired. Silent; a new
+                # window starts a new history and new dedup (DESIGN §1, §forecast).
+                state = BucketState(window=new_resets)
+            elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
+                # Reset shift: an active window's anchor moved. Once per distinct value.
+                alerts.append(
+                    _make(
+                        "reset_shift",
+                        alert_id("reset_shift", name, _key(new_resets)),
+                        messages.render_shift(name, old.resets_at, new_resets, current.utilization, now),
+                        now,
+                        bucket=name,
+                        old_resets_at=old.resets_at.isoformat(),
+                        new_resets_at=new_resets.isoformat(),
+                    )
+                )
+                state = replace(state, shifted_to=(*old.shifted_to, new_resets)[-MAX_SHIFT_MEMORY:])
+        if state.window is None:
+            state = replace(state, window=new_resets)
+
+    state = replace(state, utilization=current.utilization, resets_at=new_resets)
+    if not weekly:
+        return state, alerts
+
+    # Weekly thresholds: once per threshold per window; on arming, thresholds already
+    # exceeded are shown in the baseline and marked as said (DESIGN §1).
+    alerted = set(state.alerted_thresholds)
+    for threshold in config.thresholds:
+        if current.utilization >= threshold and threshold not in alerted:
+            alerted.add(threshold)
+            alerts.append(
+                _make(
+                    "threshold",
+                    alert_id("threshold", name, _key(state.window), str(threshold)),
+                    messages.render_threshold(name, threshold, current.utilization, new_resets, now),
+                    now,
+                    bucket=name,
+                    threshold=threshold,
+                    utilization=current.utilization,
+                    resets_at=new_resets.isoformat() if new_resets else None,
+                )
+            )
+    state = replace(state, alerted_thresholds=tuple(sorted(alerted)))
+
+    # Forecast history: this window's samples only, trimmed to FORECAST_WINDOW_SEC.
+    cutoff = now_ts - config.forecast_window_sec
+    history: list[Sample] = [s for s in state.history if cutoff <= s[0] < now_ts]
+    history.append((now_ts, current.utilization))
+    state = replace(state, history=tuple(history[-MAX_HISTORY_SAMPLES:]))
+
+    if config.forecast_enabled and not state.forecast_fired and new_resets is not None and new_resets > now:
+        projection = project(
+            state.history,
+            now=now,
+            current=current.utilization,
+            min_samples=config.forecast_min_samples,
+            min_span_sec=config.forecast_min_span_sec,
+        )
+        if projection is not None and projection.exhausted_at < new_resets:
+            state = replace(state, forecast_fired=True)
+            alerts.append(
+                _make(
+                    "forecast",
+                    alert_id("forecast", name, _key(state.window)),
+                    messages.render_forecast(name, projection, current.utilization, new_resets, now),
+                    now,
+                    bucket=name,
+                    projected_at=projection.exhausted_at.isoformat(),
+                    resets_at=new_resets.isoformat(),
+                    burn_rate_per_hour=round(projection.slope_per_hour, 3),
+                    samples=projection.samples,
+                    utilization=current.utilization,
+                )
+            )
+    return state, alerts
+
+
+def record_failure(
+    previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig
+) -> Decision:
+    """A cycle failed before it could decide. After HEALTH_FAILURES in a row, one
+    degraded alert per episode (DESIGN §1); the episode ends at the next success."""
+    prev = previous or State()
+    health = prev.health
+    failures = health.consecutive_failures + 1
+    since = health.failing_since or now
+    alerts: list[Alert] = []
+    degraded = health.degraded
+    if not degraded and failures >= config.health_failures:
+        degraded = True
+        alerts.append(
+            _make(
+                "degraded",
+                alert_id("degraded", _key(since)),
+                messages.render_degraded(error, failures, since, hint, now),
+                now,
+                error=error,
+                failures=failures,
+            )
+        )
+    new_health = replace(
+        health,
+        consecutive_failures=failures,
+        degraded=degraded,
+        failing_since=since,
+        last_error=error,
+        last_attempt_at=now,
+    )
+    state = replace(prev, health=new_health)
+    return Decision(tuple(alerts), state.with_outbox(prev.outbox + tuple(alerts)))
+
+
+def drop_delivered(state: State, delivered: tuple[str, ...]) -> State:
+    done = set(delivered)
+    return state.with_outbox(tuple(a for a in state.outbox if a.id not in done))
+
+
+def history_span(state: BucketState) -> timedelta:
+    if len(state.history) < 2:
+        return timedelta(0)
+    return timedelta(seconds=state.history[-1][0] - state.history[0][0])

@@ -1,0 +1,174 @@
+"""Rendering alerts for a person reading a phone: plain text and Matrix HTML.
+
+Every message leads with what happened and to which bucket, then the numbers.
+Times are UTC, rounded to the minute (the API's `…:59:59.6` means "on the hour"),
+with a relative hint ("in 2d 4h") so nobody has to do date arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+
+from ..model import FIVE_HOUR, WEEKLY_PREFIX, is_weekly
+from .forecast import Projection
+
+_KNOWN_LABELS = {
+    FIVE_HOUR: "5-hour session",
+    "seven_day": "Weekly (all models)",
+    "seven_day_opus": "Weekly Opus",
+    "seven_day_sonnet": "Weekly Sonnet",
+    "seven_day_oauth_apps": "Weekly OAuth apps",
+}
+
+
+def bucket_label(name: str) -> str:
+    """`seven_day_cowork` -> "Weekly Cowork": new buckets get a readable name unaided."""
+    if name in _KNOWN_LABELS:
+        return _KNOWN_LABELS[name]
+    if is_weekly(name):
+        rest = name[len(WEEKLY_PREFIX) :].strip("_").replace("_", " ")
+        return f"Weekly {rest.title()}" if rest else "Weekly"
+    return name.replace("_", " ").capitalize()
+
+
+def round_minute(moment: datetime) -> datetime:
+    return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
+
+
+def fmt_time(moment: datetime) -> str:
+    m = round_minute(moment)
+    return f"{m:%a} {m.day} {m:%b} {m:%H:%M} UTC"
+
+
+def fmt_duration(delta: timedelta) -> str:
+    """Two most significant units: 2d 4h, 3h 12m, 45m, <1m."""
+    total = int(abs(delta.total_seconds()) + 30) // 60  # whole minutes, rounded
+    days, rem = divmod(total, 1440)
+    hours, minutes = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else "<1m"
+
+
+def fmt_relative(moment: datetime, now: datetime) -> str:
+    delta = moment - now
+    if abs(delta.total_seconds()) < 30:
+        return "now"
+    return f"in {fmt_duration(delta)}" if delta.total_seconds() > 0 else f"{fmt_duration(delta)} ago"
+
+
+def fmt_when(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "no reset time reported"
+    return f"{fmt_time(moment)} ({fmt_relative(moment, now)})"
+
+
+def fmt_pct(value: float) -> str:
+    return f"{value:.0f}%" if abs(value - round(value)) < 0.05 else f"{value:.1f}%"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    plain: str
+    html: str
+
+
+def _render(title: str, lines: Sequence[str], *, html_lines: Sequence[str] | None = None) -> Rendered:
+    plain = "\n".join([title, *lines])
+    body = [escape(line) for line in lines] if html_lines is None else list(html_lines)
+    html = f"<b>{escape(title)}</b>" + "".join(f"<br>{line}" for line in body)
+    return Rendered(plain, html)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRow:
+    bucket: str
+    utilization: float | None  # None: the bucket came back null (unused)
+    resets_at: datetime | None
+    exceeded: tuple[int, ...] = ()
+
+
+def render_armed(rows: Sequence[BaselineRow], thresholds: Sequence[int], now: datetime, note: str | None) -> Rendered:
+    title = "📊 Claude usage watch armed"
+    if note:
+        title = "📊 Claude usage watch re-armed"
+    lines: list[str] = []
+    html_lines: list[str] = []
+    if note:
+        lines.append(note)
+        html_lines.append(f"<i>{escape(note)}</i>")
+    for row in rows:
+        label = bucket_label(row.bucket)
+        if row.utilization is None:
+            text = f"• {label}: not in use"
+        else:
+            text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now)}"
+            if row.exceeded:
+                text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
+        lines.append(text)
+        html_lines.append(escape(text))
+    if not rows:
+        lines.append("• no usage buckets reported yet")
+        html_lines.append(escape(lines[-1]))
+    limits = ", ".join(f"{t}%" for t in thresholds)
+    footer = f"Alerts at {limits} of weekly limits, on reset shifts and burn-rate forecasts."
+    lines.append(footer)
+    html_lines.append(escape(footer))
+    return _render(title, lines, html_lines=html_lines)
+
+
+def render_threshold(
+    bucket: str, threshold: int, utilization: float, resets_at: datetime | None, now: datetime
+) -> Rendered:
+    icon = "🔴" if threshold >= 80 else "🟠"
+    title = f"{icon} {bucket_label(bucket)} usage passed {threshold}%"
+    lines = [f"Now at {fmt_pct(utilization)}.", f"Resets {fmt_when(resets_at, now)}."]
+    return _render(title, lines)
+
+
+def render_shift(
+    bucket: str, old: datetime, new: datetime, utilization: float | None, now: datetime
+) -> Rendered:
+    moved = new - old
+    direction = "later" if moved.total_seconds() > 0 else "earlier"
+    title = f"⏱ {bucket_label(bucket)} reset moved {fmt_duration(moved)} {direction}"
+    lines = [f"Was {fmt_time(old)}, now {fmt_when(new, now)}."]
+    if utilization is not None:
+        lines.append(f"Usage {fmt_pct(utilization)}.")
+    return _render(title, lines)
+
+
+def render_forecast(
+    bucket: str, projection: Projection, current: float, resets_at: datetime, now: datetime
+) -> Rendered:
+    ahead = resets_at - projection.exhausted_at
+    title = f"🔥 {bucket_label(bucket)} on track to run out before it resets"
+    lines = [
+        f"At this pace it reaches 100% {fmt_when(projection.exhausted_at, now)}, "
+        f"{fmt_duration(ahead)} before the reset {fmt_when(resets_at, now)}.",
+        f"Now {fmt_pct(current)}, burning {projection.slope_per_hour:.1f}%/h "
+        f"(fit over {projection.samples} samples in the last {fmt_duration(timedelta(seconds=projection.span_sec))}).",
+    ]
+    return _render(title, lines)
+
+
+def render_degraded(error: str, failures: int, since: datetime | None, hint: str, now: datetime) -> Rendered:
+    title = "🚨 Claude usage watch is failing"
+    lines = [f"{failures} runs in a row failed" + (f" since {fmt_when(since, now)}." if since else ".")]
+    lines.append(f"Last error: {error}")
+    if hint:
+        lines.append(f"What to do: {hint}")
+    lines.append("Alerts are paused until it works again; you will get a message when it recovers.")
+    return _render(title, lines)
+
+
+def render_recovered(since: datetime | None, failures: int, now: datetime) -> Rendered:
+    title = "✅ Claude usage watch recovered"
+    outage = f" after {fmt_duration(now - since)}" if since else ""
+    lines = [f"Working again{outage} ({failures} failed runs)."]
+    return _render(title, lines)

@@ -1,0 +1,355 @@
+"""One watch cycle: lease → load state → tokens → fetch → decide → save → deliver → save.
+
+The imperative shell around the pure core. Both entry points (the HTTP function
+and the CLI) call `run_cycle` and only translate its `CycleResult`.
+
+Ordering rules (DESIGN §5):
+- new alerts are saved in the state's outbox *before* the sink sees them, and
+  leave it only once the sink reports them delivered;
+- every write is compare-and-swap, and the lease keeps a second trigger out;
+- an upstream failure is recorded in the health counters (so the room hears
+  about a persistent one) and still lets the outbox drain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from .core.decide import DecideConfig, decide, drop_delivered, record_failure
+from .errors import (
+    BadResponse,
+    BotError,
+    ConfigError,
+    DeliveryError,
+    Forbidden,
+    LeaseHeld,
+    RateLimited,
+    ServerError,
+    StorageError,
+    TokenRefreshError,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from .logs import register_secret
+from .model import Reading
+from .settings import Settings
+from .sinks.base import AlertSink
+from .state import CorruptState, State, dump_state, parse_state
+from .store import ABSENT, BlobStore, open_store
+from .tokens.base import OAuthTokens, StoredTokens, TokenStore
+
+log = logging.getLogger("claude_matrix_bot.cycle")
+
+STATE_KEY = "state.json"
+NIO_PREFIX = "nio/"
+# Shorter than the five-minute schedule, so a crashed run never costs a second tick,
+# and far longer than a healthy cycle (seconds).
+LEASE_TTL_SEC = 240
+
+CycleStatus = Literal["ok", "failed", "busy", "too_soon"]
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    status: CycleStatus
+    new_alerts: int = 0
+    delivered: int = 0
+    pending: int = 0
+    error: str | None = None
+    # "upstream", "delivery", "storage", "config": which part failed.
+    failure: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """CLI contract (DESIGN §3): 0 when the work is done or there was nothing to do
+        (another cycle holding the lease included), non-zero when something failed."""
+        if self.status != "failed":
+            return 0
+        return 2 if self.failure == "config" else 1
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "new_alerts": self.new_alerts,
+            "delivered": self.delivered,
+            "pending": self.pending,
+        }
+        if self.error:
+            out["error"] = self.error
+            out["failure"] = self.failure
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
+
+
+# --- state -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedState:
+    state: State | None  # None: first run ever
+    version: str | None  # None: no file yet
+
+
+def load_state(store: BlobStore, now: datetime) -> LoadedState:
+    """Read state.json. A corrupt file is moved aside (never deleted) and the bot
+    re-arms saying so; a future schema raises StateSchemaError and is left alone."""
+    try:
+        data, version = store.read(STATE_KEY)
+    except FileNotFoundError:
+        return LoadedState(None, None)
+    try:
+        return LoadedState(parse_state(data), version)
+    except CorruptState as exc:
+        aside = f"{STATE_KEY}.corrupt-{now:%Y%m%dT%H%M%SZ}"
+        with contextlib.suppress(StorageError):
+            # Two corrupt files in one second would collide; keep the first copy.
+            store.write(aside, data, expect=ABSENT)
+        log.warning("state.json is unreadable (%s); moved aside to %s and re-arming", exc, aside)
+        note = f"state.json could not be read ({exc}) and was moved aside to {aside}; starting over."
+        return LoadedState(State(note=note), version)
+
+
+def save_state(store: BlobStore, state: State, version: str | None) -> str:
+    return store.write(STATE_KEY, dump_state(state), expect=version if version is not None else ABSENT)
+
+
+# --- tokens and usage ------------------------------------------------------------
+
+
+class _RegisteringTokenStore:
+    """Registers every token it sees with the log redactor before anyone can use it."""
+
+    def __init__(self, inner: TokenStore) -> None:
+        self.inner = inner
+
+    def load(self) -> StoredTokens:
+        stored = self.inner.load()
+        register_secret(*stored.tokens.secrets())
+        return stored
+
+    def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
+        register_secret(*tokens.secrets())
+        return self.inner.save(tokens, expect_version=expect_version)
+
+
+def build_token_store(settings: Settings) -> TokenStore:
+    if settings.local_mode:
+        from .tokens.local import DirectoryTokenStore
+
+        store: TokenStore = DirectoryTokenStore(settings.oauth_tokens_dir)
+    else:
+        from .tokens.k8s import SecretTokenStore
+
+        assert settings.k8s_oauth_secret_name is not None  # guaranteed by load_settings
+        store = SecretTokenStore.from_settings(settings.k8s_oauth_secret_name, settings.k8s_namespace)
+    return _RegisteringTokenStore(store)
+
+
+def fetch_reading(settings: Settings, now: datetime, token_store: TokenStore | None = None) -> Reading:
+    from .tokens.oauth import TokenManager, TokenRefresher, fetch_with_refresh
+    from .usage import UsageClient
+
+    tokens = token_store or build_token_store(settings)
+    refresher = TokenRefresher(token_url=settings.anthropic_token_url, user_agent=settings.anthropic_user_agent)
+    manager = TokenManager(tokens, refresher, settings.oauth_refresh_leeway_sec)
+    client = UsageClient(base_url=settings.anthropic_base_url, user_agent=settings.anthropic_user_agent)
+    return fetch_with_refresh(manager, client, now)
+
+
+def explain(exc: BotError) -> tuple[str, str]:
+    """(what went wrong, what to do) for the degraded alert and the status output."""
+    if isinstance(exc, TokenRefreshError):
+        return str(exc), "re-bootstrap the Claude OAuth tokens (scripts/bootstrap-local.sh) and update the Secret"
+    if isinstance(exc, Unauthorized):
+        return str(exc), "the OAuth tokens were revoked or expired: re-bootstrap them"
+    if isinstance(exc, Forbidden):
+        return str(exc), "the token lacks the user:profile scope: log in with Claude Code again and re-bootstrap"
+    if isinstance(exc, RateLimited):
+        return str(exc), "check that ANTHROPIC_USER_AGENT looks like claude-code/<version>; otherwise it will pass"
+    if isinstance(exc, ServerError | UpstreamTimeout):
+        return str(exc), "the Anthropic API is having trouble; nothing to do unless it persists"
+    if isinstance(exc, BadResponse):
+        return str(exc), "the usage endpoint changed its answer: look for a newer release of the bot"
+    if isinstance(exc, StorageError):
+        return str(exc), "check the token Secret, its RBAC Role, or OAUTH_TOKENS_DIR"
+    return str(exc), ""
+
+
+# --- delivery ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_sink(settings: Settings, store: BlobStore) -> Iterator[AlertSink]:
+    """The configured sink. For Matrix, the nio key store lives beside state.json on a
+    directory store, or travels through a temporary folder for S3/GCS."""
+    if settings.alert_sink == "stdout":
+        from .sinks.stdout import StdoutSink
+
+        yield StdoutSink()
+        return
+
+    from .sinks.matrix import MatrixSink
+
+    token_file = settings.matrix_creds_dir / "access_token"
+    with contextlib.suppress(OSError):
+        register_secret(token_file.read_text().strip())
+    register_secret(settings.matrix_store_passphrase)
+    assert settings.matrix_room_id is not None  # guaranteed by load_settings
+
+    local = store.local_dir()
+    if local is not None:
+        nio_dir = Path(local) / NIO_PREFIX.rstrip("/")
+        nio_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        yield MatrixSink(
+            creds_dir=settings.matrix_creds_dir,
+            room_id=settings.matrix_room_id,
+            store_dir=nio_dir,
+            trusted_devices=settings.matrix_trusted_devices,
+            store_passphrase=settings.matrix_store_passphrase,
+        )
+        return
+
+    from .store.sync import download_tree, upload_tree
+
+    with tempfile.TemporaryDirectory(prefix="cmb-nio-") as tmp:
+        nio_dir = Path(tmp)
+        versions = download_tree(store, NIO_PREFIX, nio_dir)
+        try:
+            yield MatrixSink(
+                creds_dir=settings.matrix_creds_dir,
+                room_id=settings.matrix_room_id,
+                store_dir=nio_dir,
+                trusted_devices=settings.matrix_trusted_devices,
+                store_passphrase=settings.matrix_store_passphrase,
+            )
+        finally:
+            # Write back even after a failed delivery: keys uploaded or Olm sessions
+            # created must not be lost, or the next run would mint a new identity.
+            upload_tree(store, NIO_PREFIX, nio_dir, versions)
+
+
+def flush_outbox(
+    settings: Settings, store: BlobStore, state: State, version: str, sink: AlertSink | None
+) -> tuple[State, str, int, str | None]:
+    """Deliver what the outbox holds; return (state, version, delivered count, error)."""
+    if not state.outbox:
+        return state, version, 0, None  # no sink, no Matrix traffic on quiet cycles
+    try:
+        with contextlib.ExitStack() as stack:
+            target = sink if sink is not None else stack.enter_context(open_sink(settings, store))
+            report = target.deliver(state.outbox)
+    except DeliveryError as exc:
+        return state, version, 0, str(exc)
+    if report.delivered:
+        state = drop_delivered(state, report.delivered)
+        version = save_state(store, state, version)
+    return state, version, len(report.delivered), report.error
+
+
+# --- the cycle -------------------------------------------------------------------------
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    store: BlobStore | None = None,
+    token_store: TokenStore | None = None,
+    sink: AlertSink | None = None,
+    enforce_min_interval: bool = False,
+) -> CycleResult:
+    now = settings.now()
+    try:
+        store = store or open_store(settings.state_url)
+    except ConfigError as exc:
+        return CycleResult("failed", error=str(exc), failure="config")
+
+    from .store.lease import acquire_lease, release_lease
+
+    try:
+        lease = acquire_lease(store, holder=f"{os.getpid()}-{uuid.uuid4().hex[:12]}", now=now, ttl_sec=LEASE_TTL_SEC)
+    except LeaseHeld as exc:
+        log.info("another cycle is running (%s); nothing to do", exc)
+        return CycleResult("busy")
+    except StorageError as exc:
+        log.error("state store unusable: %s", exc)
+        return CycleResult("failed", error=str(exc), failure="storage")
+
+    try:
+        return _locked_cycle(settings, store, now, token_store, sink, enforce_min_interval)
+    except StorageError as exc:
+        log.error("state store failed: %s", exc)
+        return CycleResult("failed", error=str(exc), failure="storage")
+    finally:
+        try:
+            release_lease(store, lease)
+        except StorageError as exc:  # expiry frees it anyway
+            log.warning("could not release the lease: %s", exc)
+
+
+def _locked_cycle(
+    settings: Settings,
+    store: BlobStore,
+    now: datetime,
+    token_store: TokenStore | None,
+    sink: AlertSink | None,
+    enforce_min_interval: bool,
+) -> CycleResult:
+    loaded = load_state(store, now)
+    previous = loaded.state
+    last_poll = previous.health.last_attempt_at if previous else None
+    if enforce_min_interval and last_poll is not None:
+        elapsed = (now - last_poll).total_seconds()
+        if 0 <= elapsed < settings.min_interval_sec:
+            return CycleResult(
+                "too_soon",
+                pending=len(previous.outbox) if previous else 0,
+                retry_after=settings.min_interval_sec - elapsed,
+            )
+
+    config = DecideConfig.from_settings(settings)
+    upstream_error: BotError | None = None
+    try:
+        reading = fetch_reading(settings, now, token_store)
+    except ConfigError as exc:
+        return CycleResult("failed", error=str(exc), failure="config")
+    except (UpstreamError, StorageError) as exc:
+        upstream_error = exc
+        summary, hint = explain(exc)
+        log.error("usage check failed: %s", summary)
+        decision = record_failure(previous, summary, hint, now, config)
+    else:
+        decision = decide(previous, reading, now, config)
+
+    for alert in decision.alerts:
+        log.info("alert %s %s%s", alert.kind, alert.id, f" ({alert.bucket})" if alert.bucket else "")
+    state = decision.state
+    version = save_state(store, state, loaded.version)
+    state, version, delivered, delivery_error = flush_outbox(settings, store, state, version, sink)
+    if delivery_error:
+        log.error("delivery failed, %d alert(s) kept for the next run: %s", len(state.outbox), delivery_error)
+
+    result = CycleResult(
+        "ok",
+        new_alerts=len(decision.alerts),
+        delivered=delivered,
+        pending=len(state.outbox),
+    )
+    if upstream_error is not None:
+        retry_after = upstream_error.retry_after if isinstance(upstream_error, RateLimited) else None
+        return replace(result, status="failed", error=explain(upstream_error)[0], failure="upstream",
+                       retry_after=retry_after)
+    if delivery_error:
+        return replace(result, status="failed", error=delivery_error, failure="delivery")
+    return result

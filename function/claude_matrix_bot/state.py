@@ -1,0 +1,272 @@
+"""The bot's memory (DESIGN §4): what it saw, what it already said, what it still owes.
+
+`State` is an immutable value; `parse_state(bytes)` reads v2 (and upgrades v1),
+`dump_state(State)` writes v2. Both are pure: the cycle moves the bytes.
+
+Size is bounded whatever the uptime: history is trimmed to the forecast window
+and capped in count, shift dedup keeps only a few recent values, and the outbox
+only holds undelivered alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import StateSchemaError
+from .model import Alert
+
+SCHEMA = 2
+# A trigger storm is refused after MIN_INTERVAL_SEC, but the cap keeps the file
+# small even if that is set to 0: 6 h at one sample a minute.
+MAX_HISTORY_SAMPLES = 360
+MAX_SHIFT_MEMORY = 4
+MAX_OUTBOX = 200
+
+
+class CorruptState(ValueError):
+    """`state.json` cannot be understood at all: it is moved aside and the bot re-arms."""
+
+
+Sample = tuple[int, float]  # (Unix seconds, utilization percent)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    utilization: float | None = None
+    resets_at: datetime | None = None
+    # The `resets_at` that identified the current window when it began; it keys
+    # per-window dedup (threshold and forecast alert ids) and survives shifts.
+    window: datetime | None = None
+    alerted_thresholds: tuple[int, ...] = ()
+    history: tuple[Sample, ...] = ()
+    forecast_fired: bool = False
+    # New `resets_at` values already announced as shifts (dedup "once per value").
+    shifted_to: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    consecutive_failures: int = 0
+    degraded: bool = False
+    failing_since: datetime | None = None
+    last_error: str | None = None
+    last_success_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    buckets: dict[str, BucketState] = field(default_factory=dict)
+    outbox: tuple[Alert, ...] = ()
+    health: Health = field(default_factory=Health)
+    armed_at: datetime | None = None
+    # Where an upgrade or a repair came from, shown once in the next armed message.
+    note: str | None = None
+
+    def with_outbox(self, outbox: tuple[Alert, ...]) -> State:
+        # An alert decided twice (same stable id) is queued once.
+        first: dict[str, Alert] = {}
+        for alert in outbox:
+            first.setdefault(alert.id, alert)
+        return replace(self, outbox=tuple(first.values())[-MAX_OUTBOX:])
+
+
+# --- encoding ------------------------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: object, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CorruptState(f"{where}: expected an ISO time, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CorruptState(f"{where}: not an ISO time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _number(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CorruptState(f"{where}: expected a number")
+    return float(value)
+
+
+def _thresholds(value: object, where: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise CorruptState(f"{where}: expected a list")
+    out: set[int] = set()
+    for item in value:
+        number = _number(item, where)
+        if number is not None:
+            out.add(int(number))
+    return tuple(sorted(out))
+
+
+def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
+    return {
+        "utilization": bucket.utilization,
+        "resets_at": _iso(bucket.resets_at),
+        "window": _iso(bucket.window),
+        "alerted_thresholds": list(bucket.alerted_thresholds),
+        "forecast_fired": bucket.forecast_fired,
+        "shifted_to": [_iso(m) for m in bucket.shifted_to],
+        # Compact pairs keep 6 h of samples in a few KB.
+        "history": [[t, round(u, 3)] for t, u in bucket.history],
+    }
+
+
+def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
+    where = f"buckets.{name}"
+    if not isinstance(raw, dict):
+        raise CorruptState(f"{where}: expected an object")
+    history: list[Sample] = []
+    if not v1:
+        raw_history = raw.get("history") or []
+        if not isinstance(raw_history, list):
+            raise CorruptState(f"{where}.history: expected a list")
+        for pair in raw_history[-MAX_HISTORY_SAMPLES:]:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise CorruptState(f"{where}.history: expected [time, utilization] pairs")
+            t = _number(pair[0], where)
+            u = _number(pair[1], where)
+            if t is None or u is None:
+                raise CorruptState(f"{where}.history: null sample")
+            history.append((int(t), u))
+    resets_at = _parse_time(raw.get("resets_at"), f"{where}.resets_at")
+    shifted_raw = raw.get("shifted_to") or []
+    if not isinstance(shifted_raw, list):
+        raise CorruptState(f"{where}.shifted_to: expected a list")
+    shifted = tuple(m for m in (_parse_time(s, f"{where}.shifted_to") for s in shifted_raw) if m is not None)
+    return BucketState(
+        utilization=_number(raw.get("utilization"), f"{where}.utilization"),
+        resets_at=resets_at,
+        # v1 had no window key: the current resets_at is the best anchor we have.
+        window=_parse_time(raw.get("window"), f"{where}.window") if not v1 else resets_at,
+        alerted_thresholds=_thresholds(raw.get("alerted_thresholds"), f"{where}.alerted_thresholds"),
+        history=tuple(history),
+        forecast_fired=bool(raw.get("forecast_fired", False)),
+        shifted_to=shifted[-MAX_SHIFT_MEMORY:],
+    )
+
+
+def _alert_from_json(raw: object) -> Alert:
+    if not isinstance(raw, dict):
+        raise CorruptState("outbox: expected objects")
+    try:
+        details = dict(raw.get("details") or {})
+        return Alert(
+            id=str(raw["id"]),
+            kind=raw["kind"],
+            plain=str(raw["plain"]),
+            html=str(raw["html"]),
+            bucket=raw.get("bucket"),
+            created_at=_parse_time(raw.get("created_at"), "outbox.created_at"),
+            details=details,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptState(f"outbox: malformed alert ({exc.__class__.__name__})") from None
+
+
+def _alert_to_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "bucket": alert.bucket,
+        "plain": alert.plain,
+        "html": alert.html,
+        "created_at": _iso(alert.created_at),
+        "details": alert.details,
+    }
+
+
+def dump_state(state: State) -> bytes:
+    health = state.health
+    doc = {
+        "schema": SCHEMA,
+        "armed_at": _iso(state.armed_at),
+        "note": state.note,
+        "buckets": {name: _bucket_to_json(b) for name, b in sorted(state.buckets.items())},
+        "outbox": [_alert_to_json(a) for a in state.outbox],
+        "health": {
+            "consecutive_failures": health.consecutive_failures,
+            "degraded": health.degraded,
+            "failing_since": _iso(health.failing_since),
+            "last_error": health.last_error,
+            "last_success_at": _iso(health.last_success_at),
+            "last_attempt_at": _iso(health.last_attempt_at),
+        },
+    }
+    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def parse_state(data: bytes) -> State:
+    """Read v2 or upgrade v1. Raise `StateSchemaError` for a future schema (the file
+    must be left alone) and `CorruptState` for anything unreadable."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CorruptState("not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise CorruptState("top level is not an object")
+    schema = doc.get("schema")
+    if schema is None:
+        return _upgrade_v1(doc)
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise CorruptState("schema is not a number")
+    if schema > SCHEMA:
+        raise StateSchemaError(
+            f"state.json has schema {schema}, this release understands up to {SCHEMA}: "
+            "upgrade the bot (the file was left untouched)"
+        )
+    if schema != SCHEMA:
+        raise CorruptState(f"unknown schema {schema}")
+    raw_buckets = doc.get("buckets") or {}
+    raw_outbox = doc.get("outbox") or []
+    raw_health = doc.get("health") or {}
+    if not isinstance(raw_buckets, dict) or not isinstance(raw_outbox, list) or not isinstance(raw_health, dict):
+        raise CorruptState("buckets/outbox/health have the wrong type")
+    failures = _number(raw_health.get("consecutive_failures", 0), "health.consecutive_failures") or 0
+    last_error = raw_health.get("last_error")
+    note = doc.get("note")
+    return State(
+        buckets={str(k): _bucket_from_json(str(k), v, v1=False) for k, v in raw_buckets.items()},
+        outbox=tuple(_alert_from_json(a) for a in raw_outbox)[-MAX_OUTBOX:],
+        health=Health(
+            consecutive_failures=max(0, int(failures)),
+            degraded=bool(raw_health.get("degraded", False)),
+            failing_since=_parse_time(raw_health.get("failing_since"), "health.failing_since"),
+            last_error=last_error if isinstance(last_error, str) else None,
+            last_success_at=_parse_time(raw_health.get("last_success_at"), "health.last_success_at"),
+            last_attempt_at=_parse_time(raw_health.get("last_attempt_at"), "health.last_attempt_at"),
+        ),
+        armed_at=_parse_time(doc.get("armed_at"), "armed_at"),
+        note=note if isinstance(note, str) else None,
+    )
+
+
+def _upgrade_v1(doc: dict[str, Any]) -> State:
+    """v1: `{bucket: {utilization, resets_at, alerted_thresholds}}` with no schema key.
+    History starts empty; dedup flags are kept (DESIGN §4)."""
+    buckets: dict[str, BucketState] = {}
+    for name, raw in doc.items():
+        if raw is None:
+            continue
+        buckets[str(name)] = _bucket_from_json(str(name), raw, v1=True)
+    # A v1 file means the bot was armed already: the caller passes this State as
+    # `previous`, so there is no second baseline and no alert storm.
+    return State(buckets=buckets)

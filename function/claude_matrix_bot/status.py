@@ -1,0 +1,140 @@
+"""What `claude-matrix-bot status` and `GET /` show: buckets, history, forecast, health.
+
+Read-only (no lease, no API call) and secret-free by construction: it only
+looks at state.json, which never holds a secret.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .core import messages
+from .core.forecast import project
+from .model import is_weekly
+from .settings import Settings
+from .state import State, parse_state
+from .store import BlobStore, open_store
+
+STATE_KEY = "state.json"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def status_report(settings: Settings, store: BlobStore | None = None) -> dict[str, Any]:
+    now = settings.now()
+    store = store or open_store(settings.state_url)
+    try:
+        data, _ = store.read(STATE_KEY)
+    except FileNotFoundError:
+        return {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
+    state = parse_state(data)
+    return _report(settings, state, now)
+
+
+def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
+    buckets: dict[str, Any] = {}
+    for name, bucket in sorted(state.buckets.items()):
+        entry: dict[str, Any] = {
+            "label": messages.bucket_label(name),
+            "utilization": bucket.utilization,
+            "resets_at": _iso(bucket.resets_at),
+        }
+        if is_weekly(name):
+            history = bucket.history
+            entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
+            entry["history"] = {
+                "samples": len(history),
+                "span_sec": history[-1][0] - history[0][0] if len(history) > 1 else 0,
+            }
+            forecast: dict[str, Any] = {
+                "enabled": settings.forecast_enabled,
+                "fired_this_window": bucket.forecast_fired,
+            }
+            if bucket.utilization is not None and history:
+                projection = project(
+                    history,
+                    now=now,
+                    current=bucket.utilization,
+                    min_samples=settings.forecast_min_samples,
+                    min_span_sec=settings.forecast_min_span_sec,
+                )
+                if projection is not None:
+                    forecast.update(
+                        burn_rate_per_hour=round(projection.slope_per_hour, 3),
+                        projected_at=_iso(projection.exhausted_at),
+                        before_reset=bucket.resets_at is not None and projection.exhausted_at < bucket.resets_at,
+                        samples=projection.samples,
+                    )
+                else:
+                    forecast["projection"] = "not enough data or not rising"
+            entry["forecast"] = forecast
+        buckets[name] = entry
+    health = state.health
+    return {
+        "state_url": settings.state_url,
+        "armed": state.armed_at is not None or bool(state.buckets),
+        "armed_at": _iso(state.armed_at),
+        "now": _iso(now),
+        "buckets": buckets,
+        "outbox": [{"id": a.id, "kind": a.kind, "bucket": a.bucket} for a in state.outbox],
+        "health": {
+            "consecutive_failures": health.consecutive_failures,
+            "degraded": health.degraded,
+            "failing_since": _iso(health.failing_since),
+            "last_error": health.last_error,
+            "last_success_at": _iso(health.last_success_at),
+            "last_attempt_at": _iso(health.last_attempt_at),
+        },
+    }
+
+
+def format_status(report: dict[str, Any]) -> str:
+    now = datetime.fromisoformat(report["now"].replace("Z", "+00:00"))
+    lines = [f"state: {report['state_url']}"]
+    if not report["armed"]:
+        lines.append("not armed yet: the first successful run posts the baseline")
+        return "\n".join(lines)
+    health = report["health"]
+    if health["last_success_at"]:
+        last_ok = datetime.fromisoformat(health["last_success_at"].replace("Z", "+00:00"))
+        lines.append(f"last success: {messages.fmt_when(last_ok, now)}")
+    if health["consecutive_failures"]:
+        lines.append(
+            f"FAILING: {health['consecutive_failures']} run(s) in a row"
+            + (" (degraded alert sent)" if health["degraded"] else "")
+            + f"; last error: {health['last_error']}"
+        )
+    for name, b in report["buckets"].items():
+        if b["utilization"] is None:
+            lines.append(f"{b['label']} ({name}): not in use")
+            continue
+        resets = datetime.fromisoformat(b["resets_at"].replace("Z", "+00:00")) if b["resets_at"] else None
+        pct = messages.fmt_pct(b["utilization"])
+        lines.append(f"{b['label']} ({name}): {pct}, resets {messages.fmt_when(resets, now)}")
+        if "history" in b:
+            hist = b["history"]
+            lines.append(
+                f"  thresholds alerted: {b['alerted_thresholds'] or 'none'}; history: {hist['samples']} samples "
+                f"over {messages.fmt_duration(_seconds(hist['span_sec']))}"
+            )
+            fc = b["forecast"]
+            if "projected_at" in fc:
+                at = datetime.fromisoformat(fc["projected_at"].replace("Z", "+00:00"))
+                verdict = "BEFORE the reset" if fc["before_reset"] else "after the reset"
+                lines.append(
+                    f"  forecast: {fc['burn_rate_per_hour']:.2f}%/h, 100% {messages.fmt_when(at, now)} ({verdict})"
+                )
+            else:
+                lines.append(f"  forecast: {fc.get('projection', 'n/a')}")
+    if report["outbox"]:
+        lines.append(f"undelivered alerts: {len(report['outbox'])}")
+    return "\n".join(lines)
+
+
+def _seconds(value: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
