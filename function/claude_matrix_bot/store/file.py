@@ -42,7 +42,8 @@ class DirectoryStore:
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        if not key or key.startswith("/") or ".." in Path(key).parts:
+        # Same rule as the bucket backends: `a//b` or `./a` would alias another key here.
+        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
             raise StorageError(f"invalid store key {key!r}")
         return self.root / key
 
