@@ -153,7 +153,10 @@ class FakeKubeApiServer:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-apiserver", daemon=True)
+        # A short poll interval keeps shutdown (each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-kube-apiserver", daemon=True
+        )
         self._thread.start()
         return self
 

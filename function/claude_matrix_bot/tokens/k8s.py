@@ -105,7 +105,7 @@ class SecretTokenStore:
 
     def load(self) -> StoredTokens:
         # Imported here, not at the top: LOCAL_MODE runs never pay for the client.
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         try:
             secret = self._api.read_namespaced_secret(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
@@ -126,7 +126,7 @@ class SecretTokenStore:
         return StoredTokens(tokens=tokens, version=version)
 
     def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         if not expect_version:
             # An empty resourceVersion would make the patch unconditional.
@@ -231,7 +231,7 @@ class SecretTokenStore:
 
 def _api_from_environment() -> tuple[CoreV1Api, str | None]:
     """A client with in-cluster credentials, else the kubeconfig's (and its context's namespace)."""
-    from kubernetes import client, config  # noqa: PLC0415 - the heavy client only when this store is used
+    from kubernetes import client, config  # the heavy client only when this store is used
 
     configuration = client.Configuration()
     try:
