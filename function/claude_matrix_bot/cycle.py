@@ -143,6 +143,11 @@ class _RegisteringTokenStore:
         register_secret(*tokens.secrets())
         return self.inner.save(tokens, expect_version=expect_version)
 
+    def refresh_lock(self) -> contextlib.AbstractContextManager[None]:
+        # Keep the inner store's cross-process refresh lock visible to TokenManager.
+        lock = getattr(self.inner, "refresh_lock", None)
+        return lock() if callable(lock) else contextlib.nullcontext()
+
 
 def build_token_store(settings: Settings) -> TokenStore:
     if settings.local_mode:
@@ -162,10 +167,12 @@ def fetch_reading(settings: Settings, now: datetime, token_store: TokenStore | N
     from .usage import UsageClient
 
     tokens = token_store or build_token_store(settings)
-    refresher = TokenRefresher(token_url=settings.anthropic_token_url, user_agent=settings.anthropic_user_agent)
-    manager = TokenManager(tokens, refresher, settings.oauth_refresh_leeway_sec)
-    client = UsageClient(base_url=settings.anthropic_base_url, user_agent=settings.anthropic_user_agent)
-    return fetch_with_refresh(manager, client, now)
+    with (
+        TokenRefresher(token_url=settings.anthropic_token_url, user_agent=settings.anthropic_user_agent) as refresher,
+        UsageClient(base_url=settings.anthropic_base_url, user_agent=settings.anthropic_user_agent) as client,
+    ):
+        manager = TokenManager(tokens, refresher, settings.oauth_refresh_leeway_sec)
+        return fetch_with_refresh(manager, client, now)
 
 
 def explain(exc: BotError) -> tuple[str, str]:

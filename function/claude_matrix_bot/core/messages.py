@@ -163,7 +163,7 @@ def render_degraded(error: str, failures: int, since: datetime | None, hint: str
     lines.append(f"Last error: {error}")
     if hint:
         lines.append(f"What to do: {hint}")
-    lines.append("Alerts are paused until it works again; you will get a message when it recovers.")
+    lines.append("Usage alerts cannot fire until it works again; a message follows when it recovers.")
     return _render(title, lines)
 
 
