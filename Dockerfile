@@ -1,0 +1,46 @@
+# claude-matrix-bot: one image for every entry point.
+#   default            functions-framework serving the `watch` target on $PORT (8080)
+#   claude-matrix-bot run          one in-process cycle (CronJob fallback)
+#   claude-matrix-bot-trigger      the trigger shim (CronJob -> Knative Service)
+# Build: scripts/build-push.sh (multi-arch, provenance + SBOM).
+
+# Both stages must use the same base: the final stage reuses the builder's virtualenv,
+# whose scripts point at this interpreter path.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+# Compilers only here, for any dependency without a wheel on the target platform.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY function/ function/
+COPY shim/ shim/
+# A regular (non-editable) install: the final stage carries no source tree but main.py.
+RUN /opt/venv/bin/pip install ".[all]" \
+ && /opt/venv/bin/pip check
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="claude-matrix-bot" \
+      org.opencontainers.image.description="Claude subscription usage alerts into an end-to-end-encrypted Matrix room" \
+      org.opencontainers.image.licenses="MIT"
+# A fixed numeric uid/gid (65532, as in distroless "nonroot") so Kubernetes'
+# runAsNonRoot can verify it and the manifests can name it.
+RUN groupadd --gid 65532 nonroot \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin nonroot
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY function/main.py /app/function/main.py
+# The root filesystem is read-only in the cluster: no .pyc writes, HOME on the /tmp emptyDir.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    PORT=8080
+USER 65532:65532
+EXPOSE 8080
+# No --port: functions-framework reads $PORT, which Knative sets for the container.
+CMD ["functions-framework", "--source", "/app/function/main.py", "--target", "watch"]
