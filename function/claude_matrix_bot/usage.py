@@ -42,9 +42,10 @@ EXCERPT_CHARS = 200
 _UTILIZATION_FLOOR = -1.0
 _UTILIZATION_CEILING = 1000.0
 
-# A `null` value counts as a bucket only under a bucket-like name (`five_hour`,
-# `seven_day_opus`, `seven_day_oauth_apps`, ...), so `"extra_usage": null` or
-# `"limits": null` do not show up as unused buckets in the baseline.
+# Buckets are named after their window (`five_hour`, `seven_day`, `seven_day_opus`,
+# `seven_day_cowork`, ...). Other keys are not buckets even when they carry a
+# `utilization`: `extra_usage` has one (percent of a monthly credit limit, or
+# null), and treating it as a window would invent resets and thresholds.
 _BUCKET_NAME = re.compile(r"^[a-z0-9]+_(?:hour|hours|day|days|week|weeks|month|months)(?:_[a-z0-9_]+)?$")
 
 
@@ -83,8 +84,9 @@ def _utilization(bucket: str, value: object) -> float:
 def parse_usage(payload: object, taken_at: datetime) -> Reading:
     """Turn the decoded JSON of the usage endpoint into a `Reading`.
 
-    Buckets are the top-level keys whose value is an object with a `utilization`
-    (a percent). `null` buckets (or `utilization: null`) go to `null_buckets`.
+    Buckets are the top-level keys named like a window (`five_hour`, `seven_day*`)
+    whose value is an object with a `utilization` (a percent). `null` buckets (or
+    `utilization: null`) go to `null_buckets`; every other key is ignored.
     Raises `BadResponse` for a non-object, for an answer with no bucket at all,
     and for a bucket whose `utilization` or `resets_at` is not sane.
     """
@@ -93,14 +95,13 @@ def parse_usage(payload: object, taken_at: datetime) -> Reading:
     buckets: dict[str, BucketReading] = {}
     null_buckets: list[str] = []
     for key, value in payload.items():
-        if not isinstance(key, str):  # pragma: no cover - json.loads only makes str keys
-            continue
+        if not isinstance(key, str) or not _BUCKET_NAME.match(key):
+            continue  # extra_usage, limits, ...: not a usage window
         if value is None:
-            if _BUCKET_NAME.match(key):
-                null_buckets.append(key)
+            null_buckets.append(key)
             continue
         if not isinstance(value, dict) or "utilization" not in value:
-            continue  # extra_usage, limits, seven_day_breakdown, ...: not ours
+            continue  # e.g. seven_day_breakdown: an object, but not a bucket
         if value["utilization"] is None:
             null_buckets.append(key)
             continue

@@ -166,7 +166,8 @@ class DirectoryTokenStore:
                 for name in WRITE_ORDER:
                     temps[name] = self._write_temp(name, contents[name])
                 for name in WRITE_ORDER:
-                    os.replace(temps.pop(name), self.directory / name)
+                    os.replace(temps[name], self.directory / name)
+                    del temps[name]
                 _fsync_dir(self.directory)
             except OSError as exc:
                 reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror

@@ -1,0 +1,619 @@
+"""A loopback fake of the Anthropic usage and OAuth token endpoints.
+
+Real HTTP on 127.0.0.1 (a free port), so the bot's real httpx clients talk to
+it. It behaves like the real service as far as DESIGN §2 knows it:
+
+- `GET /api/oauth/usage` needs `anthropic-beta: oauth-2025-04-20` (else 401
+  "OAuth authentication is currently not supported", as the real API says), a
+  `User-Agent` starting `claude-code/` (else a persistent 429, as the real one),
+  and a bearer token it issued that is neither expired nor revoked (else 401);
+  a token issued without the `user:profile` scope gets 403. It answers the
+  current usage payload, optionally with the sub-second jitter of `resets_at`
+  that the real endpoint shows.
+- `POST /v1/oauth/token` (JSON or form body) with `grant_type=refresh_token`,
+  the Claude Code `client_id` and a refresh token: each refresh token works
+  exactly once (reuse -> 400 `{"error": "invalid_grant"}`); it answers a new
+  access token and a new refresh token with `expires_in`.
+
+In-process use (a context manager)::
+
+    with FakeAnthropic() as fake:
+        issued = fake.write_tokens_dir(tmp_path / "tokens")
+        fake.set_usage({...}, jitter=True)
+        fake.fail_next("usage", 503, times=2)
+        ... UsageClient(fake.base_url, "claude-code/2.0.55") ...
+        fake.usage_calls, fake.refresh_calls, fake.requests
+
+As a process (subprocess tests, the demo)::
+
+    python -m tests.fakes.anthropic --port 0 [--state-file S.json] [--tokens-dir DIR] [--expires-in 3600]
+
+prints `READY <base_url>` on stdout once it listens. With `--state-file` the
+tokens, usage payload and counters are loaded from that file at start (if it
+exists) and written back after every change, so a restarted fake keeps the
+refresh-token chain. With `--tokens-dir` it mints a pair at start and writes it
+in the `OAUTH_TOKENS_DIR` layout. The token URL is `<base_url>/v1/oauth/token`.
+
+Control API (same server, JSON bodies, answers JSON):
+
+- `POST /_control/usage`   `{"payload": {...}, "jitter": false}` sets the usage answer.
+- `POST /_control/fail`    `{"kind": "usage"|"token"|"any", "status": 500, "body": "...",
+                            "headers": {...}, "times": 1, "delay": 0.0, "drop": false}`
+                           injects a fault for the next matching requests (`drop`
+                           closes the connection without an answer; `delay`
+                           sleeps before answering, for client timeouts).
+- `POST /_control/tokens`  `{"scopes": [...], "expires_in": 3600, "tokens_dir": "/dir"}`
+                           mints a valid pair; answers `{"access_token",
+                           "refresh_token", "expires_at_ms"}` and, with
+                           `tokens_dir`, writes the three files there.
+- `POST /_control/revoke`  `{"access_token": "..."}` or `{"all": true}` makes access
+                           tokens invalid (the next usage call gets 401).
+- `POST /_control/reset`   clears faults, counters and the request log.
+- `GET  /_control/stats`   `{"usage_calls", "refresh_calls", "invalid_grants",
+                           "requests": [{"method", "path", "user_agent", "beta"}, ...]}`.
+
+All tokens here are random strings minted by the fake; none is a real secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+BETA = "oauth-2025-04-20"
+USAGE_PATH = "/api/oauth/usage"
+TOKEN_PATH = "/v1/oauth/token"
+FULL_SCOPES = ("user:inference", "user:profile")
+INFERENCE_ONLY = ("user:inference",)
+
+HTML_BODY = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
+TRUNCATED_JSON = '{"five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:5'
+WRONG_SHAPE_JSON = '[{"five_hour": 24.0}]'
+
+# The real sample of DESIGN §2.
+SAMPLE_USAGE: dict[str, Any] = {
+    "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:59:59.600956+00:00"},
+    "seven_day": {"utilization": 36.0, "resets_at": "2026-01-08T06:59:59.600974+00:00"},
+    "seven_day_sonnet": {"utilization": 1.0, "resets_at": "2026-01-08T06:59:59.600981+00:00"},
+    "seven_day_opus": None,
+    "seven_day_oauth_apps": None,
+    "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
+}
+
+FaultKind = Literal["usage", "token", "any"]
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, used for the next `times` matching requests."""
+
+    kind: FaultKind
+    status: int = 500
+    body: str | bytes = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int = 1
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What the fake received. Headers are kept whole (fake tokens only) so tests can assert them."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_at_ms: int
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.expires_at_ms / 1000, tz=UTC)
+
+
+@dataclass
+class _Access:
+    expires_at: float  # wall clock seconds
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+
+@dataclass
+class _Refresh:
+    scopes: tuple[str, ...]
+    access_token: str  # the access token issued together with it
+    used: bool = False
+
+
+def write_tokens_dir(directory: Path, access_token: str, refresh_token: str, expires_at_ms: int) -> None:
+    """Write the `OAUTH_TOKENS_DIR` layout (three text files, 0600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in (
+        ("accessToken", access_token),
+        ("refreshToken", refresh_token),
+        ("expiresAt", str(expires_at_ms)),
+    ):
+        path = directory / name
+        path.write_text(value + "\n", encoding="utf-8")
+        path.chmod(0o600)
+
+
+class FakeAnthropic:
+    """The fake service. Thread-safe; start/stop may be repeated (same port on restart)."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        expires_in: int = 3600,
+        invalidate_old_access: bool = False,
+        rotate_refresh_tokens: bool = True,
+        state_file: Path | None = None,
+    ) -> None:
+        self.port = port
+        self.expires_in = expires_in
+        self.invalidate_old_access = invalidate_old_access
+        self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.state_file = state_file
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._access: dict[str, _Access] = {}
+        self._refresh: dict[str, _Refresh] = {}
+        self._usage: Any = json.loads(json.dumps(SAMPLE_USAGE))
+        self._jitter = False
+        self._faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+        self.usage_calls = 0
+        self.refresh_calls = 0
+        self.invalid_grants = 0
+        if state_file is not None and state_file.exists():
+            self._load_state(state_file)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + TOKEN_PATH
+
+    def start(self) -> FakeAnthropic:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        # A short poll interval keeps stop() (and so every test teardown) quick.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-anthropic", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket: connections to the port are refused until `start()`."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping on a `delay` fault
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @contextlib.contextmanager
+    def refusing_connections(self) -> Iterator[None]:
+        """Within the block the port refuses connections (the server is stopped)."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    # --- configuration ---------------------------------------------------------------
+
+    def set_usage(self, payload: Any, *, jitter: bool = False) -> None:
+        with self._lock:
+            self._usage = json.loads(json.dumps(payload))
+            self._jitter = jitter
+            self._persist()
+
+    def fail_next(
+        self,
+        kind: FaultKind,
+        status: int = 500,
+        *,
+        body: str | bytes | Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+        delay: float = 0.0,
+        drop: bool = False,
+    ) -> None:
+        """Answer the next `times` requests of `kind` with `status` and `body` (str, bytes or JSON)."""
+        if body is None:
+            text: str | bytes = json.dumps(
+                {"type": "error", "error": {"type": "fault", "message": f"injected {status}"}}
+            )
+        elif isinstance(body, Mapping):
+            text = json.dumps(dict(body))
+        else:
+            text = body
+        with self._lock:
+            self._faults.append(Fault(kind, status, text, dict(headers or {}), times, delay, drop))
+
+    def issue_tokens(self, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None) -> IssuedTokens:
+        """Mint a valid (access, refresh) pair as if a user had just logged in."""
+        with self._lock:
+            issued = self._mint(scopes, self.expires_in if expires_in is None else expires_in)
+            self._persist()
+            return issued
+
+    def write_tokens_dir(
+        self, directory: Path, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None
+    ) -> IssuedTokens:
+        """Mint a pair and write it into `directory` in the `OAUTH_TOKENS_DIR` layout."""
+        issued = self.issue_tokens(scopes=scopes, expires_in=expires_in)
+        write_tokens_dir(directory, issued.access_token, issued.refresh_token, issued.expires_at_ms)
+        return issued
+
+    def revoke(self, access_token: str | None = None) -> None:
+        """Invalidate one access token, or all of them (the next usage call gets 401)."""
+        with self._lock:
+            for token, access in self._access.items():
+                if access_token is None or token == access_token:
+                    access.revoked = True
+            self._persist()
+
+    def is_valid_access(self, access_token: str) -> bool:
+        with self._lock:
+            access = self._access.get(access_token)
+            return access is not None and not access.revoked and access.expires_at > time.time()
+
+    def is_unused_refresh(self, refresh_token: str) -> bool:
+        with self._lock:
+            entry = self._refresh.get(refresh_token)
+            return entry is not None and not entry.used
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+            self.usage_calls = self.refresh_calls = self.invalid_grants = 0
+            self._persist()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "usage_calls": self.usage_calls,
+                "refresh_calls": self.refresh_calls,
+                "invalid_grants": self.invalid_grants,
+                "requests": [
+                    {
+                        "method": r.method,
+                        "path": r.path,
+                        "user_agent": r.header("user-agent"),
+                        "beta": r.header("anthropic-beta"),
+                    }
+                    for r in self.requests
+                ],
+            }
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _mint(self, scopes: tuple[str, ...], expires_in: int) -> IssuedTokens:
+        access = "fake-at-" + secrets.token_urlsafe(24)
+        refresh = "fake-rt-" + secrets.token_urlsafe(24)
+        expires_at = time.time() + expires_in
+        self._access[access] = _Access(expires_at, scopes)
+        self._refresh[refresh] = _Refresh(scopes, access)
+        return IssuedTokens(access, refresh, int(expires_at * 1000))
+
+    def _take_fault(self, kind: FaultKind) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in (kind, "any"):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _usage_answer(self) -> Any:
+        payload = json.loads(json.dumps(self._usage))
+        if self._jitter and isinstance(payload, dict):
+            for bucket in payload.values():
+                if isinstance(bucket, dict) and isinstance(bucket.get("resets_at"), str):
+                    with contextlib.suppress(ValueError):
+                        moment = datetime.fromisoformat(bucket["resets_at"])
+                        # The real endpoint moves resets_at by sub-seconds between calls.
+                        bucket["resets_at"] = moment.replace(microsecond=random.randrange(1_000_000)).isoformat()
+        return payload
+
+    def handle_usage(self, headers: Mapping[str, str]) -> tuple[int, dict[str, str], Any]:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if not lowered.get("user-agent", "").startswith("claude-code/"):
+            return 429, {}, _api_error("rate_limit_error", "Rate limited. Please try again later.")
+        if BETA not in [b.strip() for b in lowered.get("anthropic-beta", "").split(",")]:
+            return 401, {}, _api_error("authentication_error", "OAuth authentication is currently not supported.")
+        auth = lowered.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        with self._lock:
+            access = self._access.get(token)
+            if access is None or access.revoked or access.expires_at <= time.time():
+                return 401, {}, _api_error("authentication_error", "Invalid bearer token")
+            if "user:profile" not in access.scopes:
+                return (
+                    403,
+                    {},
+                    _api_error("permission_error", "OAuth token does not meet scope requirement user:profile"),
+                )
+            return 200, {}, self._usage_answer()
+
+    def handle_token(self, content_type: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        try:
+            if content_type.startswith("application/json"):
+                form = json.loads(body)
+                if not isinstance(form, dict):
+                    raise ValueError("not an object")
+            else:
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        except (ValueError, UnicodeDecodeError):
+            return 400, {}, {"error": "invalid_request", "error_description": "malformed body"}
+        if form.get("grant_type") != "refresh_token":
+            return 400, {}, {"error": "unsupported_grant_type"}
+        if form.get("client_id") != CLIENT_ID:
+            return 401, {}, {"error": "invalid_client"}
+        with self._lock:
+            entry = self._refresh.get(str(form.get("refresh_token")))
+            if entry is None or entry.used:
+                self.invalid_grants += 1
+                self._persist()
+                return 400, {}, {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}
+            answer: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.expires_in}
+            old_access = entry.access_token
+            if self.rotate_refresh_tokens:
+                entry.used = True
+                issued = self._mint(entry.scopes, self.expires_in)
+                answer["refresh_token"] = issued.refresh_token
+            else:
+                issued = self._mint(entry.scopes, self.expires_in)
+                self._refresh.pop(issued.refresh_token)
+                entry.access_token = issued.access_token
+            answer["access_token"] = issued.access_token
+            answer["scope"] = " ".join(entry.scopes)
+            if self.invalidate_old_access and old_access in self._access:
+                self._access[old_access].revoked = True
+            self._persist()
+            return 200, {}, answer
+
+    def handle_control(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return 400, {"error": "body is not JSON"}
+        if method == "GET" and path == "/_control/stats":
+            return 200, self.stats()
+        if method != "POST" or not isinstance(data, dict):
+            return 404, {"error": "unknown control call"}
+        if path == "/_control/usage":
+            self.set_usage(data.get("payload"), jitter=bool(data.get("jitter", False)))
+            return 200, {"ok": True}
+        if path == "/_control/fail":
+            self.fail_next(
+                data.get("kind", "usage"),
+                int(data.get("status", 500)),
+                body=data.get("body"),
+                headers=data.get("headers"),
+                times=int(data.get("times", 1)),
+                delay=float(data.get("delay", 0.0)),
+                drop=bool(data.get("drop", False)),
+            )
+            return 200, {"ok": True}
+        if path == "/_control/tokens":
+            scopes = tuple(data.get("scopes") or FULL_SCOPES)
+            expires_in = data.get("expires_in")
+            issued = self.issue_tokens(scopes=scopes, expires_in=None if expires_in is None else int(expires_in))
+            if data.get("tokens_dir"):
+                write_tokens_dir(
+                    Path(data["tokens_dir"]), issued.access_token, issued.refresh_token, issued.expires_at_ms
+                )
+            return 200, {
+                "access_token": issued.access_token,
+                "refresh_token": issued.refresh_token,
+                "expires_at_ms": issued.expires_at_ms,
+            }
+        if path == "/_control/revoke":
+            self.revoke(None if data.get("all") else data.get("access_token"))
+            return 200, {"ok": True}
+        if path == "/_control/reset":
+            self.reset()
+            return 200, {"ok": True}
+        return 404, {"error": "unknown control call"}
+
+    # --- state file ----------------------------------------------------------------------
+
+    def _persist(self) -> None:
+        if self.state_file is None:
+            return
+        state = {
+            "usage": self._usage,
+            "jitter": self._jitter,
+            "access": {k: [v.expires_at, list(v.scopes), v.revoked] for k, v in self._access.items()},
+            "refresh": {k: [list(v.scopes), v.access_token, v.used] for k, v in self._refresh.items()},
+            "usage_calls": self.usage_calls,
+            "refresh_calls": self.refresh_calls,
+            "invalid_grants": self.invalid_grants,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".fake-anthropic.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, self.state_file)
+
+    def _load_state(self, path: Path) -> None:
+        state = json.loads(path.read_text())
+        self._usage = state.get("usage", self._usage)
+        self._jitter = bool(state.get("jitter", False))
+        self._access = {k: _Access(v[0], tuple(v[1]), v[2]) for k, v in state.get("access", {}).items()}
+        self._refresh = {k: _Refresh(tuple(v[0]), v[1], v[2]) for k, v in state.get("refresh", {}).items()}
+        self.usage_calls = int(state.get("usage_calls", 0))
+        self.refresh_calls = int(state.get("refresh_calls", 0))
+        self.invalid_grants = int(state.get("invalid_grants", 0))
+
+
+def _api_error(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "fake-anthropic"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read stderr
+            pass
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+
+        def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+            data = payload if isinstance(payload, bytes) else payload.encode() if isinstance(payload, str) else None
+            content_type = "text/plain"
+            if data is None:
+                data = json.dumps(payload).encode()
+                content_type = "application/json"
+            elif data.lstrip().startswith(b"<"):
+                content_type = "text/html"
+            elif data.lstrip()[:1] in (b"{", b"["):
+                content_type = "application/json"
+            self.send_response(status)
+            extra = dict(headers or {})
+            if not any(k.lower() == "content-type" for k in extra):
+                self.send_header("Content-Type", content_type)
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _serve(self, method: str) -> None:
+            path = urlsplit(self.path).path
+            body = self._body()
+            if path.startswith("/_control/"):
+                status, answer = fake.handle_control(method, path, body)
+                self._send(status, answer)
+                return
+            with fake._lock:
+                fake.requests.append(RecordedRequest(method, path, dict(self.headers.items()), body))
+            kind: FaultKind
+            if method == "GET" and path == USAGE_PATH:
+                kind = "usage"
+                with fake._lock:
+                    fake.usage_calls += 1
+            elif method == "POST" and path == TOKEN_PATH:
+                kind = "token"
+                with fake._lock:
+                    fake.refresh_calls += 1
+            else:
+                self._send(404, _api_error("not_found_error", "Not Found"))
+                return
+            fault = fake._take_fault(kind)
+            if fault is not None:
+                if fault.delay > 0 and fake._stopping.wait(fault.delay):
+                    self.close_connection = True
+                    return
+                if fault.drop:
+                    self.close_connection = True
+                    return
+                self._send(fault.status, fault.body, fault.headers)
+                return
+            if kind == "usage":
+                status, headers, answer = fake.handle_usage(dict(self.headers.items()))
+            else:
+                status, headers, answer = fake.handle_token(self.headers.get("Content-Type", ""), body)
+            self._send(status, answer, headers)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Loopback fake of the Anthropic usage and token endpoints")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument("--tokens-dir", type=Path, default=None, help="mint a pair at start and write it here")
+    parser.add_argument("--expires-in", type=int, default=3600)
+    parser.add_argument("--invalidate-old-access", action="store_true")
+    args = parser.parse_args(argv)
+    fake = FakeAnthropic(
+        port=args.port,
+        expires_in=args.expires_in,
+        invalidate_old_access=args.invalidate_old_access,
+        state_file=args.state_file,
+    )
+    if args.tokens_dir is not None:
+        fake.write_tokens_dir(args.tokens_dir)
+    fake.start()
+    print(f"READY {fake.base_url}", flush=True)
+    stop = threading.Event()
+    try:
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
