@@ -1,0 +1,125 @@
+"""The lease: one cycle at a time per state store (DESIGN §5 "one writer at a time").
+
+`lease.json` holds `{"holder", "acquired_at", "expires_at"}` (ISO-8601, UTC).
+Taking it is a compare-and-swap on that key: an exclusive create when there is
+none, a replacement of the exact version we read when the one there has
+expired. A lost race is simply "somebody else holds it" (`LeaseHeld`).
+
+Time: expiry is judged with the `now` the caller passes, never the wall clock,
+so NOW_OVERRIDE simulations stay deterministic. The flip side: a simulated
+`now` may jump days between runs while the wall clock does not, so a lease
+taken under one simulated instant expires at a simulated instant too; runs
+with and without NOW_OVERRIDE against one store should not overlap. A lease
+whose `expires_at` lies in the future of every run (e.g. written by a run with
+a far-future NOW_OVERRIDE) is broken by deleting `lease.json`.
+
+A corrupt lease file counts as expired (with a warning): a stuck bot is worse
+than the rare double run the lease exists to prevent, and state writes are
+compare-and-swap anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..errors import LeaseHeld, StorageConflict
+from .base import ABSENT, BlobStore, Expect
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "lease.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease we hold; `version` is what releasing or renewing must expect."""
+
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    version: str
+
+    def is_live(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("lease times must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+def _encode(holder: str, acquired_at: datetime, expires_at: datetime) -> bytes:
+    record = {"holder": holder, "acquired_at": acquired_at.isoformat(), "expires_at": expires_at.isoformat()}
+    return json.dumps(record, sort_keys=True).encode()
+
+
+def _decode(data: bytes, version: str) -> Lease | None:
+    """The lease in `data`, or None when it cannot be understood."""
+    try:
+        record = json.loads(data)
+        holder = record["holder"]
+        acquired_at = datetime.fromisoformat(record["acquired_at"])
+        expires_at = datetime.fromisoformat(record["expires_at"])
+        if not isinstance(holder, str) or expires_at.tzinfo is None or acquired_at.tzinfo is None:
+            return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return Lease(holder, acquired_at, expires_at, version)
+
+
+def read_lease(store: BlobStore) -> Lease | None:
+    """The lease on record (live or not), or None when there is none or it is corrupt."""
+    try:
+        data, version = store.read(LEASE_KEY)
+    except FileNotFoundError:
+        return None
+    return _decode(data, version)
+
+
+def acquire_lease(store: BlobStore, *, holder: str, now: datetime, ttl_sec: int) -> Lease:
+    """Take the lease for `ttl_sec` from `now`, or raise LeaseHeld.
+
+    A live lease of the same holder is renewed; one of another holder refuses;
+    an expired or corrupt one is taken over by compare-and-swap on its version.
+    """
+    if ttl_sec <= 0:
+        raise ValueError("ttl_sec must be positive")
+    now = _aware(now)
+    expect: Expect
+    try:
+        data, version = store.read(LEASE_KEY)
+    except FileNotFoundError:
+        expect = ABSENT
+    else:
+        current = _decode(data, version)
+        if current is None:
+            log.warning("%s is unreadable; treating it as expired", LEASE_KEY)
+        elif current.is_live(now) and current.holder != holder:
+            raise LeaseHeld(f"lease held by {current.holder} until {current.expires_at.isoformat()}")
+        elif current.holder != holder:
+            log.info("taking over the lease of %s, expired at %s", current.holder, current.expires_at.isoformat())
+        expect = version
+
+    expires_at = now + timedelta(seconds=ttl_sec)
+    try:
+        new_version = store.write(LEASE_KEY, _encode(holder, now, expires_at), expect=expect)
+    except StorageConflict as exc:
+        raise LeaseHeld("another cycle took the lease first") from exc
+    return Lease(holder, now, expires_at, new_version)
+
+
+def release_lease(store: BlobStore, lease: Lease) -> None:
+    """Give the lease back, unless somebody already took it over after it expired.
+
+    The delete expects our version, so it never removes a successor's lease
+    (all three backends enforce conditional deletes: flock, S3 If-Match, GCS
+    ifGenerationMatch). A conflict means the lease is no longer ours: nothing to do.
+    """
+    try:
+        store.delete(LEASE_KEY, expect=lease.version)
+    except StorageConflict:
+        log.warning("the lease of %s was taken over before it was released", lease.holder)
