@@ -78,7 +78,9 @@ def test_rotation_is_written_back_with_the_read_version_as_precondition(
     patch = fake.requests[-1]
     assert (patch.method, patch.path) == ("PATCH", fake.secret_path)
     assert patch.content_type == "application/merge-patch+json"
-    assert patch.body["metadata"] == {"resourceVersion": before.version}
+    assert patch.body["metadata"]["resourceVersion"] == before.version
+    # The write also ends a refresh claim, if this run held one.
+    assert patch.body["metadata"]["annotations"] == {"claude-matrix-bot/refreshing": None}
     assert set(patch.body) == {"metadata", "data"}
 
 
@@ -343,11 +345,14 @@ def test_no_credentials_at_all_is_a_config_error(tmp_path: Path, monkeypatch: py
     assert "kubeconfig" in str(error.value)
 
 
-@pytest.mark.parametrize(("name", "namespace", "variable"), [
-    ("../../configmaps/x", "claude-bot", "K8S_OAUTH_SECRET_NAME"),
-    ("Tokens", "claude-bot", "K8S_OAUTH_SECRET_NAME"),
-    ("claude-oauth-tokens", "kube-system/secrets", "K8S_NAMESPACE"),
-])
+@pytest.mark.parametrize(
+    ("name", "namespace", "variable"),
+    [
+        ("../../configmaps/x", "claude-bot", "K8S_OAUTH_SECRET_NAME"),
+        ("Tokens", "claude-bot", "K8S_OAUTH_SECRET_NAME"),
+        ("claude-oauth-tokens", "kube-system/secrets", "K8S_NAMESPACE"),
+    ],
+)
 def test_names_that_would_address_another_path_are_refused(
     fake: FakeKubeApiServer, name: str, namespace: str, variable: str
 ) -> None:

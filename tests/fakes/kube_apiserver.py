@@ -71,6 +71,7 @@ class RecordedRequest:
     content_type: str | None
     authorization: str | None
     body: Any
+    status: int  # what the fake answered
 
 
 @dataclass
@@ -278,6 +279,7 @@ class FakeKubeApiServer:
                 body = json.loads(raw_body)
             except ValueError:
                 body = raw_body.decode("utf-8", "replace")
+        status, payload = self._answer(method, split.path, headers, content_type, body)
         with self._lock:
             self._state.requests.append(
                 RecordedRequest(
@@ -287,14 +289,21 @@ class FakeKubeApiServer:
                     content_type=content_type,
                     authorization=headers.get("authorization"),
                     body=body,
+                    status=status,
                 )
             )
+        return status, payload
+
+    def _answer(
+        self, method: str, path: str, headers: Mapping[str, str], content_type: str | None, body: Any
+    ) -> tuple[int, Any]:
+        with self._lock:
             for fault in self._state.faults:
                 if fault.remaining > 0:
                     fault.remaining -= 1
                     return fault.status, status_object(fault.status, f"injected fault {fault.status}")
         try:
-            return 200, self._route(method, split.path, headers, content_type, body)
+            return 200, self._route(method, path, headers, content_type, body)
         except _ApiError as exc:
             return int(exc.status["code"]), exc.status
 
@@ -334,7 +343,9 @@ class FakeKubeApiServer:
             if "stringData" in updated:
                 string_data = updated.pop("stringData") or {}
                 updated["data"] = {**(updated.get("data") or {}), **{k: b64(v) for k, v in string_data.items()}}
-            updated["metadata"] = {**current["metadata"], "resourceVersion": self._next_version()}
+            system = {k: current["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")}
+            meta = {k: v for k, v in (updated.get("metadata") or {}).items() if v not in ({}, None)}
+            updated["metadata"] = {**meta, **system, "resourceVersion": self._next_version()}
             self._state.secrets[key] = updated
             return _copy(updated)
 
@@ -351,8 +362,12 @@ class FakeKubeApiServer:
             if not isinstance(body, list):
                 raise _ApiError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch", name=name)
             raise _ApiError(415, "this fake implements object patches only", name=name)
-        raise _ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
-                        f"{', '.join((JSON_PATCH_TYPE, *OBJECT_PATCH_TYPES))}", name=name)
+        raise _ApiError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join((JSON_PATCH_TYPE, *OBJECT_PATCH_TYPES))}",
+            name=name,
+        )
 
     @staticmethod
     def _replaced(current: dict[str, Any], body: Any, name: str) -> dict[str, Any]:
@@ -395,8 +410,9 @@ def _validate_data(secret: Mapping[str, Any], name: str) -> None:
         try:
             base64.b64decode(str(value), validate=True)
         except (binascii.Error, ValueError):
-            raise _ApiError(400, f"Secret in version \"v1\" cannot be handled: data[{key}]: illegal base64 data",
-                            name=name) from None
+            raise _ApiError(
+                400, f'Secret in version "v1" cannot be handled: data[{key}]: illegal base64 data', name=name
+            ) from None
 
 
 def _make_handler(fake: FakeKubeApiServer) -> type[BaseHTTPRequestHandler]:

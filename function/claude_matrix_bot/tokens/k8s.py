@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -46,6 +50,11 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 # a list (json-patch, rewritten to strategic-merge for dict bodies in v37).
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "claude-matrix-bot"
+# The refresh claim: an annotation on the Secret (see refresh_lock).
+CLAIM_ANNOTATION = "claude-matrix-bot/refreshing"
+CLAIM_TTL = timedelta(seconds=90)  # longer than one refresh plus the write-back, with their timeouts
+CLAIM_WAIT = timedelta(seconds=30)
+CLAIM_POLL = timedelta(seconds=0.5)
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
 
@@ -67,6 +76,9 @@ class SecretTokenStore:
         api: CoreV1Api | None = None,
         *,
         namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
+        claim_ttl: timedelta = CLAIM_TTL,
+        claim_wait: timedelta = CLAIM_WAIT,
+        claim_poll: timedelta = CLAIM_POLL,
     ) -> None:
         _check_name(name)
         context_namespace: str | None = None
@@ -81,6 +93,9 @@ class SecretTokenStore:
         _check_namespace(resolved)
         self.name = name
         self.namespace = resolved
+        self.claim_ttl = claim_ttl
+        self.claim_wait = claim_wait
+        self.claim_poll = claim_poll
         self._api = api
 
     @classmethod
@@ -104,6 +119,80 @@ class SecretTokenStore:
     # --- TokenStore -------------------------------------------------------------
 
     def load(self) -> StoredTokens:
+        secret, version = self._read()
+        tokens = self._parse(secret.data or {})
+        log.debug("read OAuth tokens from %s at resourceVersion %s", self.where, version)
+        return StoredTokens(tokens=tokens, version=version)
+
+    def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
+        stored = OAuthTokens(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=_to_millisecond(tokens.expires_at),
+        )
+        data = {
+            ACCESS_TOKEN_KEY: _b64(stored.access_token),
+            REFRESH_TOKEN_KEY: _b64(stored.refresh_token),
+            EXPIRES_AT_KEY: _b64(str(_unix_ms(stored.expires_at))),
+        }
+        # The same write ends our refresh claim (null deletes the annotation in a merge patch).
+        version = self._patch({"annotations": {CLAIM_ANNOTATION: None}}, data, expect_version=expect_version)
+        log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
+        return StoredTokens(tokens=stored, version=version)
+
+    # --- the refresh claim (oauth.LockingTokenStore) ---------------------------------------
+
+    @contextlib.contextmanager
+    def refresh_lock(self) -> Iterator[None]:
+        """Serialise refreshes across pods by claiming the Secret itself.
+
+        Refresh tokens work once, so two runs must not both spend one. The
+        claim is an annotation written compare-and-swap: of two runs, one gets
+        409 and waits until the winner's save() drops the claim, then re-reads
+        and finds the winner's tokens. A claim left by a crashed run expires
+        after `claim_ttl`. Needs no permission beyond get/patch on this Secret.
+        """
+        holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + self.claim_wait.total_seconds()
+        while True:
+            secret, version = self._read()
+            claim = _claim(secret)
+            now = datetime.now(UTC)
+            if claim is not None and claim[1] > now:
+                if time.monotonic() >= deadline:
+                    raise StorageError(
+                        f"{self.where}: another run ({claim[0]}) is refreshing the tokens until "
+                        f"{claim[1].isoformat()}; try again later"
+                    )
+                time.sleep(self.claim_poll.total_seconds())
+                continue
+            until = (now + self.claim_ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                claimed = self._patch({"annotations": {CLAIM_ANNOTATION: f"{holder} {until}"}}, expect_version=version)
+            except StorageConflict:
+                log.info("another run claimed %s first; waiting for its tokens", self.where)
+                continue
+            log.debug("claimed %s for a refresh at resourceVersion %s", self.where, claimed)
+            break
+        try:
+            yield
+        finally:
+            self._release(holder)
+
+    def _release(self, holder: str) -> None:
+        # save() normally dropped the claim already; this covers refreshes that failed.
+        try:
+            secret, version = self._read()
+            claim = _claim(secret)
+            if claim is not None and claim[0] == holder:
+                self._patch({"annotations": {CLAIM_ANNOTATION: None}}, expect_version=version)
+        except StorageError as exc:
+            log.warning("could not drop the refresh claim on %s (%s); it expires by itself", self.where, exc)
+
+    # --- API calls, with errors mapped -----------------------------------------------------
+
+    def _read(self) -> tuple[Any, str]:
+        """The Secret object (a V1Secret) and its resourceVersion."""
         # Imported here, not at the top: LOCAL_MODE runs never pay for the client.
         from kubernetes.client.exceptions import ApiException
 
@@ -118,33 +207,22 @@ class SecretTokenStore:
             raise StorageError(
                 f"cannot reach the Kubernetes API to read {self.where}: {_network_reason(exc)}"
             ) from None
-        tokens = self._parse(secret.data or {})
         version = _resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered without a metadata.resourceVersion")
-        log.debug("read OAuth tokens from %s at resourceVersion %s", self.where, version)
-        return StoredTokens(tokens=tokens, version=version)
+        return secret, version
 
-    def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
+    def _patch(self, metadata: dict[str, Any], data: dict[str, str] | None = None, *, expect_version: str) -> str:
+        """A JSON merge patch conditional on `expect_version`; returns the new resourceVersion."""
         from kubernetes.client.exceptions import ApiException
 
         if not expect_version:
             # An empty resourceVersion would make the patch unconditional.
             raise StorageError(f"{self.where}: refusing to write without the resourceVersion it was read at")
-        stored = OAuthTokens(
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token,
-            expires_at=_to_millisecond(tokens.expires_at),
-        )
-        patch: dict[str, Any] = {
-            # The precondition: the API server compares it with the live object (409 when it moved on).
-            "metadata": {"resourceVersion": expect_version},
-            "data": {
-                ACCESS_TOKEN_KEY: _b64(stored.access_token),
-                REFRESH_TOKEN_KEY: _b64(stored.refresh_token),
-                EXPIRES_AT_KEY: _b64(str(_unix_ms(stored.expires_at))),
-            },
-        }
+        # The precondition: the API server compares it with the live object (409 when it moved on).
+        patch: dict[str, Any] = {"metadata": {**metadata, "resourceVersion": expect_version}}
+        if data is not None:
+            patch["data"] = data
         try:
             secret = self._api.patch_namespaced_secret(
                 self.name,
@@ -166,8 +244,7 @@ class SecretTokenStore:
         version = _resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered the write without a metadata.resourceVersion")
-        log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
-        return StoredTokens(tokens=stored, version=version)
+        return version
 
     # --- helpers -------------------------------------------------------------------
 
@@ -274,6 +351,19 @@ def _check_name(name: str) -> None:
 def _check_namespace(namespace: str) -> None:
     if len(namespace) > 63 or not _LABEL.match(namespace):
         raise ConfigError(f"K8S_NAMESPACE: {namespace!r} is not a valid namespace (DNS-1123 label)")
+
+
+def _claim(secret: Any) -> tuple[str, datetime] | None:
+    """The (holder, until) of a refresh claim on `secret`; an unreadable claim counts as expired."""
+    annotations = getattr(getattr(secret, "metadata", None), "annotations", None) or {}
+    value = annotations.get(CLAIM_ANNOTATION)
+    if not value:
+        return None
+    holder, _, until = str(value).rpartition(" ")
+    try:
+        return holder, datetime.strptime(until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _resource_version(secret: Any) -> str | None:
