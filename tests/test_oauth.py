@@ -57,6 +57,12 @@ def _now(issued: IssuedTokens, *, before_expiry: timedelta) -> datetime:
     return issued.expires_at - before_expiry
 
 
+def issued_tokens(fake: FakeAnthropic) -> set[str]:
+    """Every token the fake minted, to prove none of them leaks."""
+    with fake._lock:
+        return set(fake._access) | set(fake._refresh)
+
+
 def _secrets_absent(text: str, *tokens: str) -> None:
     for token in tokens:
         assert token not in text
@@ -396,8 +402,13 @@ def test_lock_failure_refuses_before_spending(fake: FakeAnthropic, refresher: To
 
 
 def test_401_refreshes_once_and_retries(
-    fake: FakeAnthropic, refresher: TokenRefresher, usage: UsageClient, tmp_path: Path
+    fake: FakeAnthropic,
+    refresher: TokenRefresher,
+    usage: UsageClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     issued = fake.write_tokens_dir(tmp_path)
     fake.revoke(issued.access_token)  # revoked early: the stored expiry still looks fine
     store = DirectoryTokenStore(tmp_path)
@@ -406,7 +417,10 @@ def test_401_refreshes_once_and_retries(
     assert reading.buckets["seven_day"].utilization == 36.0
     assert fake.refresh_calls == 1
     assert fake.usage_calls == 2
-    assert store.load().tokens.access_token != issued.access_token
+    fresh = store.load().tokens
+    assert fresh.access_token != issued.access_token
+    assert "answered 401; refreshing once" in caplog.text
+    _secrets_absent(caplog.text, *issued_tokens(fake))
 
 
 def test_second_401_propagates(
