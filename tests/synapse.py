@@ -252,12 +252,13 @@ class Homeserver:
         return response
 
     def throttle_messages(self, admin: Account, user_id: str) -> None:
-        """Make every message after the first of `user_id` hit 429 M_LIMIT_EXCEEDED."""
+        """One event per second for `user_id` (the slowest the admin API allows: integers
+        only, 0 means unlimited): back-to-back sends get 429 M_LIMIT_EXCEEDED."""
         self.admin_request(
             admin,
             "POST",
             f"/_synapse/admin/v1/users/{user_id}/override_ratelimit",
-            {"messages_per_second": 0.0001, "burst_count": 1},
+            {"messages_per_second": 1, "burst_count": 1},
         )
 
     def unthrottle_messages(self, admin: Account, user_id: str) -> None:

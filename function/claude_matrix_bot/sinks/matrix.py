@@ -99,6 +99,7 @@ class _SyncState:
     """What a resident client would keep in memory between syncs, for the alert room."""
 
     next_batch: str | None = None
+    device: str | None = None  # "user_id device_id": the state is only valid for that device
     tracked_users: frozenset[str] = frozenset()
     room_id: str | None = None
     joined: frozenset[str] = frozenset()
@@ -263,7 +264,10 @@ class _Delivery:
                 f"Restore the right store, or {self._login_hint(creds)}"
             )
 
+        device = f"{creds.user_id} {creds.device_id}"
         sync_state = _read_sync_state(store_dir / SYNC_STATE)
+        if sync_state.device != device:  # written for another login: start over
+            sync_state = _SyncState()
         # Users whose device lists we already know: from here on the sync's
         # device_lists.changed tells us about their new devices.
         client.olm.tracked_users = set(sync_state.tracked_users)
@@ -278,7 +282,11 @@ class _Delivery:
                     {"user_id": creds.user_id, "device_id": creds.device_id, **identity},
                 )
 
-        if sync_state.room_id == self.sink.room_id and creds.user_id in sync_state.joined:
+        if (
+            sync_state.room_id == self.sink.room_id
+            and creds.user_id in sync_state.joined
+            and self.sink.room_id in client.encrypted_rooms
+        ):
             # Warm: rebuild the room from the last sync and ask only for what changed since.
             # A full-state sync would be as cheap in requests, but Synapse then reports
             # every member's device list as changed, which costs a /keys/query each time.
@@ -316,6 +324,7 @@ class _Delivery:
             store_dir / SYNC_STATE,
             _SyncState(
                 next_batch=client.next_batch,
+                device=device,
                 tracked_users=frozenset(client.olm.tracked_users),
                 room_id=room.room_id,
                 joined=frozenset(set(room.users) - set(room.invited_users)),
@@ -587,8 +596,10 @@ def _read_sync_state(path: Path) -> _SyncState:
         return frozenset(u for u in value if isinstance(u, str)) if isinstance(value, list) else frozenset()
 
     room_id = data.get("room_id")
+    device = data.get("device")
     return _SyncState(
         next_batch=token,
+        device=device if isinstance(device, str) else None,
         tracked_users=users("tracked_users"),
         room_id=room_id if isinstance(room_id, str) else None,
         joined=users("joined"),
@@ -601,6 +612,7 @@ def _write_sync_state(path: Path, state: _SyncState) -> None:
         path,
         {
             "next_batch": state.next_batch,
+            "device": state.device,
             "tracked_users": sorted(state.tracked_users),
             "room_id": state.room_id,
             "joined": sorted(state.joined),
