@@ -26,7 +26,9 @@ AlertSinkName = Literal["matrix", "stdout"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_ROOM_ID = re.compile(r"^![^:\s]+:\S+$")
+# Room versions before 12 carry the server (`!abc:example.org`); v12 ids are bare
+# hashes (`!Aa-nrPn…`). Both are valid.
+_ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 
 T = TypeVar("T")
@@ -195,7 +197,7 @@ def _trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
 
 def _room_id(text: str) -> str:
     if not _ROOM_ID.match(text):
-        raise ValueError(f"expected a room id like !abc123:example.org, got {text!r}")
+        raise ValueError(f"expected a room id like !abc123:example.org (or a bare !id), got {text!r}")
     return text
 
 
