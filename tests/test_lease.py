@@ -1,4 +1,9 @@
-"""The lease on every backend that enforces compare-and-swap (see test_store_contract)."""
+"""The lease on every backend.
+
+Sequential behaviour runs everywhere, gcp-storage-emulator included; races
+and the release of a lease somebody took over need a server that enforces
+preconditions, so they run on the CAS backends (see test_store_contract).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ TTL = 240
 RACERS = 8
 
 
-def test_free_store_is_acquired_and_recorded(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_free_store_is_acquired_and_recorded(backend: Backend) -> None:
+    store = backend.open()
     lease = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     assert lease.holder == "run-a"
     assert lease.acquired_at == NOW
@@ -36,16 +41,16 @@ def test_free_store_is_acquired_and_recorded(cas_backend: Backend) -> None:
     assert read_lease(store) == lease
 
 
-def test_live_lease_of_another_holder_refuses(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_live_lease_of_another_holder_refuses(backend: Backend) -> None:
+    store = backend.open()
     held = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     with pytest.raises(LeaseHeld, match="run-a"):
         acquire_lease(store, holder="run-b", now=NOW + timedelta(seconds=TTL - 1), ttl_sec=TTL)
     assert read_lease(store) == held
 
 
-def test_expired_lease_is_taken_over(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_expired_lease_is_taken_over(backend: Backend) -> None:
+    store = backend.open()
     acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     later = NOW + timedelta(seconds=TTL)  # expires_at itself is already expired
     taken = acquire_lease(store, holder="run-b", now=later, ttl_sec=TTL)
@@ -53,24 +58,24 @@ def test_expired_lease_is_taken_over(cas_backend: Backend) -> None:
     assert read_lease(store) == taken
 
 
-def test_simulated_time_decides_expiry(cas_backend: Backend) -> None:
+def test_simulated_time_decides_expiry(backend: Backend) -> None:
     """NOW_OVERRIDE may jump days between runs: only the `now` passed in counts."""
-    store = cas_backend.open()
+    store = backend.open()
     acquire_lease(store, holder="sim-1", now=NOW, ttl_sec=TTL)
     taken = acquire_lease(store, holder="sim-2", now=NOW + timedelta(days=3), ttl_sec=TTL)
     assert taken.expires_at == NOW + timedelta(days=3, seconds=TTL)
 
 
-def test_same_holder_renews(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_same_holder_renews(backend: Backend) -> None:
+    store = backend.open()
     first = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     renewed = acquire_lease(store, holder="run-a", now=NOW + timedelta(seconds=60), ttl_sec=TTL)
     assert renewed.expires_at == first.expires_at + timedelta(seconds=60)
     assert renewed.version != first.version
 
 
-def test_release_lets_another_acquire(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_release_lets_another_acquire(backend: Backend) -> None:
+    store = backend.open()
     lease = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     release_lease(store, lease)
     assert read_lease(store) is None
@@ -87,8 +92,8 @@ def test_release_after_takeover_keeps_the_successor(cas_backend: Backend, caplog
     assert "taken over" in caplog.text
 
 
-def test_release_of_a_vanished_lease_is_quiet(cas_backend: Backend) -> None:
-    store = cas_backend.open()
+def test_release_of_a_vanished_lease_is_quiet(backend: Backend) -> None:
+    store = backend.open()
     lease = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)
     store.delete(LEASE_KEY, expect=ANY)  # an operator broke the lease by hand
     release_lease(store, lease)
@@ -107,9 +112,9 @@ def test_corrupt_lease_counts_as_expired(
     assert "unreadable" in caplog.text
 
 
-def test_naive_time_is_a_programming_error(cas_backend: Backend) -> None:
+def test_naive_time_is_a_programming_error(backend: Backend) -> None:
     with pytest.raises(ValueError, match="timezone"):
-        acquire_lease(cas_backend.open(), holder="a", now=datetime(2026, 1, 1), ttl_sec=TTL)
+        acquire_lease(backend.open(), holder="a", now=datetime(2026, 1, 1), ttl_sec=TTL)
 
 
 def _race(backend: Backend, now: datetime) -> list[Lease | None]:

@@ -9,18 +9,21 @@ through the real boto3 / google-cloud-storage clients over loopback HTTP.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
 
-from claude_matrix_bot.errors import StorageConflict, StorageError
-from claude_matrix_bot.store.base import ABSENT, ANY
+from claude_matrix_bot.errors import ConfigError, StorageConflict, StorageError
+from claude_matrix_bot.store import gcs
+from claude_matrix_bot.store.base import ABSENT, ANY, open_store
 from claude_matrix_bot.store.gcs import GCSStore
+from claude_matrix_bot.store.s3 import S3Store
 
 if TYPE_CHECKING:
-    from tests.fakes.storage_servers import Backend, GCSServer, GenerationServer
+    from tests.fakes.storage_servers import Backend, GCSServer, GenerationServer, S3Server
 
 pytest_plugins = ("tests.fakes.storage_servers",)
 
@@ -239,3 +242,75 @@ def test_enforcing_server_answers_412(gcs_generation_server: GenerationServer, m
     with pytest.raises(StorageConflict):
         store.write("k", b"y", expect=ABSENT)
     assert gcs_generation_server.store.precondition_failures == before + 1
+
+
+# --- failures that are not conflicts -----------------------------------------------------
+
+SECRET_KEY = "s3cr3t-access-key-never-printed"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_s3_unreachable_endpoint_is_a_storage_error_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTNEVERPRINTED")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{_closed_port()}")
+    store = S3Store.from_url("s3://cmb-down/prefix")
+    with pytest.raises(StorageError) as caught:
+        store.read("state.json")
+    assert not isinstance(caught.value, StorageConflict)
+    message = str(caught.value)
+    assert "s3://cmb-down/prefix/state.json" in message
+    assert SECRET_KEY not in message
+    assert "AKIATESTNEVERPRINTED" not in message
+    assert SECRET_KEY not in repr(store)
+
+
+def test_s3_missing_bucket_is_a_storage_error_naming_the_code(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)
+    store = S3Store.from_url("s3://no-such-bucket/p")
+    with pytest.raises(StorageError, match="NoSuchBucket") as caught:
+        store.write("state.json", b"x", expect=ABSENT)
+    assert not isinstance(caught.value, StorageConflict)
+    assert SECRET_KEY not in str(caught.value)
+
+
+def test_gcs_unreachable_endpoint_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{_closed_port()}")
+    # Production bounds the retry loop at 30 s; a test need not wait for it.
+    monkeypatch.setattr(gcs, "RETRY", gcs.RETRY.with_timeout(0.5))
+    store = GCSStore.from_url("gs://cmb-down/prefix")
+    with pytest.raises(StorageError) as caught:
+        store.read("state.json")
+    assert not isinstance(caught.value, StorageConflict)
+    assert "gs://cmb-down/prefix/state.json" in str(caught.value)
+
+
+def test_gcs_missing_bucket_is_a_storage_error(
+    gcs_generation_server: GenerationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_generation_server.endpoint)
+    store = GCSStore.from_url("gs://no-such-bucket/p")
+    with pytest.raises(StorageError, match="HTTP 404") as caught:
+        store.write("state.json", b"x", expect=ABSENT)
+    assert not isinstance(caught.value, StorageConflict)
+    with pytest.raises(StorageError, match="does not exist"):
+        store.list()
+
+
+@pytest.mark.parametrize("url", ["s3:///prefix", "gs:///prefix"])
+def test_bucket_name_is_required(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(ConfigError, match="bucket"):
+        open_store(url)

@@ -1,4 +1,7 @@
-"""nio key-store sync between a blob store and a local directory, on every CAS backend."""
+"""nio key-store sync between a blob store and a local directory.
+
+Round trips run on every backend; conflict detection on the CAS backends.
+"""
 
 from __future__ import annotations
 
@@ -58,8 +61,8 @@ def _seed(store: BlobStore) -> None:
     store.write("state.json", b"{}", expect=ABSENT)  # outside the prefix: not part of the tree
 
 
-def test_round_trip(cas_backend: Backend, tmp_path: Path) -> None:
-    store = cas_backend.open()
+def test_round_trip(backend: Backend, tmp_path: Path) -> None:
+    store = backend.open()
     _seed(store)
     work = tmp_path / "nio"
     versions = download_tree(store, PREFIX, work)
@@ -86,8 +89,8 @@ def test_round_trip(cas_backend: Backend, tmp_path: Path) -> None:
     assert (fresh / DB).read_bytes() == b"SQLite format 3\x00 after a session"
 
 
-def test_unchanged_tree_uploads_nothing(cas_backend: Backend, tmp_path: Path) -> None:
-    store = CountingStore(cas_backend.open())
+def test_unchanged_tree_uploads_nothing(backend: Backend, tmp_path: Path) -> None:
+    store = CountingStore(backend.open())
     _seed(store.inner)
     versions = download_tree(store, PREFIX, tmp_path / "nio")
     assert upload_tree(store, PREFIX, tmp_path / "nio", versions) == versions
@@ -95,8 +98,8 @@ def test_unchanged_tree_uploads_nothing(cas_backend: Backend, tmp_path: Path) ->
     assert store.deletes == []
 
 
-def test_only_changed_files_are_uploaded(cas_backend: Backend, tmp_path: Path) -> None:
-    store = CountingStore(cas_backend.open())
+def test_only_changed_files_are_uploaded(backend: Backend, tmp_path: Path) -> None:
+    store = CountingStore(backend.open())
     _seed(store.inner)
     work = tmp_path / "nio"
     versions = download_tree(store, PREFIX, work)
@@ -108,8 +111,8 @@ def test_only_changed_files_are_uploaded(cas_backend: Backend, tmp_path: Path) -
     assert store.writes == [PREFIX + DB]
 
 
-def test_plain_version_dict_compares_with_the_remote_copy(cas_backend: Backend, tmp_path: Path) -> None:
-    store = CountingStore(cas_backend.open())
+def test_plain_version_dict_compares_with_the_remote_copy(backend: Backend, tmp_path: Path) -> None:
+    store = CountingStore(backend.open())
     _seed(store.inner)
     work = tmp_path / "nio"
     versions = dict(download_tree(store, PREFIX, work))  # digests lost, e.g. versions persisted as JSON
@@ -154,8 +157,8 @@ def test_local_delete_of_a_remotely_changed_file_conflicts(cas_backend: Backend,
     assert store.read(PREFIX + DB)[0] == b"rewritten elsewhere"
 
 
-def test_download_mirrors_the_remote_tree(cas_backend: Backend, tmp_path: Path) -> None:
-    store = cas_backend.open()
+def test_download_mirrors_the_remote_tree(backend: Backend, tmp_path: Path) -> None:
+    store = backend.open()
     _seed(store)
     work = tmp_path / "nio"
     work.mkdir()
