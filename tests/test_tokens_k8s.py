@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,10 @@ import pytest
 from kubernetes import client
 
 from claude_matrix_bot.errors import BotError, ConfigError, StorageConflict, StorageError
-from claude_matrix_bot.tokens.base import OAuthTokens
+from claude_matrix_bot.tokens.base import OAuthTokens, StoredTokens
 from claude_matrix_bot.tokens.k8s import SecretTokenStore
+from claude_matrix_bot.tokens.oauth import TokenManager, TokenRefresher
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.kube_apiserver import FakeKubeApiServer, b64, core_v1_api, write_kubeconfig
 
 # Distinctive values, so a leak check can look for them (and their base64 forms) anywhere.
@@ -419,3 +422,117 @@ def test_expiring_soon_is_computed_from_the_stored_milliseconds(store: SecretTok
 
     assert loaded.utcoffset() == timedelta(0)
     assert abs(loaded - soon) < timedelta(milliseconds=1)
+
+
+# --- two pods, one Secret: TokenManager on top of SecretTokenStore --------------------------
+
+UA = "claude-code/2.0.55"
+LEEWAY = 600
+CLAIM = "claude-matrix-bot/refreshing"
+
+
+class _PausingSecretStore(SecretTokenStore):
+    """Waits at a barrier after its first load, so both runs have seen the expiring tokens."""
+
+    def __init__(self, fake: FakeKubeApiServer, barrier: threading.Barrier) -> None:
+        super().__init__(
+            fake.secret_name,
+            fake.namespace,
+            core_v1_api(fake),
+            claim_poll=timedelta(milliseconds=20),
+        )
+        self.barrier = barrier
+        self.paused = False
+
+    def load(self) -> StoredTokens:
+        stored = super().load()
+        if not self.paused:
+            self.paused = True
+            self.barrier.wait(timeout=10)
+        return stored
+
+
+def test_two_managers_on_one_secret_refresh_once_and_share_the_winners_tokens(fake: FakeKubeApiServer) -> None:
+    with FakeAnthropic(expires_in=28800) as anthropic:
+        issued = anthropic.issue_tokens(expires_in=120)  # inside the leeway: both runs want to refresh
+        fake.put_secret(
+            {
+                "accessToken": issued.access_token,
+                "refreshToken": issued.refresh_token,
+                "expiresAt": str(issued.expires_at_ms),
+            }
+        )
+        fake.clear_requests()
+        now = datetime.now(UTC)
+        barrier = threading.Barrier(2)
+        results: list[OAuthTokens] = []
+        managers: list[TokenManager] = []
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            with TokenRefresher(anthropic.token_url, UA, timeout=5.0) as refresher:
+                manager = TokenManager(_PausingSecretStore(fake, barrier), refresher, LEEWAY)
+                managers.append(manager)
+                try:
+                    results.append(manager.current(now))
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert errors == []
+        assert len(results) == 2
+        # The loser uses the winner's tokens (the winner holds its expiry to the microsecond,
+        # the Secret to the millisecond).
+        assert results[0].secrets() == results[1].secrets()
+        assert abs(results[0].expires_at - results[1].expires_at) < timedelta(milliseconds=1)
+        assert anthropic.refresh_calls == 1  # one refresh token spent, once
+        assert anthropic.invalid_grants == 0
+        assert sorted(m.refreshes for m in managers) == [0, 1]
+        winner = results[0]
+        assert anthropic.is_valid_access(winner.access_token)
+        assert anthropic.is_unused_refresh(winner.refresh_token)
+        assert fake.secret_data()["refreshToken"] == winner.refresh_token
+        assert fake.secret_data()["accessToken"] == winner.access_token
+        # The loser's claim lost the compare-and-swap: 409, then it waited for the winner.
+        patches = [r for r in fake.requests if r.method == "PATCH"]
+        assert 409 in [p.status for p in patches]
+        token_writes = [p for p in patches if "data" in p.body and p.status == 200]
+        assert len(token_writes) == 1
+        assert CLAIM not in fake.annotations()
+        assert fake.requested_paths() == {fake.secret_path}
+
+
+def test_a_claim_left_by_a_crashed_run_expires(fake: FakeKubeApiServer) -> None:
+    store = SecretTokenStore(
+        fake.secret_name,
+        fake.namespace,
+        core_v1_api(fake),
+        claim_ttl=timedelta(seconds=90),
+        claim_wait=timedelta(0),
+    )
+    api = core_v1_api(fake)
+    stale = datetime.now(UTC) - timedelta(seconds=1)
+    live = datetime.now(UTC) + timedelta(minutes=5)
+
+    def claim(until: datetime) -> None:
+        api.patch_namespaced_secret(
+            fake.secret_name,
+            fake.namespace,
+            {"metadata": {"annotations": {CLAIM: f"crashed-pod/1/x {until:%Y-%m-%dT%H:%M:%SZ}"}}},
+            _content_type="application/merge-patch+json",
+        )
+
+    claim(live)
+    with pytest.raises(StorageError, match="another run"), store.refresh_lock():
+        pass  # never entered: the live claim is held by someone else
+
+    claim(stale)
+    with store.refresh_lock():
+        assert not fake.annotations()[CLAIM].startswith("crashed-pod/")
+    # Released on the way out even without a save().
+    assert CLAIM not in fake.annotations()

@@ -228,6 +228,11 @@ class FakeKubeApiServer:
             data = dict(self._state.secrets[key].get("data") or {})
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
+    def annotations(self) -> dict[str, str]:
+        """The Secret's `metadata.annotations`."""
+        with self._lock:
+            return dict(self._state.secrets[(self.namespace, self.secret_name)]["metadata"].get("annotations") or {})
+
     def resource_version(self, *, name: str | None = None, namespace: str | None = None) -> str:
         key = (namespace or self.namespace, name or self.secret_name)
         with self._lock:
