@@ -11,9 +11,12 @@ import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -422,3 +425,53 @@ def test_importing_the_sink_does_not_import_nio() -> None:
     code = "import sys, claude_matrix_bot.sinks.matrix; print('nio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+class _BrokenHomeserver(BaseHTTPRequestHandler):
+    """A proxy in front of a dead Synapse: 502 with an HTML page, or no answer at all."""
+
+    mode = "502"
+
+    def _answer(self) -> None:
+        if self.mode == "hang":
+            time.sleep(3)
+            return
+        body = b"<html><body>502 Bad Gateway</body></html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("502", "the homeserver failed (HTTP 502)"), ("hang", "did not answer in time")],
+)
+def test_a_broken_homeserver_is_reported_in_words(tmp_path: Path, mode: str, expected: str) -> None:
+    handler = type("Handler", (_BrokenHomeserver,), {"mode": mode})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        creds = Account("@bot:localhost", "DEVICE", "secret-token-value", "pw").write_creds_dir(tmp_path / "c", url)
+        sink = MatrixSink(creds, "!room:localhost", tmp_path / "store", timeout=0.5)
+
+        report = sink.deliver([alert("b-1")])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert report.delivered == ()
+    assert report.error is not None
+    assert expected in report.error
+    assert report.requests >= 1
+    assert "secret-token-value" not in repr(report)
+    assert "secret-token-value" not in repr(sink)
