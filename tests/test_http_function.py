@@ -5,7 +5,6 @@ status, and the hostile or mistimed requests it must refuse (issues 2, 5 and 7).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,9 +168,8 @@ class TestTriggerToken:
     TOKEN = "trigger-secret-0123456789abcdef"
 
     @pytest.fixture(autouse=True)
-    def _token(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def _token(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("TRIGGER_TOKEN", self.TOKEN)
-        yield
 
     def test_missing_token_is_401(self, client: Any, anthropic: FakeAnthropic) -> None:
         response = client.post("/")
