@@ -30,6 +30,7 @@ cycles with nothing to send never touch Matrix).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -222,12 +223,13 @@ class _Delivery:
         return client
 
     async def _close(self, client: AsyncClient) -> None:
-        try:
+        # Closing must not turn a report into an exception: the contract is "never raise".
+        with contextlib.suppress(Exception):
             await client.close()
-        finally:
-            store = getattr(client, "store", None)
-            database = getattr(store, "database", None)
-            if database is not None:
+        store = getattr(client, "store", None)
+        database = getattr(store, "database", None)
+        if database is not None:
+            with contextlib.suppress(Exception):
                 database.close()
 
     # --- the delivery proper ------------------------------------------------------------
