@@ -283,6 +283,11 @@ def test_s3_missing_bucket_is_a_storage_error_naming_the_code(
         store.write("state.json", b"x", expect=ABSENT)
     assert not isinstance(caught.value, StorageConflict)
     assert SECRET_KEY not in str(caught.value)
+    # Not "no state yet": a missing bucket must never look like a first run.
+    with pytest.raises(StorageError, match="NoSuchBucket"):
+        store.read("state.json")
+    with pytest.raises(StorageError, match="NoSuchBucket"):
+        store.write("state.json", b"x", expect='"0123"')
 
 
 def test_gcs_unreachable_endpoint_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,12 @@ instance roles, `~/.aws/config`...), never from a project-specific variable.
 
 Compare-and-swap rests on S3 conditional writes: `If-None-Match: *` for an
 exclusive create, `If-Match: <ETag>` to replace a version. The version is the
-object's ETag. S3 answers a lost race with 412 PreconditionFailed, or 409
-ConditionalRequestConflict when two conditional writes overlap in flight.
+object's ETag. ETags of single-part uploads are content hashes, so writing
+the same bytes again gives the same version; a CAS that "misses" such an
+A-B-A change replaces bytes identical to those it read, which is harmless for
+our blobs (the lease record is unique per holder and instant). S3 answers a
+lost race with 412 PreconditionFailed, or 409 ConditionalRequestConflict when
+two conditional writes overlap in flight.
 Conditional deletes (`If-Match` on DeleteObject) are supported by AWS and by
 moto; an S3-compatible server that ignores the header would delete
 unconditionally, so such a server is not a safe home for the lease.
@@ -41,6 +45,12 @@ CLIENT_CONFIG = Config(
 # S3's answers to a conditional request that lost.
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _key_missing(exc: ClientError) -> bool:
+    """The object is not there (a missing bucket is a configuration fault, not "no state yet")."""
+    code, status = _error_code(exc)
+    return code != "NoSuchBucket" and (code in _MISSING_CODES or status == 404)
 
 
 def _error_code(exc: ClientError) -> tuple[str, int | None]:
@@ -95,8 +105,7 @@ class S3Store:
             response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
             data = response["Body"].read()
         except ClientError as exc:
-            code, status = _error_code(exc)
-            if code in _MISSING_CODES or status == 404:
+            if _key_missing(exc):
                 raise FileNotFoundError(self._where(key)) from None
             raise self._failure("read", key, exc) from exc
         except BotoCoreError as exc:
@@ -121,7 +130,7 @@ class S3Store:
             code, status = _error_code(exc)
             if code in _CONFLICT_CODES or status in (409, 412):
                 raise StorageConflict(f"{self._where(key)} changed since it was read") from None
-            if conditions.get("IfMatch") and (code in _MISSING_CODES or status == 404):
+            if conditions.get("IfMatch") and _key_missing(exc):
                 # If-Match on a key that is gone: somebody deleted what we meant to replace.
                 raise StorageConflict(f"{self._where(key)} was deleted since it was read") from None
             raise self._failure("write", key, exc) from exc
@@ -145,7 +154,7 @@ class S3Store:
             code, status = _error_code(exc)
             if code in _CONFLICT_CODES or status in (409, 412):
                 raise StorageConflict(f"{self._where(key)} changed since it was read") from None
-            if code in _MISSING_CODES or status == 404:
+            if _key_missing(exc):
                 # Only a conditional delete reaches here: the expected version is gone.
                 raise StorageConflict(f"{self._where(key)} was deleted since it was read") from None
             raise self._failure("delete", key, exc) from exc
@@ -156,8 +165,7 @@ class S3Store:
         try:
             self._client.head_object(Bucket=self.bucket, Key=s3_key)
         except ClientError as exc:
-            code, status = _error_code(exc)
-            if code in _MISSING_CODES or status == 404:
+            if _key_missing(exc):
                 return False
             raise
         return True
