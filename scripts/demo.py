@@ -1,0 +1,448 @@
+"""`make demo`: the whole bot, usage in and encrypted alerts out, in about a minute.
+
+Starts a throwaway Synapse and the simulated usage API on 127.0.0.1, registers the
+bot and a recipient (alice), who creates an end-to-end-encrypted room and invites
+the bot. Then it plays a scripted week at accelerated simulated time through the
+two production entry points, alternately: the HTTP trigger (a real
+functions-framework server, PingSource-style CloudEvents) and the CLI
+(`python -m claude_matrix_bot run`, as the CronJob runs it). At the end it prints
+the room as alice's device decrypts it and writes the same transcript as HTML.
+
+Everything lives under one throwaway folder (`.demo/` by default); every process
+it starts is stopped on the way out, errors and Ctrl-C included.
+
+    python -m scripts.demo [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from scripts._demo_room import DemoRecipient, StepSpan, clock, html_transcript, place_on_clock, plain_transcript
+from tests.fakes.anthropic import FakeAnthropic
+from tests.helpers import payload
+from tests.synapse import Homeserver, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+CLI_TIMEOUT = 60.0
+# Knative's PingSource sends a binary-mode CloudEvent like this one.
+PING_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-type": "dev.knative.sources.ping",
+    "ce-source": "/apis/v1/namespaces/claude-matrix-bot/pingsources/claude-matrix-bot",
+    "Content-Type": "application/json",
+}
+
+Usage = dict[str, Any]
+
+
+def week_start(now: datetime) -> datetime:
+    """Monday 09:00 UTC of the current week: simulated times stay within days of the
+    real clock, so the fake's tokens (valid for two real weeks) stay valid."""
+    monday = (now - timedelta(days=now.weekday())).replace(hour=9, minute=0, second=0, microsecond=0)
+    return monday
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One cycle as the step line reports it."""
+
+    via: str
+    code: int  # HTTP status or exit code
+    new_alerts: int
+    delivered: int
+    pending: int
+    error: str | None
+    failure: str | None = None
+
+    def line(self) -> str:
+        what = f"HTTP → {self.code}" if self.via == "http" else f"CLI  → exit {self.code}"
+        parts = []
+        if self.new_alerts:
+            parts.append(f"{self.new_alerts} alert{'s' if self.new_alerts != 1 else ''}")
+        if self.delivered and self.delivered != self.new_alerts:
+            parts.append(f"{self.delivered} delivered")
+        if self.pending:
+            parts.append(f"{self.pending} kept in the outbox")
+        if not parts:
+            parts.append("nothing to send")
+        if self.error:
+            parts.append(f"{self.failure or 'cycle'} failed: {_short(self.error)}")
+        return f"cycle via {what} ({', '.join(parts)})"
+
+
+def _short(text: str, limit: int = 36) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Demo:
+    def __init__(self, workdir: Path, *, out: Callable[[str], None] = print) -> None:
+        self.workdir = workdir
+        self.out = out
+        self.logs = workdir / "logs"
+        self.clock_file = workdir / "clock"
+        self.state_dir = workdir / "state"
+        self.tokens_dir = workdir / "oauth-tokens"
+        self.creds_dir = workdir / "matrix-creds"
+        self.homeserver: Homeserver | None = None
+        self.anthropic: FakeAnthropic | None = None
+        self.recipient: DemoRecipient | None = None
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_url = ""
+        self.room_id = ""
+        self.recipient_user = ""
+        self.trigger_token = "demo-trigger-" + os.urandom(12).hex()
+        self.spans: list[StepSpan] = []
+        self.outcomes: list[tuple[datetime, str, Outcome | None]] = []
+        self.pending_since: datetime | None = None
+        self.start = week_start(datetime.now(UTC))
+        self.now = self.start
+
+    # --- setup ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.homeserver = Homeserver(self.workdir / "synapse")
+        self.homeserver.start()
+        bot = self.homeserver.register("claude-bot")
+        alice = self.homeserver.register("alice")
+        bot.write_creds_dir(self.creds_dir, self.homeserver.url)
+        for path in self.creds_dir.iterdir():
+            path.chmod(0o600)
+
+        self.recipient = DemoRecipient(self.homeserver.url, alice, self.workdir / "alice-device")
+        self.recipient_user = alice.user_id
+        self.room_id = self.recipient.create_encrypted_room([bot.user_id])
+
+        # Tokens valid for two real weeks: the simulated week never sees them expire.
+        self.anthropic = FakeAnthropic(expires_in=14 * 86400).start()
+        self.anthropic.write_tokens_dir(self.tokens_dir)
+
+        self._set_clock(self.start)
+        self._start_function_server()
+        self.out(f"homeserver    {self.homeserver.url}  (Synapse, data in {self._rel(self.homeserver.data_dir)})")
+        self.out(f"usage API     {self.anthropic.base_url}  (simulated Anthropic endpoint)")
+        self.out(f"function      {self.server_url}  (functions-framework, target watch)")
+        self.out(f"room          {self.room_id}, encrypted; {alice.user_id} invited {bot.user_id}")
+        self.out(f"bot files     {self._rel(self.workdir)}/ (state, oauth-tokens, matrix-creds, logs)")
+
+    def _rel(self, path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(Path.cwd()))
+        return str(path)
+
+    def bot_env(self) -> dict[str, str]:
+        assert self.anthropic is not None
+        return {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "function"), str(REPO)]),
+            "LOCAL_MODE": "1",
+            "ALERT_SINK": "matrix",
+            "MATRIX_ROOM_ID": self.room_id,
+            "MATRIX_CREDS_DIR": str(self.creds_dir),
+            "OAUTH_TOKENS_DIR": str(self.tokens_dir),
+            "STATE_URL": self.state_dir.as_uri(),
+            "ANTHROPIC_BASE_URL": self.anthropic.base_url,
+            "ANTHROPIC_TOKEN_URL": self.anthropic.token_url,
+            "TRIGGER_TOKEN": self.trigger_token,
+            "LOG_LEVEL": "INFO",
+        }
+
+    def _start_function_server(self) -> None:
+        port = free_port()
+        env = {**self.bot_env(), "DEMO_CLOCK_FILE": str(self.clock_file)}
+        functions_framework = Path(sys.executable).parent / "functions-framework"
+        log = (self.logs / "function.log").open("ab")
+        self.server = subprocess.Popen(
+            [
+                str(functions_framework),
+                "--source",
+                str(REPO / "scripts" / "_demo_function.py"),
+                "--target",
+                "watch",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            cwd=self.workdir,
+            # Its own process group: gunicorn's worker goes down with it on stop().
+            start_new_session=True,
+        )
+        log.close()
+        self.server_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"functions-framework exited; see {self.logs / 'function.log'}")
+            try:
+                if httpx.get(self.server_url + "/", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("functions-framework did not answer within 30 s")
+
+    # --- teardown ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop everything this demo started, whatever state it is in."""
+        server, self.server = self.server, None
+        if server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=5)
+        if self.recipient is not None:
+            with contextlib.suppress(Exception):
+                self.recipient.close()
+            self.recipient = None
+        if self.homeserver is not None:
+            self.homeserver.stop()
+        if self.anthropic is not None:
+            self.anthropic.stop()
+
+    # --- one step of the simulated week ----------------------------------------------------
+
+    def _set_clock(self, moment: datetime) -> None:
+        self.now = moment
+        self.clock_file.write_text(moment.isoformat() + "\n")
+
+    def cycle(self, moment: datetime, via: str, usage: Usage | None, note: str = "") -> Outcome:
+        assert self.anthropic is not None
+        self._set_clock(moment)
+        if usage is not None:
+            # The real endpoint jitters resets_at by sub-seconds between calls.
+            self.anthropic.set_usage(usage, jitter=True)
+        late_since = self.pending_since
+        began = int(time.time() * 1000)
+        outcome = self._http_cycle() if via == "http" else self._cli_cycle()
+        ended = int(time.time() * 1000)
+        self.spans.append(StepSpan(via, moment, began, ended, late_since if outcome.delivered else None))
+        if outcome.pending and self.pending_since is None:
+            self.pending_since = moment
+        elif not outcome.pending:
+            self.pending_since = None
+        self.outcomes.append((moment, note, outcome))
+        self.out(f"{clock(moment)}  {outcome.line()}" + (f"  — {note}" if note else ""))
+        return outcome
+
+    def _http_cycle(self) -> Outcome:
+        headers = {
+            **PING_HEADERS,
+            "ce-id": os.urandom(8).hex(),
+            "ce-time": self.now.isoformat(),
+            "Authorization": f"Bearer {self.trigger_token}",
+        }
+        response = httpx.post(self.server_url + "/", headers=headers, content=b"{}", timeout=90)
+        body = response.json()
+        return Outcome(
+            "http",
+            response.status_code,
+            int(body.get("new_alerts", 0)),
+            int(body.get("delivered", 0)),
+            int(body.get("pending", 0)),
+            body.get("error"),
+            body.get("failure"),
+        )
+
+    def _cli_cycle(self) -> Outcome:
+        env = {**self.bot_env(), "NOW_OVERRIDE": self.now.isoformat()}
+        proc = subprocess.run(
+            [sys.executable, "-m", "claude_matrix_bot", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+            cwd=self.workdir,
+        )
+        with (self.logs / "cli.log").open("a") as log:
+            log.write(f"--- {self.now.isoformat()} exit {proc.returncode}\n{proc.stderr}")
+        # The CLI logs its summary as the last "cycle <status>: {json}" line on stderr.
+        summary: dict[str, Any] = {}
+        for match in re.finditer(r"cycle \w+: (\{.*\})\s*$", proc.stderr, re.MULTILINE):
+            with contextlib.suppress(ValueError):
+                summary = json.loads(match.group(1))
+        if not summary and proc.returncode != 0:
+            summary = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        return Outcome(
+            "cli",
+            proc.returncode,
+            int(summary.get("new_alerts", 0)),
+            int(summary.get("delivered", 0)),
+            int(summary.get("pending", 0)),
+            summary.get("error"),
+            summary.get("failure"),
+        )
+
+    # --- the scripted week -------------------------------------------------------------------
+
+    def play_week(self) -> None:
+        assert self.homeserver is not None
+        assert self.anthropic is not None
+        t0 = self.start  # Monday 09:00
+        day = timedelta(days=1)
+        weekly_reset = t0 + 6 * day + 9 * HOUR  # Sunday 18:00
+        shifted_reset = weekly_reset + 4 * HOUR  # Sunday 22:00
+
+        def usage(five: tuple[float, datetime], week: float, reset: datetime, sonnet_pct: float = 4.0) -> Usage:
+            return payload(
+                five_hour=five,
+                weekly={
+                    "seven_day": (week, reset),
+                    "seven_day_sonnet": (sonnet_pct, weekly_reset),
+                    "seven_day_opus": None,
+                },
+            )
+
+        self.out("")
+        self.out("The week (simulated time, UTC):")
+        self.cycle(t0, "http", usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset), "first run: armed baseline")
+        self.cycle(t0 + 5 * MINUTE, "cli", usage((13.0, t0 + 2 * HOUR), 18.4, weekly_reset), "quiet")
+        self.cycle(
+            t0 + 4 * HOUR, "http", usage((3.0, t0 + 9 * HOUR), 21.0, weekly_reset),
+            "5-hour window rolled over naturally: silent",
+        )
+
+        tue = t0 + day
+        self.cycle(tue + HOUR, "cli", usage((40.0, tue + 3 * HOUR), 51.0, weekly_reset), "weekly crosses 50%")
+        self.cycle(
+            tue + 6 * HOUR, "http", usage((22.0, tue + 8 * HOUR), 53.0, shifted_reset),
+            "Anthropic moves the active weekly window's reset",
+        )
+
+        # Wednesday afternoon: a steady 6 %/h burn. Six samples over 75 minutes is
+        # the least the forecast accepts (FORECAST_MIN_SAMPLES, FORECAST_MIN_SPAN_SEC).
+        wed = t0 + 2 * day + 4 * HOUR  # 13:00
+        for n in range(6):
+            moment = wed + n * 15 * MINUTE
+            week = 56.0 + 1.5 * n
+            note = "heavy use: 6 %/h" if n == 0 else ("enough history: burn-rate forecast" if n == 5 else "")
+            self.cycle(moment, "http" if n % 2 == 0 else "cli", usage((30.0 + 4 * n, wed + 3 * HOUR), week,
+                                                                       shifted_reset, 9.0), note)
+
+        # Thursday: the homeserver goes away just as the weekly usage crosses 80%.
+        thu = t0 + 3 * day + HOUR  # 10:00
+        self.out(f"{clock(thu)}  homeserver stopped")
+        self.homeserver.stop()
+        try:
+            self.cycle(thu, "http", usage((35.0, thu + 2 * HOUR), 81.0, shifted_reset, 11.0),
+                       "weekly crosses 80%, but Matrix is down")
+            self.cycle(thu + 5 * MINUTE, "cli", usage((36.0, thu + 2 * HOUR), 81.2, shifted_reset, 11.0),
+                       "still down: the alert waits")
+        finally:
+            self.homeserver.start()
+        self.out(f"{clock(thu + 6 * MINUTE)}  homeserver back")
+        self.cycle(thu + 10 * MINUTE, "http", usage((37.0, thu + 2 * HOUR), 81.3, shifted_reset, 11.0),
+                   "delivered late, once")
+
+        # Saturday: the usage API fails three runs in a row (HEALTH_FAILURES), then works.
+        sat = t0 + 5 * day  # 09:00
+        self.anthropic.fail_next("usage", 500, times=3)
+        steady = usage((5.0, sat + 3 * HOUR), 84.0, shifted_reset, 12.0)
+        self.cycle(sat, "http", steady, "usage API answers 500")
+        self.cycle(sat + 5 * MINUTE, "cli", steady, "500 again")
+        self.cycle(sat + 10 * MINUTE, "http", steady, "third failure in a row: degraded")
+        self.cycle(sat + 15 * MINUTE, "cli", steady, "the API works again: recovered")
+
+        # Sunday night: the (shifted) weekly reset passes: a new window, silently.
+        after = shifted_reset + 5 * MINUTE
+        self.cycle(after, "http", usage((1.0, after + 5 * HOUR), 0.0, after + 7 * day - 5 * MINUTE, 0.0),
+                   "weekly window rolled over naturally: silent")
+
+    # --- the room ----------------------------------------------------------------------------
+
+    def transcript(self) -> tuple[str, Path, int, int]:
+        assert self.recipient is not None
+        messages, undecryptable = self.recipient.timeline(self.room_id)
+        entries = place_on_clock(messages, self.spans)
+        text = plain_transcript(entries)
+        page = html_transcript(
+            entries,
+            title="claude-matrix-bot demo: the alert room as the recipient decrypts it",
+            subtitle=(
+                f"{len(messages)} messages in {self.room_id} on a throwaway Synapse, simulated week of "
+                f"{self.start:%Y-%m-%d} (UTC); {undecryptable} could not be decrypted."
+            ),
+        )
+        path = self.workdir / "transcript.html"
+        path.write_text(page, encoding="utf-8")
+        (self.workdir / "transcript.txt").write_text(text, encoding="utf-8")
+        return text, path, len(messages), undecryptable
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / ".demo", help="throwaway folder (wiped first)")
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+
+    began = time.monotonic()
+    print("claude-matrix-bot demo: a week of Claude usage, alerts into an end-to-end-encrypted Matrix room")
+    print("(no Claude account, no Matrix account, no cluster: everything below runs on 127.0.0.1)")
+    print("")
+    demo = Demo(workdir)
+    with _sigterm_as_exit():
+        try:
+            demo.setup()
+            demo.play_week()
+            text, page, count, undecryptable = demo.transcript()
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping everything", file=sys.stderr)
+            return 130
+        finally:
+            demo.close()
+    print("")
+    print(f"The room as {demo.recipient_user} decrypts it ({count} messages, {undecryptable} undecryptable):")
+    print("")
+    print(text)
+    print(f"HTML transcript: {page}")
+    print(f"Done in {time.monotonic() - began:.0f} s; every process started here has stopped.")
+    return 0 if undecryptable == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

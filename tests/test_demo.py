@@ -1,0 +1,106 @@
+"""`make demo` end to end (issue 6): the real script, in a subprocess, as a newcomer runs it.
+
+It starts its own Synapse, usage API and functions-framework server; the proof is
+the room as the recipient's device decrypts it, and that nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.synapse]
+
+SIGNALS = {
+    "armed": "Claude usage watch armed",
+    "50%": "Weekly (all models) usage passed 50%",
+    "80%": "Weekly (all models) usage passed 80%",
+    "reset shift": "Weekly (all models) reset moved 4h later",
+    "forecast": "Weekly (all models) on track to run out before it resets",
+    "degraded": "Claude usage watch is failing",
+    "recovered": "Claude usage watch recovered",
+}
+
+
+def _processes_under(directory: Path) -> list[str]:
+    """Processes whose working directory or command line points into `directory`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(directory)) or str(directory) in cmdline:
+            found.append(f"{proc.name}: {cmdline.strip()}")
+    return found
+
+
+def _port_is_closed(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo", "--workdir", str(workdir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+
+    header, _, room = out.partition("The room as @alice:localhost decrypts it")
+    assert room, out
+    assert "0 undecryptable" in room.splitlines()[0]
+    for name, text in SIGNALS.items():
+        assert text in room, f"{name} missing from the decrypted room"
+    # The alert raised while the homeserver was down arrives late, and only once.
+    assert room.count(SIGNALS["80%"]) == 1
+    assert re.search(r"usage passed 80%.*arrived late: raised Thu 10:00", room)
+    # Natural rollovers stay silent: exactly the seven messages above.
+    count = re.search(r"\((\d+) messages", room.splitlines()[0])
+    assert count is not None
+    assert count.group(1) == "7"
+
+    # Both production entry points ran, and the outage showed as failures of each.
+    assert "cycle via HTTP → 200" in header
+    assert "cycle via CLI  → exit 0" in header
+    assert "cycle via HTTP → 503" in header
+    assert "cycle via CLI  → exit 1" in header
+
+    page = (workdir / "transcript.html").read_text()
+    for text in SIGNALS.values():
+        assert text in page
+    assert page.count(SIGNALS["80%"]) == 1
+
+    # Nothing left behind: the ports it printed are closed, no process runs in its folder.
+    ports = [int(p) for p in re.findall(r"^\w[\w ]+ +http://127\.0\.0\.1:(\d+)", header, re.MULTILINE)]
+    assert len(ports) == 3, header
+    assert all(_port_is_closed(port) for port in ports)
+    assert _processes_under(workdir) == []
+
+    # The secrets it minted (Matrix access token, OAuth tokens) never reach the output.
+    secrets = [(workdir / "matrix-creds" / "access_token").read_text().strip()]
+    secrets += [(workdir / "oauth-tokens" / n).read_text().strip() for n in ("accessToken", "refreshToken")]
+    for secret in secrets:
+        assert len(secret) > 8
+        assert secret not in out
+        assert secret not in result.stderr
