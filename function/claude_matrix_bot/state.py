@@ -89,19 +89,26 @@ def _parse_time(value: object, where: str) -> datetime | None:
         raise CorruptState(f"{where}: expected an ISO time, got {type(value).__name__}")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # Year 1 or 9999 with an offset falls off the calendar once moved to UTC.
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise CorruptState(f"{where}: not an ISO time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _number(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise CorruptState(f"{where}: expected a number")
-    return float(value)
+    try:
+        number = float(value)  # a JSON integer can be too big for a float
+    except OverflowError:
+        raise CorruptState(f"{where}: number out of range") from None
+    if not math.isfinite(number):
+        raise CorruptState(f"{where}: expected a number")
+    return number
 
 
 def _thresholds(value: object, where: str) -> tuple[int, ...]:
@@ -125,8 +132,9 @@ def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
         "alerted_thresholds": list(bucket.alerted_thresholds),
         "forecast_fired": bucket.forecast_fired,
         "shifted_to": [_iso(m) for m in bucket.shifted_to],
-        # Compact pairs keep 6 h of samples in a few KB.
-        "history": [[t, round(u, 3)] for t, u in bucket.history],
+        # Compact pairs keep 6 h of samples in a few KB. Written exactly (no rounding):
+        # a state must read back equal to what was decided.
+        "history": [[t, u] for t, u in bucket.history],
     }
 
 
@@ -219,7 +227,8 @@ def parse_state(data: bytes) -> State:
     must be left alone) and `CorruptState` for anything unreadable."""
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    # ValueError also covers integers longer than Python's int-conversion digit limit.
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorruptState("not valid JSON") from None
     if not isinstance(doc, dict):
         raise CorruptState("top level is not an object")
