@@ -19,15 +19,10 @@ from claude_matrix_bot.sinks.base import DeliveryReport
 from claude_matrix_bot.state import parse_state
 from claude_matrix_bot.store import open_store
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.storage_servers import (  # noqa: F401 - session fixtures used by name
-    S3_ENV,
-    S3_ENV_UNSET,
-    GenerationServer,
-    S3Server,
-    gcs_generation_server,
-    s3_server,
-)
+from tests.fakes.storage_servers import S3_ENV, S3_ENV_UNSET, GenerationServer, S3Server
 from tests.helpers import bot_env, payload
+
+pytest_plugins = ("tests.fakes.storage_servers",)
 
 NOW = datetime(2031, 5, 5, 9, 0, tzinfo=UTC)
 
