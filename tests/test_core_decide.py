@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -656,3 +656,18 @@ def test_decide_does_not_touch_the_previous_state() -> None:
     previous = watch.state
     watch.see({"seven_day": (85.0, NEXT_WEEK_RESET), "seven_day_new": (1.0, WEEK_RESET)}, at=WEEK_RESET + HOUR)
     assert dump_state(previous) == before
+
+
+def test_alert_ids_do_not_depend_on_the_offset_an_instant_carries() -> None:
+    # The same instant written with another UTC offset is the same alert.
+    watch = armed_watch()
+    previous = watch.state
+    now = T0 + HOUR
+    moved = WEEK_RESET + 2 * HOUR
+    in_utc = decide(previous, reading(now, {"seven_day": (85.0, moved)}), now, CFG)
+    plus_two = timezone(timedelta(hours=2))
+    elsewhere = decide(
+        previous, reading(now, {"seven_day": (85.0, moved.astimezone(plus_two))}), now.astimezone(plus_two), CFG
+    )
+    assert [a.id for a in in_utc.alerts] == [a.id for a in elsewhere.alerts]
+    assert [a.plain for a in in_utc.alerts] == [a.plain for a in elsewhere.alerts]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from ..model import FIVE_HOUR, WEEKLY_PREFIX, is_weekly
@@ -35,7 +35,8 @@ def bucket_label(name: str) -> str:
 
 
 def round_minute(moment: datetime) -> datetime:
-    return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
+    # In UTC: messages say "UTC", and alert ids must not depend on the offset an instant carries.
+    return (moment.astimezone(UTC) + timedelta(seconds=30)).replace(second=0, microsecond=0)
 
 
 def fmt_time(moment: datetime) -> str:
