@@ -1,0 +1,306 @@
+"""Settings (DESIGN §3 "Environment"): every variable, its default, its parsing, and one
+ConfigError that names every offending variable before any I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from claude_matrix_bot.errors import BotError, ConfigError
+from claude_matrix_bot.settings import Settings, TrustedDevice, load_settings
+
+# The least a default (Matrix sink, Kubernetes Secret) deployment must say.
+MINIMAL = {"MATRIX_ROOM_ID": "!alerts:example.org", "K8S_OAUTH_SECRET_NAME": "claude-oauth-tokens"}
+
+VARIABLES = [
+    "MATRIX_ROOM_ID", "MATRIX_CREDS_DIR", "OAUTH_TOKENS_DIR", "LOCAL_MODE", "K8S_OAUTH_SECRET_NAME",
+    "K8S_NAMESPACE", "OAUTH_REFRESH_LEEWAY_SEC", "WEEKLY_THRESHOLDS", "STATE_URL", "FORECAST_ENABLED",
+    "FORECAST_WINDOW_SEC", "FORECAST_MIN_SAMPLES", "FORECAST_MIN_SPAN_SEC", "ALERT_SINK", "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_TOKEN_URL", "NOW_OVERRIDE", "RESET_SHIFT_TOLERANCE_SEC", "HEALTH_FAILURES", "ANTHROPIC_USER_AGENT",
+    "TRIGGER_TOKEN", "MIN_INTERVAL_SEC", "MATRIX_TRUSTED_DEVICES", "MATRIX_STORE_PASSPHRASE",
+]  # fmt: skip
+
+
+def config_error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert isinstance(caught.value, BotError)
+    return str(caught.value)
+
+
+def named(message: str) -> set[str]:
+    """The variables a ConfigError names: one problem per line, `NAME: why`."""
+    return {line.strip().split(":", 1)[0] for line in message.splitlines()[1:]}
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    s = load_settings(MINIMAL)
+    assert s.matrix_room_id == "!alerts:example.org"
+    assert s.matrix_creds_dir == Path("/var/run/secrets/matrix-bot")
+    assert s.oauth_tokens_dir == Path("/var/run/secrets/oauth-tokens")
+    assert s.local_mode is False
+    assert s.k8s_oauth_secret_name == "claude-oauth-tokens"
+    assert s.k8s_namespace is None  # the ServiceAccount's namespace file, read by the Secret store
+    assert s.oauth_refresh_leeway_sec == 600
+    assert s.weekly_thresholds == (50, 80)
+    assert s.state_url == "file:///state"
+    assert s.forecast_enabled is True
+    assert (s.forecast_window_sec, s.forecast_min_samples, s.forecast_min_span_sec) == (21600, 6, 3600)
+    assert s.alert_sink == "matrix"
+    assert s.anthropic_base_url == "https://api.anthropic.com"
+    assert s.anthropic_token_url == "https://platform.claude.com/v1/oauth/token"
+    assert s.now_override is None
+    assert s.reset_shift_tolerance_sec == 60
+    assert s.health_failures == 3
+    assert s.anthropic_user_agent.startswith("claude-code/")
+    assert s.trigger_token is None
+    assert s.min_interval_sec == 60
+    assert s.matrix_trusted_devices == ()
+    assert s.matrix_store_passphrase is None
+
+
+def test_every_variable_is_parsed() -> None:
+    env = {
+        "MATRIX_ROOM_ID": "!room:matrix.example.org",
+        "MATRIX_CREDS_DIR": "/etc/matrix",
+        "OAUTH_TOKENS_DIR": "/home/me/tokens",
+        "LOCAL_MODE": "true",
+        "K8S_OAUTH_SECRET_NAME": "tokens",
+        "K8S_NAMESPACE": "claude",
+        "OAUTH_REFRESH_LEEWAY_SEC": "900",
+        "WEEKLY_THRESHOLDS": "90, 25%,75,25",
+        "STATE_URL": "s3://bucket/claude-bot",
+        "FORECAST_ENABLED": "off",
+        "FORECAST_WINDOW_SEC": "7200",
+        "FORECAST_MIN_SAMPLES": "4",
+        "FORECAST_MIN_SPAN_SEC": "1800",
+        "ALERT_SINK": "stdout",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:8080/",
+        "ANTHROPIC_TOKEN_URL": "http://127.0.0.1:8080/v1/oauth/token",
+        "NOW_OVERRIDE": "2026-01-02T13:00:00+01:00",
+        "RESET_SHIFT_TOLERANCE_SEC": "120",
+        "HEALTH_FAILURES": "5",
+        "ANTHROPIC_USER_AGENT": "claude-code/9.9.9",
+        "TRIGGER_TOKEN": "trigger-secret-value",
+        "MIN_INTERVAL_SEC": "0",
+        "MATRIX_TRUSTED_DEVICES": "@me:example.org:PHONE:edKeyA",
+        "MATRIX_STORE_PASSPHRASE": "store-secret-value",
+    }
+    assert set(env) == set(VARIABLES)
+    s = load_settings(env)
+    assert s == Settings(
+        matrix_room_id="!room:matrix.example.org",
+        matrix_creds_dir=Path("/etc/matrix"),
+        oauth_tokens_dir=Path("/home/me/tokens"),
+        local_mode=True,
+        k8s_oauth_secret_name="tokens",
+        k8s_namespace="claude",
+        oauth_refresh_leeway_sec=900,
+        weekly_thresholds=(25, 75, 90),
+        state_url="s3://bucket/claude-bot",
+        forecast_enabled=False,
+        forecast_window_sec=7200,
+        forecast_min_samples=4,
+        forecast_min_span_sec=1800,
+        alert_sink="stdout",
+        anthropic_base_url="http://127.0.0.1:8080",
+        anthropic_token_url="http://127.0.0.1:8080/v1/oauth/token",
+        now_override=datetime(2026, 1, 2, 12, 0, tzinfo=UTC),
+        reset_shift_tolerance_sec=120,
+        health_failures=5,
+        anthropic_user_agent="claude-code/9.9.9",
+        trigger_token="trigger-secret-value",
+        min_interval_sec=0,
+        matrix_trusted_devices=(TrustedDevice("@me:example.org", "PHONE", "edKeyA"),),
+        matrix_store_passphrase="store-secret-value",
+    )
+    # NOW_OVERRIDE is the run's "now", in UTC.
+    assert s.now() == datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert s.now().utcoffset() == timedelta(0)
+
+
+def test_without_now_override_now_is_the_clock() -> None:
+    before = datetime.now(UTC)
+    now = load_settings(MINIMAL).now()
+    assert before <= now <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", True),
+        ("yes", True),
+        ("ON", True),
+        ("True", True),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+        ("FALSE", False),
+    ],
+)
+def test_booleans(text: str, value: bool) -> None:
+    assert load_settings({**MINIMAL, "FORECAST_ENABLED": text}).forecast_enabled is value
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///state",
+        "file:///var/lib/claude-bot",
+        "file://localhost/data",
+        "s3://bucket",
+        "s3://bucket/a/b",
+        "gs://bucket/prefix",
+    ],
+)
+def test_state_urls(url: str) -> None:
+    assert load_settings({**MINIMAL, "STATE_URL": url}).state_url == url
+
+
+def test_blank_values_count_as_unset() -> None:
+    s = load_settings({**MINIMAL, "WEEKLY_THRESHOLDS": "  ", "HEALTH_FAILURES": "", "TRIGGER_TOKEN": " "})
+    assert (s.weekly_thresholds, s.health_failures, s.trigger_token) == ((50, 80), 3, None)
+
+
+# --- one error naming every offending variable --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("OAUTH_REFRESH_LEEWAY_SEC", "ten minutes"),
+        ("OAUTH_REFRESH_LEEWAY_SEC", "-1"),
+        ("WEEKLY_THRESHOLDS", "fifty"),
+        ("WEEKLY_THRESHOLDS", "0,50"),
+        ("WEEKLY_THRESHOLDS", "50,101"),
+        ("WEEKLY_THRESHOLDS", ","),
+        ("STATE_URL", "/state"),
+        ("STATE_URL", "ftp://host/state"),
+        ("STATE_URL", "file://relative/dir"),
+        ("STATE_URL", "s3:///no-bucket"),
+        ("FORECAST_ENABLED", "maybe"),
+        ("FORECAST_WINDOW_SEC", "59"),
+        ("FORECAST_MIN_SAMPLES", "1"),
+        ("FORECAST_MIN_SPAN_SEC", "0"),
+        ("FORECAST_MIN_SPAN_SEC", "90000"),  # longer than the window: no forecast could ever fire
+        ("ALERT_SINK", "email"),
+        ("ANTHROPIC_BASE_URL", "api.anthropic.com"),
+        ("ANTHROPIC_TOKEN_URL", "ftp://x/token"),
+        ("NOW_OVERRIDE", "yesterday"),
+        ("NOW_OVERRIDE", "2026-01-02T12:00:00"),  # no timezone: ambiguous
+        ("RESET_SHIFT_TOLERANCE_SEC", "1.5"),
+        ("HEALTH_FAILURES", "0"),
+        ("ANTHROPIC_USER_AGENT", "claude-code/1\r\nX-Injected: 1"),
+        ("MIN_INTERVAL_SEC", "soon"),
+        ("MATRIX_TRUSTED_DEVICES", "@bot:example.org:DEVICE"),
+        ("MATRIX_TRUSTED_DEVICES", "bot:example.org:DEVICE:key"),
+        ("MATRIX_ROOM_ID", "#alerts:example.org"),  # an alias, not a room id
+        ("LOCAL_MODE", "sometimes"),
+    ],
+)
+def test_each_bad_value_is_named(name: str, bad: str) -> None:
+    message = config_error({**MINIMAL, name: bad})
+    assert named(message) == {name}
+
+
+def test_several_bad_variables_give_one_error_naming_each() -> None:
+    bad = {
+        "OAUTH_REFRESH_LEEWAY_SEC": "abc",
+        "WEEKLY_THRESHOLDS": "fifty,eighty",
+        "STATE_URL": "ftp://nowhere",
+        "FORECAST_ENABLED": "maybe",
+        "ALERT_SINK": "email",
+        "ANTHROPIC_BASE_URL": "nope",
+        "NOW_OVERRIDE": "yesterday",
+        "HEALTH_FAILURES": "0",
+        "MATRIX_TRUSTED_DEVICES": "not-a-device",
+        "MATRIX_ROOM_ID": "general",
+    }
+    message = config_error({"K8S_OAUTH_SECRET_NAME": "tokens", **bad})
+    assert message.startswith("invalid configuration:")
+    assert named(message) == set(bad)
+
+
+def test_matrix_room_id_is_required_for_the_matrix_sink_only() -> None:
+    assert named(config_error({"K8S_OAUTH_SECRET_NAME": "tokens"})) == {"MATRIX_ROOM_ID"}
+    assert named(config_error({"K8S_OAUTH_SECRET_NAME": "tokens", "ALERT_SINK": "matrix"})) == {"MATRIX_ROOM_ID"}
+    s = load_settings({"K8S_OAUTH_SECRET_NAME": "tokens", "ALERT_SINK": "stdout"})
+    assert s.matrix_room_id is None
+
+
+def test_the_secret_name_is_required_unless_local_mode() -> None:
+    assert named(config_error({"MATRIX_ROOM_ID": "!r:example.org"})) == {"K8S_OAUTH_SECRET_NAME"}
+    assert named(config_error({"MATRIX_ROOM_ID": "!r:example.org", "LOCAL_MODE": "0"})) == {"K8S_OAUTH_SECRET_NAME"}
+    s = load_settings({"MATRIX_ROOM_ID": "!r:example.org", "LOCAL_MODE": "1"})
+    assert s.local_mode is True and s.k8s_oauth_secret_name is None
+
+
+def test_an_empty_environment_names_both_requirements() -> None:
+    assert named(config_error({})) == {"MATRIX_ROOM_ID", "K8S_OAUTH_SECRET_NAME"}
+
+
+# --- MATRIX_TRUSTED_DEVICES (user ids contain colons) ---------------------------------------
+
+
+def test_trusted_devices_split_from_the_right() -> None:
+    s = load_settings(
+        {
+            **MINIMAL,
+            "MATRIX_TRUSTED_DEVICES": " @alice:example.org:PHONE:Ab+/cd0123 ,"
+            "@bob:matrix.example.org:8448:LAPTOP:Zz9=, ,@c-3.po_x:sub.example.org:D:k",
+        }
+    )
+    assert s.matrix_trusted_devices == (
+        TrustedDevice("@alice:example.org", "PHONE", "Ab+/cd0123"),
+        TrustedDevice("@bob:matrix.example.org:8448", "LAPTOP", "Zz9="),
+        TrustedDevice("@c-3.po_x:sub.example.org", "D", "k"),
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "@alice:example.org:PHONE",
+        "@alice:example.org::key",
+        "@alice:example.org:PHONE:",
+        "alice:PHONE:key",
+        "@alice:PHONE:key",
+    ],
+)
+def test_malformed_trusted_devices(entry: str) -> None:
+    message = config_error({**MINIMAL, "MATRIX_TRUSTED_DEVICES": entry})
+    assert named(message) == {"MATRIX_TRUSTED_DEVICES"}
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def test_no_secret_in_repr_or_errors() -> None:
+    secrets = {"TRIGGER_TOKEN": "tt-5ecret-0001", "MATRIX_STORE_PASSPHRASE": "pp-5ecret-0002"}
+    s = load_settings({**MINIMAL, **secrets})
+    assert s.trigger_token == "tt-5ecret-0001"
+    assert s.matrix_store_passphrase == "pp-5ecret-0002"
+    for text in (repr(s), str(s)):
+        assert "5ecret" not in text
+    # A configuration error elsewhere does not echo them either.
+    message = config_error({**secrets, "HEALTH_FAILURES": "x"})
+    assert "5ecret" not in message
+
+
+# --- whatever the environment, Settings or one ConfigError ----------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(VARIABLES), st.text(max_size=40), max_size=10))
+def test_any_environment_gives_settings_or_one_config_error(env: dict[str, str]) -> None:
+    try:
+        load_settings({**MINIMAL, **env})
+    except ConfigError as exc:
+        message = str(exc)
+        assert named(message) <= set(VARIABLES)
+        assert named(message)
