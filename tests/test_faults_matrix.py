@@ -9,6 +9,7 @@ test_no_secrets.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -264,11 +265,12 @@ def make_scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path,
     return MatrixScene(homeserver, proxy, anthropic, tmp_path, bot, alice, recipient, room, env)
 
 
-@pytest.fixture
-def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:
+@contextlib.contextmanager
+def armed_scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:
+    """A scene whose first run joined the room and posted the baseline (50% already past)."""
     s = make_scene(homeserver, anthropic, tmp_path)
     try:
-        s.run(0, 60.0)  # joins the room and posts the baseline (50% already past)
+        s.run(0, 60.0)
         assert s.count("armed") == 1
         yield s
         assert_no_secrets(s.secrets(), *s.outputs)
@@ -276,6 +278,12 @@ def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> I
         s.proxy.stop()
         for device in (s.recipient, *s.devices):
             device.close()
+
+
+@pytest.fixture
+def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:
+    with armed_scene(homeserver, anthropic, tmp_path) as s:
+        yield s
 
 
 # --- delivery faults: the alert waits in the outbox and arrives exactly once ------------------

@@ -29,15 +29,22 @@ import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.helpers import REPO, CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
+from tests.synapse import Homeserver
 from tests.test_faults_matrix import (  # noqa: F401 - the module-scoped homeserver fixture is used by name
     T0,
     MatrixScene,
     SendFault,
+    armed_scene,
     homeserver,
-    scene,
 )
 
 # --- SIGKILL mid-delivery ------------------------------------------------------------------
+
+
+@pytest.fixture
+def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:  # noqa: F811
+    with armed_scene(homeserver, anthropic, tmp_path) as s:
+        yield s
 
 
 def _spawn(env: dict[str, str], now: datetime) -> subprocess.Popen[bytes]:
@@ -187,7 +194,7 @@ def test_knative_and_cronjob_at_the_same_instant_emit_each_alert_once(
         anthropic.fail_next("usage", 200, body=usage, delay=1.0, times=2)
         barrier = threading.Barrier(2)
 
-        def http_trigger() -> None:
+        def http_trigger(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             http_codes.append(httpx.post(url, timeout=60).status_code)
 
