@@ -210,6 +210,11 @@ def test_corrupt_state_note_makes_the_armed_message_say_it_rearmed() -> None:
         # Natural rollover: the previous resets_at is already past, so the move is silent.
         pytest.param("seven_day", NEXT_WEEK_RESET, WEEK_RESET + MIN, False, id="weekly-rollover"),
         pytest.param("five_hour", FIVE_RESET + 5 * HOUR, FIVE_RESET + 10 * MIN, False, id="five-hour-rollover"),
+        # The API rolls over at …:59:59.6; a bot clock a second behind still sees a rollover.
+        pytest.param(
+            "seven_day", NEXT_WEEK_RESET, WEEK_RESET - timedelta(seconds=1), False, id="rollover-clock-behind"
+        ),
+        pytest.param("seven_day", WEEK_RESET + DAY, WEEK_RESET - 2 * MIN, True, id="shift-minutes-before-the-end"),
     ],
 )
 def test_reset_shift_table(bucket: str, new_resets: datetime, now: datetime, shift: bool) -> None:

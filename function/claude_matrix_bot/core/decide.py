@@ -173,9 +173,11 @@ def _bucket_step(
         state = old
         reference = old.resets_at or old.window
         if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
-            if reference <= now:
+            if reference <= now + timedelta(seconds=tol):
                 # Natural rollover: the previous window had expired. Silent; a new
                 # window starts a new history and new dedup (DESIGN §1, §forecast).
+                # Within the tolerance: the old value is jittered and our clock may
+                # trail the API's, which rolls over at …:59:59.6, just before a cron tick.
                 state = BucketState(window=new_resets)
             elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
                 # Reset shift: an active window's anchor moved. Once per distinct value.
