@@ -102,6 +102,11 @@ USAGE_FAULTS: list[tuple[str, dict[str, Any], str]] = [
         {"status": 200, "body": {"five_hour": {"utilization": 3.0, "resets_at": "soon"}}},
         "not an ISO-8601 instant",
     ),
+    (
+        "200-resets-at-out-of-range",
+        {"status": 200, "body": {"five_hour": {"utilization": 3.0, "resets_at": "0001-01-01T00:00:00+01:00"}}},
+        "resets_at",
+    ),
 ]
 
 
