@@ -399,7 +399,11 @@ class Demo:
         return text, path, len(messages), undecryptable
 
 
+_stopping: list[int] = []
+
+
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _stopping.append(signum)
     raise SystemExit(128 + signum)
 
 
@@ -433,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted; stopping everything", file=sys.stderr)
             return 130
+        except Exception:
+            if _stopping:  # whatever the signal broke on its way through (an event loop, a socket)
+                print("\nterminated; stopping everything", file=sys.stderr)
+                return 128 + _stopping[0]
+            raise
         finally:
             demo.close()
     print("")
