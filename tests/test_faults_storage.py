@@ -33,7 +33,6 @@ from tests.helpers import REPO, CliResult, assert_no_secrets, bot_env, issued_se
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend
 
-pytest_plugins = ("tests.fakes.storage_servers",)
 
 STORE_ENV = ("AWS_", "STORAGE_EMULATOR_HOST")
 
