@@ -134,7 +134,7 @@ def load_config(env: Mapping[str, str]) -> ShimConfig:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """urllib would replay a redirected POST as a GET; a redirect here is a misconfigured URL."""
 
-    def redirect_request(  # noqa: PLR0917 - the signature is urllib's
+    def redirect_request(
         self,
         req: urllib.request.Request,
         fp: IO[bytes],

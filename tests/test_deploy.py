@@ -511,3 +511,44 @@ def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context() -> None:
     assert included >= {"pyproject.toml", "README.md", "function", "shim"}
     assert not included & {"local", ".git", "tests", "deploy", "terraform"}
     assert {"**/__pycache__", "**/*.egg-info"} <= set(lines)
+
+
+def test_docker_context_builds_the_package_with_both_entry_points(tmp_path: Path) -> None:
+    """What the builder stage does (`pip install ".[all]"`), on exactly the context
+    .dockerignore lets through: the allow-list must be enough to build, and the wheel
+    must carry the shim and both console scripts."""
+    import sys
+    import zipfile
+
+    context = tmp_path / "context"
+    context.mkdir()
+    allowed = [
+        line.strip()[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip().startswith("!")
+    ]
+    for name in allowed:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, context / name)
+    assert (context / "function" / "main.py").is_file(), "the final stage copies function/main.py"
+    wheels = tmp_path / "wheels"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = wheels.glob("claude_matrix_bot-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    assert {"shim/__init__.py", "shim/__main__.py", "claude_matrix_bot/__init__.py"} <= names
+    assert not any(n.startswith("tests/") for n in names)
+    assert "claude-matrix-bot = claude_matrix_bot.cli:main" in scripts
+    assert "claude-matrix-bot-trigger = shim.__main__:main" in scripts
