@@ -9,6 +9,9 @@ import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 
+# Session-scoped storage servers (moto S3, GCS emulators), shared by every module.
+pytest_plugins = ("tests.fakes.storage_servers",)
+
 
 @pytest.fixture
 def anthropic() -> Iterator[FakeAnthropic]:

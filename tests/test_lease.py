@@ -23,7 +23,6 @@ from claude_matrix_bot.store.lease import LEASE_KEY, Lease, acquire_lease, read_
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend
 
-pytest_plugins = ("tests.fakes.storage_servers",)
 
 NOW = datetime(2026, 1, 2, 19, 0, tzinfo=UTC)
 TTL = 240

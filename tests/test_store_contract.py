@@ -25,7 +25,6 @@ from claude_matrix_bot.store.s3 import S3Store
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend, GCSServer, GenerationServer, S3Server
 
-pytest_plugins = ("tests.fakes.storage_servers",)
 
 RACERS = 8
 

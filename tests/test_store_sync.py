@@ -19,7 +19,6 @@ from claude_matrix_bot.store.sync import download_tree, upload_tree
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend
 
-pytest_plugins = ("tests.fakes.storage_servers",)
 
 PREFIX = "nio/"
 DB = "@bot:example.org_BOTDEVICE.db"
