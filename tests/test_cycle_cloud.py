@@ -22,7 +22,6 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.storage_servers import S3_ENV, S3_ENV_UNSET, GenerationServer, S3Server
 from tests.helpers import bot_env, payload
 
-
 NOW = datetime(2031, 5, 5, 9, 0, tzinfo=UTC)
 
 

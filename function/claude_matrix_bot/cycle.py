@@ -40,7 +40,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from .logs import register_secret
+from .logs import redact, register_secret
 from .model import Reading
 from .settings import Settings
 from .sinks.base import AlertSink
@@ -176,7 +176,13 @@ def fetch_reading(settings: Settings, now: datetime, token_store: TokenStore | N
 
 
 def explain(exc: BotError) -> tuple[str, str]:
-    """(what went wrong, what to do) for the degraded alert and the status output."""
+    """(what went wrong, what to do) for the degraded alert and the status output.
+    The text is redacted: it reaches state.json, the room and HTTP answers."""
+    what, hint = _explain(exc)
+    return redact(what), hint
+
+
+def _explain(exc: BotError) -> tuple[str, str]:
     if isinstance(exc, TokenRefreshError):
         return str(exc), "re-bootstrap the Claude OAuth tokens (scripts/bootstrap-local.sh) and update the Secret"
     if isinstance(exc, Unauthorized):
@@ -258,11 +264,11 @@ def flush_outbox(
             target = sink if sink is not None else stack.enter_context(open_sink(settings, store))
             report = target.deliver(state.outbox)
     except DeliveryError as exc:
-        return state, version, 0, str(exc)
+        return state, version, 0, redact(str(exc))
     if report.delivered:
         state = drop_delivered(state, report.delivered)
         version = save_state(store, state, version)
-    return state, version, len(report.delivered), report.error
+    return state, version, len(report.delivered), redact(report.error) if report.error else None
 
 
 # --- the cycle -------------------------------------------------------------------------
@@ -297,7 +303,7 @@ def run_cycle(
         return _locked_cycle(settings, store, now, token_store, sink, enforce_min_interval)
     except StorageError as exc:
         log.error("state store failed: %s", exc)
-        return CycleResult("failed", error=str(exc), failure="storage")
+        return CycleResult("failed", error=redact(str(exc)), failure="storage")
     finally:
         try:
             release_lease(store, lease)

@@ -66,7 +66,10 @@ def _resets_at(bucket: str, value: object) -> datetime | None:
     if moment.tzinfo is None:
         # The API always sends an offset; a bare time is most plausibly UTC.
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 with a positive offset falls off the calendar
+        raise BadResponse(f"bucket {_name(bucket)}: resets_at is out of range") from None
 
 
 def _utilization(bucket: str, value: object) -> float:
