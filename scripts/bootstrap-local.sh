@@ -7,9 +7,13 @@
 # then print the docker-run (LOCAL_MODE) and kubectl-create-secret recipes.
 #
 # usage: scripts/bootstrap-local.sh [CLAUDE_CONFIG_DIR]
+#        scripts/bootstrap-local.sh NAME=CLAUDE_CONFIG_DIR [NAME=CLAUDE_CONFIG_DIR ...]
 #   The Claude login is read from DIR/.credentials.json, DIR being the argument, else
 #   $CLAUDE_CONFIG_DIR, else ~/.claude. Matrix values are prompted for; existing ones are
 #   offered as defaults (Enter keeps them), so running it again is safe.
+#   Several accounts (DESIGN §6), e.g. `work=~/.claude-work priv=~/.claude-priv`: each login
+#   goes to local/oauth-tokens/NAME/, and local/env gets ACCOUNTS=work,priv. NAME is 1-32
+#   characters a-z, 0-9 or '-'.
 #   LOCAL_DIR overrides the output directory (default: local/ in the repository).
 # Tokens are never echoed: not on the terminal, not in this script's output.
 set -euo pipefail
@@ -17,8 +21,6 @@ umask 077
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 local_dir="${LOCAL_DIR:-$repo_root/local}"
-source_dir="${1:-${CLAUDE_CONFIG_DIR:-$HOME/.claude}}"
-credentials="$source_dir/.credentials.json"
 
 say() { echo "bootstrap-local: $*" >&2; }
 die() {
@@ -26,23 +28,63 @@ die() {
   exit 1
 }
 
-command -v python3 >/dev/null || die "python3 is needed to read $credentials"
-[[ -f "$credentials" ]] || die "no Claude login at $credentials: run 'CLAUDE_CONFIG_DIR=~/.claude-bot claude' and log in, then: $0 ~/.claude-bot"
+# accounts[i] is an account name (empty: the single-account layout), sources[i] its login dir.
+accounts=()
+sources=()
+if [[ $# -gt 0 && "$1" == *=* ]]; then
+  for pair in "$@"; do
+    [[ "$pair" == *=* ]] || die "with several accounts every argument is NAME=CLAUDE_CONFIG_DIR, got '$pair'"
+    name="${pair%%=*}"
+    dir="${pair#*=}"
+    dir="${dir/#\~/$HOME}"
+    [[ "$name" =~ ^[a-z0-9-]{1,32}$ ]] || die "account name '$name' must be 1-32 characters a-z, 0-9 or '-'"
+    [[ "$name" != nio ]] || die "account name 'nio' is reserved (the Matrix key store lives under nio/)"
+    [[ -n "$dir" ]] || die "account $name: no CLAUDE_CONFIG_DIR after '='"
+    for i in "${!accounts[@]}"; do
+      [[ "${accounts[$i]}" != "$name" ]] || die "account $name is named twice"
+      # One login for two accounts: each refresh would log the other one out.
+      if [[ -d "$dir" && -d "${sources[$i]}" && "$(cd "$dir" && pwd -P)" == "$(cd "${sources[$i]}" && pwd -P)" ]]; then
+        die "accounts ${accounts[$i]} and $name read the same login $dir: give each account its own"
+      fi
+    done
+    accounts+=("$name")
+    sources+=("$dir")
+  done
+else
+  [[ $# -le 1 ]] || die "one CLAUDE_CONFIG_DIR, or several NAME=CLAUDE_CONFIG_DIR (e.g. work=~/.claude-work priv=~/.claude-priv)"
+  accounts+=("")
+  sources+=("${1:-${CLAUDE_CONFIG_DIR:-$HOME/.claude}}")
+fi
+
+command -v python3 >/dev/null || die "python3 is needed to read the Claude login"
+for i in "${!accounts[@]}"; do
+  credentials="${sources[$i]}/.credentials.json"
+  for_account="${accounts[$i]:+ for account ${accounts[$i]}}"
+  example="${accounts[$i]:+${accounts[$i]}=}~/.claude-bot"
+  [[ -f "$credentials" ]] || die "no Claude login$for_account at $credentials: run 'CLAUDE_CONFIG_DIR=~/.claude-bot claude' and log in, then: $0 $example"
+done
 
 # Sharing the laptop's own login: the bot's first refresh rotates the refresh token,
 # and the laptop's copy stops working (Claude Code asks to log in again).
-if [[ "$(cd "$source_dir" && pwd -P)" == "$(cd "$HOME" 2>/dev/null && pwd -P)/.claude" ]]; then
-  say "WARNING: $source_dir is your own Claude Code login. Refresh tokens rotate: when the bot"
-  say "  refreshes, this laptop gets logged out (and vice versa). Prefer a separate login:"
-  say "    CLAUDE_CONFIG_DIR=~/.claude-bot claude      # log in once, then /exit"
-  say "    $0 ~/.claude-bot"
-fi
+for source_dir in "${sources[@]}"; do
+  if [[ "$(cd "$source_dir" && pwd -P)" == "$(cd "$HOME" 2>/dev/null && pwd -P)/.claude" ]]; then
+    say "WARNING: $source_dir is your own Claude Code login. Refresh tokens rotate: when the bot"
+    say "  refreshes, this laptop gets logged out (and vice versa). Prefer a separate login:"
+    say "    CLAUDE_CONFIG_DIR=~/.claude-bot claude      # log in once, then /exit"
+    say "    $0 ~/.claude-bot"
+  fi
+done
 
 mkdir -p "$local_dir/oauth-tokens" "$local_dir/matrix-bot" "$local_dir/state"
 chmod 700 "$local_dir" "$local_dir/oauth-tokens" "$local_dir/matrix-bot" "$local_dir/state"
 
-# The tokens go straight from the JSON file to their files, never through the shell.
-CREDENTIALS="$credentials" TOKENS_DIR="$local_dir/oauth-tokens" python3 - <<'PY' || die "could not read the Claude login"
+for i in "${!accounts[@]}"; do
+  credentials="${sources[$i]}/.credentials.json"
+  tokens_dir="$local_dir/oauth-tokens${accounts[$i]:+/${accounts[$i]}}"
+  mkdir -p "$tokens_dir"
+  chmod 700 "$tokens_dir"
+  # The tokens go straight from the JSON file to their files, never through the shell.
+  CREDENTIALS="$credentials" TOKENS_DIR="$tokens_dir" ACCOUNT="${accounts[$i]}" python3 - <<'PY' || die "could not read the Claude login"
 import json
 import os
 import sys
@@ -76,11 +118,28 @@ for name, value in values.items():
 expires_in = int(values["expiresAt"]) / 1000 - time.time()
 state = f"expires in {expires_in / 3600:.1f} h" if expires_in > 0 else "already expired: the bot refreshes it on its first run"
 scopes = oauth.get("scopes") or []
-print(f"bootstrap-local: OAuth tokens copied (access token {state})", file=sys.stderr)
+account = f" of account {os.environ['ACCOUNT']}" if os.environ.get("ACCOUNT") else ""
+print(f"bootstrap-local: OAuth tokens{account} copied (access token {state})", file=sys.stderr)
 if scopes and "user:profile" not in scopes:
-    print("bootstrap-local: WARNING: the login lacks the user:profile scope; the usage endpoint will answer 403",
+    print(f"bootstrap-local: WARNING: the login{account} lacks the user:profile scope; the usage endpoint will answer 403",
           file=sys.stderr)
 PY
+done
+
+# Several accounts: ACCOUNTS for local/env, and the one Secret's <name>.<key> entries.
+accounts_line=""
+secret_sources="--from-file=$local_dir/oauth-tokens"
+if [[ -n "${accounts[0]}" ]]; then
+  accounts_line="ACCOUNTS=$(IFS=,; echo "${accounts[*]}")
+"
+  secret_sources=""
+  for name in "${accounts[@]}"; do
+    for key in accessToken refreshToken expiresAt; do
+      secret_sources+="${secret_sources:+ \\
+    }--from-file=$name.$key=$local_dir/oauth-tokens/$name/$key"
+    done
+  done
+fi
 
 # current VALUE of a file, or empty
 current() { if [[ -f "$1" ]]; then cat -- "$1"; fi; }
@@ -150,8 +209,9 @@ write_private "$creds/device_id" "$device_id"
 write_private "$local_dir/env" "MATRIX_ROOM_ID=$room_id
 LOCAL_MODE=1
 STATE_URL=file:///state
-"
+$accounts_line"
 
+config_accounts="${accounts_line:+ and ${accounts_line%$'\n'}}"
 say "done: $local_dir (oauth-tokens/, matrix-bot/, env, state/), private to you"
 cat <<EOF
 
@@ -172,7 +232,7 @@ works only once, so only one place may hold it):
 
   kubectl create namespace claude-matrix-bot
   kubectl -n claude-matrix-bot create secret generic claude-oauth-tokens \\
-    --from-file=$local_dir/oauth-tokens
+    $secret_sources
   kubectl -n claude-matrix-bot create secret generic matrix-bot-creds \\
     --from-file=$local_dir/matrix-bot
   # optional second factor for HTTP triggers (with the PingSource, also set its
@@ -180,6 +240,6 @@ works only once, so only one place may hold it):
   kubectl -n claude-matrix-bot create secret generic claude-matrix-bot-trigger \\
     --from-literal=token="\$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
 
-and set MATRIX_ROOM_ID=$room_id in deploy/base/config.env (or your overlay).
+and set MATRIX_ROOM_ID=$room_id$config_accounts in deploy/base/config.env (or your overlay).
 See docs/deploy.md.
 EOF

@@ -21,10 +21,17 @@ locals {
   state_url = var.state_backend == "pvc" ? "file:///state" : format(
     "%s://%s/%s", var.state_backend == "gcs" ? "gs" : "s3", coalesce(var.state_bucket, "MISSING"), trimsuffix(var.state_prefix, "/")
   )
-  settings = merge(var.settings, {
+  # ACCOUNTS only when several accounts are named: unset keeps the single-account layout.
+  accounts_setting = { for key, value in { ACCOUNTS = join(",", var.accounts) } : key => value if length(var.accounts) > 0 }
+
+  settings = merge(var.settings, local.accounts_setting, {
     MATRIX_ROOM_ID = var.matrix_room_id
     STATE_URL      = local.state_url
   })
+  # What the one token Secret must hold (the Role still names only that Secret).
+  token_secret_keys = length(var.accounts) == 0 ? ["accessToken", "refreshToken", "expiresAt"] : flatten([
+    for name in var.accounts : ["${name}.accessToken", "${name}.refreshToken", "${name}.expiresAt"]
+  ])
 
   knative      = var.trigger_mode != "cronjob"
   function_url = local.knative ? "http://claude-matrix-bot.${var.namespace}.svc.cluster.local" : null

@@ -3,6 +3,11 @@ output "namespace" {
   value       = var.namespace
 }
 
+output "token_secret_keys" {
+  description = "Keys the token Secret claude-oauth-tokens must hold: accessToken, refreshToken, expiresAt, or <account>.accessToken etc. for each of var.accounts."
+  value       = local.token_secret_keys
+}
+
 output "service_account" {
   description = "The bot's Kubernetes ServiceAccount (namespace/name), e.g. for a Workload Identity binding."
   value       = "${var.namespace}/claude-matrix-bot"

@@ -88,8 +88,19 @@ variable "settings" {
 
   validation {
     condition = length(setintersection(keys(var.settings), [
-      "TRIGGER_TOKEN", "MATRIX_STORE_PASSPHRASE", "MATRIX_ROOM_ID", "STATE_URL",
+      "TRIGGER_TOKEN", "MATRIX_STORE_PASSPHRASE", "MATRIX_ROOM_ID", "STATE_URL", "ACCOUNTS",
     ])) == 0
-    error_message = "settings must not hold secrets (TRIGGER_TOKEN, MATRIX_STORE_PASSPHRASE) or the keys this module sets (MATRIX_ROOM_ID, STATE_URL)."
+    error_message = "settings must not hold secrets (TRIGGER_TOKEN, MATRIX_STORE_PASSPHRASE) or the keys this module sets (MATRIX_ROOM_ID, STATE_URL, ACCOUNTS)."
+  }
+}
+
+variable "accounts" {
+  description = "Several Claude accounts in one room (ACCOUNTS, DESIGN §6), e.g. [\"work\", \"priv\"]: the token Secret then holds <name>.accessToken, <name>.refreshToken and <name>.expiresAt for each (output token_secret_keys). Empty: one account, keys accessToken, refreshToken, expiresAt."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.accounts : can(regex("^[a-z0-9-]{1,32}$", name))]) && length(distinct(var.accounts)) == length(var.accounts) && !contains(var.accounts, "nio")
+    error_message = "accounts must be distinct names of 1-32 characters a-z, 0-9 or '-' (not \"nio\", where the Matrix key store lives)."
   }
 }

@@ -346,3 +346,65 @@ def test_build_push_honours_platforms(fake_docker: FakeDocker) -> None:
     assert result.returncode == 0, result.stderr
     argv = fake_docker.calls()[0].split()
     assert argv[argv.index("--platform") + 1] == "linux/arm64"
+
+
+# --- several accounts (DESIGN §6) ------------------------------------------------------------
+
+
+@pytest.fixture
+def two_logins(laptop: Laptop) -> Laptop:
+    _write_credentials(laptop.home / ".claude-work", access="sk-ant-oat01-WORK-secret", refresh="sk-ant-ort01-WORK-r")
+    _write_credentials(laptop.home / ".claude-priv", access="sk-ant-oat01-PRIV-secret", refresh="sk-ant-ort01-PRIV-r")
+    return laptop
+
+
+def test_bootstrap_collects_several_logins_one_directory_each(two_logins: Laptop) -> None:
+    # The tilde is passed quoted: the script expands it itself, as for work=~/.claude-work typed unquoted.
+    result = two_logins.run(ANSWERS, "work=~/.claude-work", f"priv={two_logins.home / '.claude-priv'}")
+    assert result.returncode == 0, result.stderr
+    tokens = two_logins.local / "oauth-tokens"
+    assert (tokens / "work" / "accessToken").read_text() == "sk-ant-oat01-WORK-secret"
+    assert (tokens / "work" / "refreshToken").read_text() == "sk-ant-ort01-WORK-r"
+    assert (tokens / "priv" / "accessToken").read_text() == "sk-ant-oat01-PRIV-secret"
+    assert (tokens / "priv" / "expiresAt").read_text() == str(EXPIRES_MS)
+    assert not (tokens / "accessToken").exists(), "no single-account files beside the account directories"
+    for directory in (tokens / "work", tokens / "priv"):
+        assert _mode(directory) == 0o700
+        assert all(_mode(f) == 0o600 for f in directory.iterdir())
+    env = (two_logins.local / "env").read_text().splitlines()
+    assert "ACCOUNTS=work,priv" in env
+    assert "LOCAL_MODE=1" in env
+    # The one Secret holds every account's keys under <name>.<key>.
+    for name in ("work", "priv"):
+        for key in ("accessToken", "refreshToken", "expiresAt"):
+            assert f"--from-file={name}.{key}={tokens}/{name}/{key}" in result.stdout
+    assert "ACCOUNTS=work,priv in deploy/base/config.env" in result.stdout
+    for secret in ("sk-ant-oat01-WORK-secret", "sk-ant-ort01-PRIV-r", MATRIX_TOKEN):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_bootstrap_with_one_login_has_no_accounts(laptop: Laptop) -> None:
+    result = laptop.run(ANSWERS, str(laptop.claude_dir))
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("ACCOUNTS=") for line in (laptop.local / "env").read_text().splitlines())
+    assert f"--from-file={laptop.local}/oauth-tokens\n" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("Work=~/.claude-work",), "account name 'Work'"),
+        (("work=~/.claude-work", "work=~/.claude-priv"), "named twice"),
+        (("work=~/.claude-work", "~/.claude-priv"), "NAME=CLAUDE_CONFIG_DIR"),
+        (("nio=~/.claude-work",), "reserved"),
+        (("work=~/.claude-work", "priv=~/.claude-work"), "the same login"),
+        (("work=~/.claude-work", "priv=~/.claude-nowhere"), "no Claude login for account priv"),
+    ],
+)
+def test_bootstrap_refuses_bad_account_arguments_before_writing(
+    two_logins: Laptop, args: tuple[str, ...], needle: str
+) -> None:
+    result = two_logins.run(ANSWERS, *args)
+    assert result.returncode != 0
+    assert needle in result.stderr
+    assert not (two_logins.local / "oauth-tokens").exists(), "nothing written before every argument is checked"

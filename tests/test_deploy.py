@@ -36,6 +36,7 @@ BUILDS = [
     "overlays/knative-cronjob-trigger",
     "examples/gcs-state",
     "examples/s3-state",
+    "examples/two-accounts",
 ]
 # Kinds with an OpenAPI schema in kubernetes-validate; the Knative kinds are checked by hand.
 CORE_KINDS = {
@@ -257,6 +258,27 @@ def test_role_allows_only_get_and_patch_of_the_token_secret(docs: list[Doc]) -> 
         "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "claude-matrix-bot", "namespace": NAMESPACE}]
+
+
+def test_several_accounts_share_the_one_secret_and_the_unchanged_role() -> None:
+    # DESIGN §6: ACCOUNTS in the ConfigMap, every account's keys in the one Secret.
+    docs = build("examples/two-accounts")
+    settings = load_settings(config_map(docs)["data"])
+    assert settings.accounts == ("work", "priv")
+    assert settings.k8s_oauth_secret_name == "claude-oauth-tokens"
+    (role,) = find(docs, "Role")
+    assert role["rules"] == one(build("overlays/knative"), "Role")["rules"]
+    secrets = {
+        v["secret"]["secretName"] for pod in pods(docs) for v in pod.spec["volumes"] if "secret" in v
+    }
+    assert secrets <= OPERATOR_SECRETS, "no Secret per account: the one token Secret holds them all"
+
+
+def test_single_account_builds_set_no_accounts(target: str) -> None:
+    data = config_map(build(target))["data"]
+    if target != "examples/two-accounts":
+        assert "ACCOUNTS" not in data, "unset ACCOUNTS keeps the single-account layout"
+        assert load_settings(data).accounts == ()
 
 
 def test_schema_validation_is_strict() -> None:

@@ -250,7 +250,9 @@ def test_terraform_fmt_is_clean() -> None:
 # --- the overlay the module builds, emulated with kubectl kustomize ----------------------------
 
 
-def _emulate_overlay(tmp_path: Path, *, trigger_mode: str, backend: str, namespace: str) -> list[dict[str, Any]]:
+def _emulate_overlay(
+    tmp_path: Path, *, trigger_mode: str, backend: str, namespace: str, settings: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """The kustomization main.tf's kustomization_overlay expresses, written as YAML and built.
 
     Mirrors data.kustomization_overlay.bot: overlay by trigger_mode, bucket-state component,
@@ -273,7 +275,7 @@ def _emulate_overlay(tmp_path: Path, *, trigger_mode: str, backend: str, namespa
             {
                 "name": "claude-matrix-bot-config",
                 "behavior": "merge",
-                "literals": ["MATRIX_ROOM_ID=!tf:example.org", f"STATE_URL={state_url}"],
+                "literals": [*settings, "MATRIX_ROOM_ID=!tf:example.org", f"STATE_URL={state_url}"],
             }
         ],
         "patches": [
@@ -340,3 +342,30 @@ def test_terraform_overlay_builds_for_every_mode_and_backend(tmp_path: Path, tri
     if trigger_mode == "knative-cronjob-trigger":
         (trigger,) = [d for d in docs if d["kind"] == "ConfigMap" and "trigger-config" in d["metadata"]["name"]]
         assert trigger["data"]["FUNCTION_URL"] == f"http://claude-matrix-bot.{namespace}.svc.cluster.local"
+
+
+def test_accounts_become_one_setting_and_the_role_stays_on_the_one_secret(tmp_path: Path) -> None:
+    # DESIGN §6: var.accounts -> ACCOUNTS in the ConfigMap (only when set), one Secret for all.
+    from claude_matrix_bot.settings import _ACCOUNT_NAME, load_settings
+
+    root = load(TERRAFORM)
+    variable = root.named("variable")["accounts"]
+    assert variable["default"] == []
+    assert "list(string)" in json.dumps(variable["type"])
+    condition = json.dumps(variable["validation"][0]["condition"])
+    assert _ACCOUNT_NAME.pattern.replace("\\", "\\\\") in condition, "the same name rule as the bot's"
+    setting = json.dumps(root.locals()["accounts_setting"])
+    assert "ACCOUNTS" in setting and "var.accounts" in setting and "length(var.accounts) > 0" in setting
+    assert "local.accounts_setting" in json.dumps(root.locals()["settings"])
+    keys = json.dumps(root.locals()["token_secret_keys"])
+    assert "${name}.refreshToken" in keys
+
+    docs = _emulate_overlay(
+        tmp_path, trigger_mode="cronjob", backend="pvc", namespace="bots", settings=("ACCOUNTS=work,priv",)
+    )
+    (config,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("claude-matrix-bot-config")
+    ]
+    assert load_settings(config["data"]).accounts == ("work", "priv")
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    assert [rule["resourceNames"] for rule in role["rules"]] == [["claude-oauth-tokens"]]

@@ -30,6 +30,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 # hashes (`!Aa-nrPn…`). Both are valid.
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
+# DESIGN §6: an account name is a short slug; it names a directory, a state prefix and Secret keys.
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+# Names that would land an account's `<name>/state.json` inside the store's own prefixes.
+_RESERVED_ACCOUNTS = frozenset({"nio"})
 
 T = TypeVar("T")
 
@@ -71,6 +75,8 @@ class Settings:
     min_interval_sec: int = 60
     matrix_trusted_devices: tuple[TrustedDevice, ...] = ()
     matrix_store_passphrase: str | None = field(default=None, repr=False)
+    # `ACCOUNTS` (DESIGN §6); empty: the single-account layout of every earlier release.
+    accounts: tuple[str, ...] = ()
 
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
@@ -207,6 +213,23 @@ def _user_agent(text: str) -> str:
     return text
 
 
+def _accounts(text: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not _ACCOUNT_NAME.match(name):
+            raise ValueError(
+                f"expected comma-separated account names of 1-32 characters a-z, 0-9 or '-' "
+                f"(e.g. work,priv), got {name!r} in {text!r}"
+            )
+        if name in _RESERVED_ACCOUNTS:
+            raise ValueError(f"{name!r} is reserved (the Matrix key store lives under {name}/); choose another name")
+        if name in names:
+            raise ValueError(f"{name!r} is listed twice")
+        names.append(name)
+    return tuple(names)
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse `env` into `Settings`, or raise one `ConfigError` naming every bad variable."""
     c = _Collector(env)
@@ -240,6 +263,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         min_interval_sec=c.integer("MIN_INTERVAL_SEC", defaults.min_interval_sec),
         matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), _trusted_devices),
         matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
+        accounts=c.parse("ACCOUNTS", (), _accounts),
     )
     if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
         c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")

@@ -28,6 +28,13 @@ As a process (subprocess tests, the demo)::
 
     python -m tests.fakes.anthropic --port 0 [--state-file S.json] [--tokens-dir DIR] [--expires-in 3600]
 
+Several accounts (DESIGN §6): tokens can be minted for a named account
+(`issue_tokens(account="work")`); the label follows the refresh chain, and the
+usage answer, faults and revocations can be set per account
+(`set_usage(..., account="work")`, `fail_next(..., account="priv")`), so one
+fake serves a work and a private login with different usage. Unlabelled
+tokens get the default answer, as before.
+
 prints `READY <base_url>` on stdout once it listens. With `--state-file` the
 tokens, usage payload and counters are loaded from that file at start (if it
 exists) and written back after every change, so a restarted fake keeps the
@@ -36,17 +43,19 @@ in the `OAUTH_TOKENS_DIR` layout. The token URL is `<base_url>/v1/oauth/token`.
 
 Control API (same server, JSON bodies, answers JSON):
 
-- `POST /_control/usage`   `{"payload": {...}, "jitter": false}` sets the usage answer.
+- `POST /_control/usage`   `{"payload": {...}, "jitter": false, "account": null}` sets the usage
+                           answer (of one account's tokens when `account` is given).
 - `POST /_control/fail`    `{"kind": "usage"|"token"|"any", "status": 500, "body": "...",
-                            "headers": {...}, "times": 1, "delay": 0.0, "drop": false}`
+                            "headers": {...}, "times": 1, "delay": 0.0, "drop": false,
+                            "account": null}`
                            injects a fault for the next matching requests (`drop`
                            closes the connection without an answer; `delay`
                            sleeps before answering, for client timeouts).
-- `POST /_control/tokens`  `{"scopes": [...], "expires_in": 3600, "tokens_dir": "/dir"}`
+- `POST /_control/tokens`  `{"scopes": [...], "expires_in": 3600, "tokens_dir": "/dir", "account": null}`
                            mints a valid pair; answers `{"access_token",
                            "refresh_token", "expires_at_ms"}` and, with
                            `tokens_dir`, writes the three files there.
-- `POST /_control/revoke`  `{"access_token": "..."}` or `{"all": true}` makes access
+- `POST /_control/revoke`  `{"access_token": "..."}`, `{"account": "work"}` or `{"all": true}` makes access
                            tokens invalid (the next usage call gets 401).
 - `POST /_control/reset`   clears faults, counters and the request log.
 - `GET  /_control/stats`   `{"usage_calls", "refresh_calls", "invalid_grants",
@@ -110,6 +119,7 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     drop: bool = False
+    account: str | None = None  # None: any request; else only requests with that account's tokens
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class _Access:
     expires_at: float  # wall clock seconds
     scopes: tuple[str, ...]
     revoked: bool = False
+    account: str | None = None
 
 
 @dataclass
@@ -151,6 +162,7 @@ class _Refresh:
     scopes: tuple[str, ...]
     access_token: str  # the access token issued together with it
     used: bool = False
+    account: str | None = None
 
 
 def write_tokens_dir(directory: Path, access_token: str, refresh_token: str, expires_at_ms: int) -> None:
@@ -191,6 +203,9 @@ class FakeAnthropic:
         self._refresh: dict[str, _Refresh] = {}
         self._usage: Any = json.loads(json.dumps(SAMPLE_USAGE))
         self._jitter = False
+        # Per-account answers (DESIGN §6); an account without one gets `_usage`.
+        self._account_usage: dict[str, tuple[Any, bool]] = {}
+        self.usage_calls_by_account: dict[str | None, int] = {}
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.usage_calls = 0
@@ -253,10 +268,15 @@ class FakeAnthropic:
 
     # --- configuration ---------------------------------------------------------------
 
-    def set_usage(self, payload: Any, *, jitter: bool = False) -> None:
+    def set_usage(self, payload: Any, *, jitter: bool = False, account: str | None = None) -> None:
+        """The usage answer: for every token, or (with `account`) for that account's tokens."""
         with self._lock:
-            self._usage = json.loads(json.dumps(payload))
-            self._jitter = jitter
+            copied = json.loads(json.dumps(payload))
+            if account is None:
+                self._usage = copied
+                self._jitter = jitter
+            else:
+                self._account_usage[account] = (copied, jitter)
             self._persist()
 
     def fail_next(
@@ -269,8 +289,10 @@ class FakeAnthropic:
         times: int = 1,
         delay: float = 0.0,
         drop: bool = False,
+        account: str | None = None,
     ) -> None:
-        """Answer the next `times` requests of `kind` with `status` and `body` (str, bytes or JSON)."""
+        """Answer the next `times` requests of `kind` with `status` and `body` (str, bytes or JSON);
+        with `account`, only requests carrying that account's tokens."""
         if body is None:
             text: str | bytes = json.dumps(
                 {"type": "error", "error": {"type": "fault", "message": f"injected {status}"}}
@@ -280,30 +302,57 @@ class FakeAnthropic:
         else:
             text = body
         with self._lock:
-            self._faults.append(Fault(kind, status, text, dict(headers or {}), times, delay, drop))
+            self._faults.append(Fault(kind, status, text, dict(headers or {}), times, delay, drop, account))
 
-    def issue_tokens(self, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None) -> IssuedTokens:
-        """Mint a valid (access, refresh) pair as if a user had just logged in."""
+    def issue_tokens(
+        self, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None, account: str | None = None
+    ) -> IssuedTokens:
+        """Mint a valid (access, refresh) pair as if a user had just logged in (to `account`)."""
         with self._lock:
-            issued = self._mint(scopes, self.expires_in if expires_in is None else expires_in)
+            issued = self._mint(scopes, self.expires_in if expires_in is None else expires_in, account)
             self._persist()
             return issued
 
     def write_tokens_dir(
-        self, directory: Path, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None
+        self,
+        directory: Path,
+        *,
+        scopes: tuple[str, ...] = FULL_SCOPES,
+        expires_in: int | None = None,
+        account: str | None = None,
     ) -> IssuedTokens:
         """Mint a pair and write it into `directory` in the `OAUTH_TOKENS_DIR` layout."""
-        issued = self.issue_tokens(scopes=scopes, expires_in=expires_in)
+        issued = self.issue_tokens(scopes=scopes, expires_in=expires_in, account=account)
         write_tokens_dir(directory, issued.access_token, issued.refresh_token, issued.expires_at_ms)
         return issued
 
-    def revoke(self, access_token: str | None = None) -> None:
-        """Invalidate one access token, or all of them (the next usage call gets 401)."""
+    def revoke(self, access_token: str | None = None, *, account: str | None = None) -> None:
+        """Invalidate one access token, every one of `account`, or all of them (the next usage call gets 401)."""
         with self._lock:
             for token, access in self._access.items():
-                if access_token is None or token == access_token:
+                if account is not None:
+                    if access.account == account:
+                        access.revoked = True
+                elif access_token is None or token == access_token:
                     access.revoked = True
             self._persist()
+
+    def revoke_refresh(self, *, account: str) -> None:
+        """Spend every refresh token of `account` (the next refresh gets invalid_grant): a lost login."""
+        with self._lock:
+            for entry in self._refresh.values():
+                if entry.account == account:
+                    entry.used = True
+            self._persist()
+
+    def account_of(self, token: str) -> str | None:
+        """The account an access or refresh token was minted for (None: unlabelled or unknown)."""
+        with self._lock:
+            access = self._access.get(token)
+            if access is not None:
+                return access.account
+            entry = self._refresh.get(token)
+            return entry.account if entry is not None else None
 
     def is_valid_access(self, access_token: str) -> bool:
         with self._lock:
@@ -320,12 +369,15 @@ class FakeAnthropic:
             self._faults.clear()
             self.requests.clear()
             self.usage_calls = self.refresh_calls = self.invalid_grants = 0
+            self.usage_calls_by_account.clear()
             self._persist()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "usage_calls": self.usage_calls,
+                # Successful usage answers per account ("" for unlabelled tokens).
+                "usage_calls_by_account": {k or "": v for k, v in self.usage_calls_by_account.items()},
                 "refresh_calls": self.refresh_calls,
                 "invalid_grants": self.invalid_grants,
                 "requests": [
@@ -341,27 +393,40 @@ class FakeAnthropic:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _mint(self, scopes: tuple[str, ...], expires_in: int) -> IssuedTokens:
+    def _mint(self, scopes: tuple[str, ...], expires_in: int, account: str | None = None) -> IssuedTokens:
         access = "fake-at-" + secrets.token_urlsafe(24)
         refresh = "fake-rt-" + secrets.token_urlsafe(24)
         expires_at = time.time() + expires_in
-        self._access[access] = _Access(expires_at, scopes)
-        self._refresh[refresh] = _Refresh(scopes, access)
+        self._access[access] = _Access(expires_at, scopes, account=account)
+        self._refresh[refresh] = _Refresh(scopes, access, account=account)
         return IssuedTokens(access, refresh, int(expires_at * 1000))
 
-    def _take_fault(self, kind: FaultKind) -> Fault | None:
+    def _request_account(self, kind: FaultKind, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The account whose token a usage or token request carries (for per-account faults)."""
+        if kind == "usage":
+            auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+            return self.account_of(auth[len("Bearer ") :]) if auth.startswith("Bearer ") else None
+        try:
+            form = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        token = form.get("refresh_token") if isinstance(form, dict) else None
+        return self.account_of(token) if isinstance(token, str) else None
+
+    def _take_fault(self, kind: FaultKind, account: str | None = None) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.kind in (kind, "any"):
+                if fault.kind in (kind, "any") and fault.account in (None, account):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
                     return fault
         return None
 
-    def _usage_answer(self) -> Any:
-        payload = json.loads(json.dumps(self._usage))
-        if self._jitter and isinstance(payload, dict):
+    def _usage_answer(self, account: str | None = None) -> Any:
+        usage, jitter = self._account_usage.get(account or "", (self._usage, self._jitter))
+        payload = json.loads(json.dumps(usage))
+        if jitter and isinstance(payload, dict):
             for bucket in payload.values():
                 if isinstance(bucket, dict) and isinstance(bucket.get("resets_at"), str):
                     with contextlib.suppress(ValueError):
@@ -388,7 +453,8 @@ class FakeAnthropic:
                     {},
                     _api_error("permission_error", "OAuth token does not meet scope requirement user:profile"),
                 )
-            return 200, {}, self._usage_answer()
+            self.usage_calls_by_account[access.account] = self.usage_calls_by_account.get(access.account, 0) + 1
+            return 200, {}, self._usage_answer(access.account)
 
     def handle_token(self, content_type: str, body: bytes) -> tuple[int, dict[str, str], Any]:
         try:
@@ -414,10 +480,10 @@ class FakeAnthropic:
             old_access = entry.access_token
             if self.rotate_refresh_tokens:
                 entry.used = True
-                issued = self._mint(entry.scopes, self.expires_in)
+                issued = self._mint(entry.scopes, self.expires_in, entry.account)
                 answer["refresh_token"] = issued.refresh_token
             else:
-                issued = self._mint(entry.scopes, self.expires_in)
+                issued = self._mint(entry.scopes, self.expires_in, entry.account)
                 self._refresh.pop(issued.refresh_token)
                 entry.access_token = issued.access_token
             answer["access_token"] = issued.access_token
@@ -437,7 +503,7 @@ class FakeAnthropic:
         if method != "POST" or not isinstance(data, dict):
             return 404, {"error": "unknown control call"}
         if path == "/_control/usage":
-            self.set_usage(data.get("payload"), jitter=bool(data.get("jitter", False)))
+            self.set_usage(data.get("payload"), jitter=bool(data.get("jitter", False)), account=data.get("account"))
             return 200, {"ok": True}
         if path == "/_control/fail":
             self.fail_next(
@@ -448,12 +514,15 @@ class FakeAnthropic:
                 times=int(data.get("times", 1)),
                 delay=float(data.get("delay", 0.0)),
                 drop=bool(data.get("drop", False)),
+                account=data.get("account"),
             )
             return 200, {"ok": True}
         if path == "/_control/tokens":
             scopes = tuple(data.get("scopes") or FULL_SCOPES)
             expires_in = data.get("expires_in")
-            issued = self.issue_tokens(scopes=scopes, expires_in=None if expires_in is None else int(expires_in))
+            issued = self.issue_tokens(
+                scopes=scopes, expires_in=None if expires_in is None else int(expires_in), account=data.get("account")
+            )
             if data.get("tokens_dir"):
                 write_tokens_dir(
                     Path(data["tokens_dir"]), issued.access_token, issued.refresh_token, issued.expires_at_ms
@@ -464,7 +533,10 @@ class FakeAnthropic:
                 "expires_at_ms": issued.expires_at_ms,
             }
         if path == "/_control/revoke":
-            self.revoke(None if data.get("all") else data.get("access_token"))
+            if data.get("account") and not data.get("all"):
+                self.revoke(account=str(data["account"]))
+            else:
+                self.revoke(None if data.get("all") else data.get("access_token"))
             return 200, {"ok": True}
         if path == "/_control/reset":
             self.reset()
@@ -479,8 +551,9 @@ class FakeAnthropic:
         state = {
             "usage": self._usage,
             "jitter": self._jitter,
-            "access": {k: [v.expires_at, list(v.scopes), v.revoked] for k, v in self._access.items()},
-            "refresh": {k: [list(v.scopes), v.access_token, v.used] for k, v in self._refresh.items()},
+            "access": {k: [v.expires_at, list(v.scopes), v.revoked, v.account] for k, v in self._access.items()},
+            "refresh": {k: [list(v.scopes), v.access_token, v.used, v.account] for k, v in self._refresh.items()},
+            "account_usage": {k: [v[0], v[1]] for k, v in self._account_usage.items()},
             "usage_calls": self.usage_calls,
             "refresh_calls": self.refresh_calls,
             "invalid_grants": self.invalid_grants,
@@ -494,8 +567,16 @@ class FakeAnthropic:
         state = json.loads(path.read_text())
         self._usage = state.get("usage", self._usage)
         self._jitter = bool(state.get("jitter", False))
-        self._access = {k: _Access(v[0], tuple(v[1]), v[2]) for k, v in state.get("access", {}).items()}
-        self._refresh = {k: _Refresh(tuple(v[0]), v[1], v[2]) for k, v in state.get("refresh", {}).items()}
+        # Files of the single-account fake have no account column (the 4th); they load as unlabelled.
+        self._access = {
+            k: _Access(v[0], tuple(v[1]), v[2], v[3] if len(v) > 3 else None)
+            for k, v in state.get("access", {}).items()
+        }
+        self._refresh = {
+            k: _Refresh(tuple(v[0]), v[1], v[2], v[3] if len(v) > 3 else None)
+            for k, v in state.get("refresh", {}).items()
+        }
+        self._account_usage = {k: (v[0], bool(v[1])) for k, v in state.get("account_usage", {}).items()}
         self.usage_calls = int(state.get("usage_calls", 0))
         self.refresh_calls = int(state.get("refresh_calls", 0))
         self.invalid_grants = int(state.get("invalid_grants", 0))
@@ -559,7 +640,7 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, _api_error("not_found_error", "Not Found"))
                 return
-            fault = fake._take_fault(kind)
+            fault = fake._take_fault(kind, fake._request_account(kind, dict(self.headers.items()), body))
             if fault is not None:
                 if fault.delay > 0 and fake._stopping.wait(fault.delay):
                     self.close_connection = True

@@ -11,6 +11,15 @@ carries the version we read, and the API server answers 409 Conflict when the
 Secret moved on since (DESIGN §5). Least privilege: we only ever get and patch
 this one Secret, so a Role with `resourceNames: [<name>]` suffices.
 
+Several accounts (DESIGN §6): one Secret holds every account's triple under
+`<account>.accessToken`, `<account>.refreshToken`, `<account>.expiresAt`, and
+each account has its own refresh claim. An account's write is still a patch
+conditional on the Secret's resourceVersion, but a 409 caused by a write to
+*other* keys (another account's refresh, a claim) is not a lost race for this
+account: it re-reads, checks that its own three keys are as it read them, and
+patches again with the new resourceVersion. Only a change of its own keys is a
+`StorageConflict`. So two accounts refreshing at once both keep their tokens.
+
 Secrets never leave through errors: the client's `ApiException` prints the
 response body (the Secret's data on a GET) and headers, so we keep only its
 status and raise our own errors `from None`.
@@ -21,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -55,6 +65,9 @@ CLAIM_ANNOTATION = "claude-matrix-bot/refreshing"
 CLAIM_TTL = timedelta(seconds=90)  # longer than one refresh plus the write-back, with their timeouts
 CLAIM_WAIT = timedelta(seconds=30)
 CLAIM_POLL = timedelta(seconds=0.5)
+# An account's write re-tried after 409s caused by other keys' writers; each retry
+# follows a fresh read, so this bounds a pathological storm, not normal contention.
+MAX_OTHER_WRITER_RETRIES = 8
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
 
@@ -79,6 +92,7 @@ class SecretTokenStore:
         claim_ttl: timedelta = CLAIM_TTL,
         claim_wait: timedelta = CLAIM_WAIT,
         claim_poll: timedelta = CLAIM_POLL,
+        account: str | None = None,
     ) -> None:
         _check_name(name)
         context_namespace: str | None = None
@@ -96,7 +110,26 @@ class SecretTokenStore:
         self.claim_ttl = claim_ttl
         self.claim_wait = claim_wait
         self.claim_poll = claim_poll
+        self.account = account
         self._api = api
+        prefix = f"{account}." if account else ""
+        # The three keys this store owns, in the order the triple is read.
+        self.access_key = prefix + ACCESS_TOKEN_KEY
+        self.refresh_key = prefix + REFRESH_TOKEN_KEY
+        self.expires_key = prefix + EXPIRES_AT_KEY
+        self.claim_annotation = f"{CLAIM_ANNOTATION}.{account}" if account else CLAIM_ANNOTATION
+
+    def for_account(self, account: str) -> SecretTokenStore:
+        """The same Secret and API client, scoped to one account's keys and claim (DESIGN §6)."""
+        return SecretTokenStore(
+            self.name,
+            self.namespace,
+            self._api,
+            claim_ttl=self.claim_ttl,
+            claim_wait=self.claim_wait,
+            claim_poll=self.claim_poll,
+            account=account,
+        )
 
     @classmethod
     def from_settings(
@@ -110,11 +143,16 @@ class SecretTokenStore:
         return cls(name, namespace, namespace_file=namespace_file)
 
     def __repr__(self) -> str:
-        return f"SecretTokenStore(name={self.name!r}, namespace={self.namespace!r})"
+        account = f", account={self.account!r}" if self.account else ""
+        return f"SecretTokenStore(name={self.name!r}, namespace={self.namespace!r}{account})"
 
     @property
     def where(self) -> str:
-        return f"Secret {self.namespace}/{self.name}"
+        where = f"Secret {self.namespace}/{self.name}"
+        return f"{where} (account {self.account})" if self.account else where
+
+    def _keys(self) -> tuple[str, str, str]:
+        return (self.access_key, self.refresh_key, self.expires_key)
 
     # --- TokenStore -------------------------------------------------------------
 
@@ -122,6 +160,10 @@ class SecretTokenStore:
         secret, version = self._read()
         tokens = self._parse(secret.data or {})
         log.debug("read OAuth tokens from %s at resourceVersion %s", self.where, version)
+        if self.account:
+            # The version also pins this account's own keys, so save() can tell
+            # another account's write (retry) from a write to ours (conflict).
+            version = f"{version}{_OWN_KEYS_SEPARATOR}{self._fingerprint(secret)}"
         return StoredTokens(tokens=tokens, version=version)
 
     def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
@@ -131,14 +173,38 @@ class SecretTokenStore:
             expires_at=_to_millisecond(tokens.expires_at),
         )
         data = {
-            ACCESS_TOKEN_KEY: _b64(stored.access_token),
-            REFRESH_TOKEN_KEY: _b64(stored.refresh_token),
-            EXPIRES_AT_KEY: _b64(str(_unix_ms(stored.expires_at))),
+            self.access_key: _b64(stored.access_token),
+            self.refresh_key: _b64(stored.refresh_token),
+            self.expires_key: _b64(str(_unix_ms(stored.expires_at))),
         }
         # The same write ends our refresh claim (null deletes the annotation in a merge patch).
-        version = self._patch({"annotations": {CLAIM_ANNOTATION: None}}, data, expect_version=expect_version)
-        log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
-        return StoredTokens(tokens=stored, version=version)
+        drop_claim = {"annotations": {self.claim_annotation: None}}
+        if not self.account:
+            version = self._patch(drop_claim, data, expect_version=expect_version)
+            log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
+            return StoredTokens(tokens=stored, version=version)
+        resource_version, _, own_keys = expect_version.partition(_OWN_KEYS_SEPARATOR)
+        for _ in range(MAX_OTHER_WRITER_RETRIES):
+            try:
+                version = self._patch(drop_claim, data, expect_version=resource_version)
+            except StorageConflict:
+                secret, resource_version = self._read()
+                if self._fingerprint(secret) != own_keys:
+                    raise StorageConflict(
+                        f"{self.where}: its tokens changed since they were read: another writer won"
+                    ) from None
+                log.info("%s: another writer touched other keys of the Secret; writing again", self.where)
+                continue
+            log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, resource_version, version)
+            return StoredTokens(tokens=stored, version=f"{version}{_OWN_KEYS_SEPARATOR}{_fingerprint_of(data)}")
+        raise StorageError(
+            f"{self.where}: the Secret kept changing under {MAX_OTHER_WRITER_RETRIES} writes in a row; "
+            "the refreshed tokens could not be written back"
+        )
+
+    def _fingerprint(self, secret: Any) -> str:
+        data = secret.data or {}
+        return _fingerprint_of({key: str(data.get(key) or "") for key in self._keys()})
 
     # --- the refresh claim (oauth.LockingTokenStore) ---------------------------------------
 
@@ -156,7 +222,7 @@ class SecretTokenStore:
         deadline = time.monotonic() + self.claim_wait.total_seconds()
         while True:
             secret, version = self._read()
-            claim = _claim(secret)
+            claim = _claim(secret, self.claim_annotation)
             now = datetime.now(UTC)
             if claim is not None and claim[1] > now:
                 if time.monotonic() >= deadline:
@@ -168,7 +234,9 @@ class SecretTokenStore:
                 continue
             until = (now + self.claim_ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
-                claimed = self._patch({"annotations": {CLAIM_ANNOTATION: f"{holder} {until}"}}, expect_version=version)
+                claimed = self._patch(
+                    {"annotations": {self.claim_annotation: f"{holder} {until}"}}, expect_version=version
+                )
             except StorageConflict:
                 log.info("another run claimed %s first; waiting for its tokens", self.where)
                 continue
@@ -181,13 +249,23 @@ class SecretTokenStore:
 
     def _release(self, holder: str) -> None:
         # save() normally dropped the claim already; this covers refreshes that failed.
-        try:
-            secret, version = self._read()
-            claim = _claim(secret)
-            if claim is not None and claim[0] == holder:
-                self._patch({"annotations": {CLAIM_ANNOTATION: None}}, expect_version=version)
-        except StorageError as exc:
-            log.warning("could not drop the refresh claim on %s (%s); it expires by itself", self.where, exc)
+        # A 409 here is another writer (with several accounts, another account's
+        # refresh): read again rather than leave the claim to block us until it expires.
+        for _ in range(MAX_OTHER_WRITER_RETRIES):
+            try:
+                secret, version = self._read()
+                claim = _claim(secret, self.claim_annotation)
+                if claim is not None and claim[0] == holder:
+                    self._patch({"annotations": {self.claim_annotation: None}}, expect_version=version)
+                return
+            except StorageConflict:
+                continue
+            except StorageError as exc:
+                log.warning("could not drop the refresh claim on %s (%s); it expires by itself", self.where, exc)
+                return
+        log.warning(
+            "could not drop the refresh claim on %s (the Secret kept changing); it expires by itself", self.where
+        )
 
     # --- API calls, with errors mapped -----------------------------------------------------
 
@@ -259,7 +337,7 @@ class SecretTokenStore:
         if status == 404:
             raise StorageError(
                 f"{self.where} not found (404): create it in namespace {self.namespace!r} with the keys "
-                f"{ACCESS_TOKEN_KEY}, {REFRESH_TOKEN_KEY}, {EXPIRES_AT_KEY}"
+                f"{', '.join(self._keys())}"
             ) from None
         if status == 403:
             raise StorageError(
@@ -279,18 +357,18 @@ class SecretTokenStore:
         raise StorageError(f"the Kubernetes API answered {status} to {verb} {self.where}") from None
 
     def _parse(self, data: Mapping[str, str | bytes]) -> OAuthTokens:
-        missing = [k for k in (ACCESS_TOKEN_KEY, REFRESH_TOKEN_KEY, EXPIRES_AT_KEY) if not data.get(k)]
+        missing = [k for k in self._keys() if not data.get(k)]
         if missing:
             raise StorageError(f"{self.where} lacks the key(s) {', '.join(missing)}")
-        values = {key: self._decode(data, key) for key in (ACCESS_TOKEN_KEY, REFRESH_TOKEN_KEY, EXPIRES_AT_KEY)}
+        values = {key: self._decode(data, key) for key in self._keys()}
         try:
-            millis = int(values[EXPIRES_AT_KEY])
+            millis = int(values[self.expires_key])
             expires_at = _EPOCH + millis * _MILLISECOND
         except (ValueError, OverflowError):
-            raise StorageError(f"{self.where}: key {EXPIRES_AT_KEY} is not a Unix time in milliseconds") from None
+            raise StorageError(f"{self.where}: key {self.expires_key} is not a Unix time in milliseconds") from None
         return OAuthTokens(
-            access_token=values[ACCESS_TOKEN_KEY],
-            refresh_token=values[REFRESH_TOKEN_KEY],
+            access_token=values[self.access_key],
+            refresh_token=values[self.refresh_key],
             expires_at=expires_at,
         )
 
@@ -353,10 +431,10 @@ def _check_namespace(namespace: str) -> None:
         raise ConfigError(f"K8S_NAMESPACE: {namespace!r} is not a valid namespace (DNS-1123 label)")
 
 
-def _claim(secret: Any) -> tuple[str, datetime] | None:
+def _claim(secret: Any, annotation: str = CLAIM_ANNOTATION) -> tuple[str, datetime] | None:
     """The (holder, until) of a refresh claim on `secret`; an unreadable claim counts as expired."""
     annotations = getattr(getattr(secret, "metadata", None), "annotations", None) or {}
-    value = annotations.get(CLAIM_ANNOTATION)
+    value = annotations.get(annotation)
     if not value:
         return None
     holder, _, until = str(value).rpartition(" ")
@@ -364,6 +442,19 @@ def _claim(secret: Any) -> tuple[str, datetime] | None:
         return holder, datetime.strptime(until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+# Between the resourceVersion and the own-keys fingerprint in an account's version.
+_OWN_KEYS_SEPARATOR = "#"
+
+
+def _fingerprint_of(encoded: Mapping[str, str]) -> str:
+    """A short digest of an account's three base64 values (never the values themselves)."""
+    digest = hashlib.sha256()
+    for key in sorted(encoded):
+        value = encoded[key].encode("ascii", "replace")
+        digest.update(len(key).to_bytes(4, "big") + key.encode() + len(value).to_bytes(8, "big") + value)
+    return digest.hexdigest()[:16]
 
 
 def _resource_version(secret: Any) -> str | None:

@@ -78,6 +78,12 @@ class DirectoryTokenStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    @classmethod
+    def for_account(cls, tokens_dir: Path, account: str) -> DirectoryTokenStore:
+        """One account's store with several accounts (DESIGN §6): `OAUTH_TOKENS_DIR/<account>/`,
+        with its own locks, so accounts never wait for each other's refresh."""
+        return cls(tokens_dir / account)
+
     def __repr__(self) -> str:
         return f"DirectoryTokenStore({str(self.directory)!r})"
 
