@@ -67,7 +67,7 @@ def synapse_python() -> str:
 
 
 class Homeserver:
-    """A Synapse process with SQLite, one client listener, no federation, no media."""
+    """A Synapse process with SQLite, one client listener, no federation; media kept on disk."""
 
     def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -122,7 +122,9 @@ class Homeserver:
             "database": {"name": "sqlite3", "args": {"database": str(self.data_dir / "homeserver.db")}},
             "log_config": str(log_config),
             "media_store_path": str(self.data_dir / "media"),
-            "enable_media_repo": False,
+            # The charts travel as encrypted media (DESIGN §7): the recipients download them.
+            "enable_media_repo": True,
+            "max_upload_size": "10M",
             "signing_key_path": str(self.data_dir / "signing.key"),
             "registration_shared_secret": self._shared_secret,
             "enable_registration": False,

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import BotError, ConfigError
@@ -57,17 +58,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_chart(args: argparse.Namespace) -> int:
+    """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
+    from .charts import png_dimensions, render_png
+    from .core.pictures import current_chart
+    from .model import is_weekly
+    from .state import CorruptState, parse_state
+    from .store import open_store
+
+    settings = _settings(need_tokens=False)
+    try:
+        data, _ = open_store(settings.state_url).read("state.json")
+    except FileNotFoundError:
+        raise BotError(f"no state yet under {settings.state_url}: run a cycle first") from None
+    try:
+        state = parse_state(data)
+    except CorruptState as exc:
+        raise BotError(f"state.json cannot be read ({exc}); the next cycle moves it aside") from None
+    weekly = sorted(name for name, bucket in state.buckets.items() if is_weekly(name) and bucket.resets_at)
+    if not weekly:
+        raise BotError("no weekly bucket with a window in the state yet: nothing to draw")
+    name = args.bucket or ("seven_day" if "seven_day" in weekly else weekly[0])
+    if name not in weekly:
+        raise BotError(f"no weekly bucket {name!r} with a window in the state; there are: {', '.join(weekly)}")
+    try:
+        spec = current_chart(
+            name,
+            state.buckets[name],
+            now=settings.now(),
+            thresholds=settings.weekly_thresholds,
+            min_samples=settings.forecast_min_samples,
+            min_span_sec=settings.forecast_min_span_sec,
+        )
+    except ValueError as exc:
+        raise BotError(str(exc)) from None
+    png = render_png(spec)
+    out: Path = args.out
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_bytes(png)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BotError(f"cannot write {out}: {exc.strerror or exc}") from None
+    width, height = png_dimensions(png)
+    print(f"{out}: {name}, {width}x{height} PNG, {len(png)} bytes, {len(spec.samples)} samples")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="claude-matrix-bot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one watch cycle (exit 0: done or nothing to do; 1: failed; 2: bad config)")
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="print the state: buckets, history, forecast, health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    chart = sub.add_parser("chart", help="draw a weekly bucket's current window as a PNG (from state, nothing sent)")
+    chart.add_argument("--bucket", help="weekly bucket, e.g. seven_day_opus (default: seven_day)")
+    chart.add_argument("--out", type=Path, required=True, help="where to write the PNG")
+    chart.set_defaults(func=cmd_chart)
     return parser
 
 

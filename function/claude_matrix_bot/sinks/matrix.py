@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..charts import Picture, picture_for
 from ..model import Alert
 from ..settings import TrustedDevice
 from .base import DeliveryReport
@@ -514,6 +515,9 @@ class _Delivery:
         from nio import RoomSendResponse
 
         for alert in self.alerts:
+            # Drawn before the text goes out, so the picture follows it at once (DESIGN §7);
+            # a chart that cannot be drawn is logged there and the text goes out alone.
+            picture = picture_for(alert.details, alert_id=alert.id)
             content = {
                 "msgtype": "m.text",
                 "body": alert.plain,
@@ -525,11 +529,55 @@ class _Delivery:
             )
             if not isinstance(response, RoomSendResponse):
                 raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
+            if picture is not None:
+                # Delivered only with its picture: a failed upload keeps the alert queued,
+                # and the retry's text reuses its transaction id (no duplicate text).
+                await send_picture(client, self.sink.room_id, picture, tx_id=picture_txn_id(alert.id))
             self.delivered.append(alert.id)
             log.info("delivered alert %s as %s", alert.id, response.event_id)
 
     def _login_hint(self, creds: MatrixCredentials) -> str:
         return LOGIN_HINT.format(hs=creds.homeserver_url, user=creds.user_id)
+
+
+# --- pictures ---------------------------------------------------------------------------------
+
+
+def picture_txn_id(alert_id: str) -> str:
+    """The picture's transaction id, derived from its alert's: a retry never posts it twice."""
+    return f"{alert_id}-chart"
+
+
+async def send_picture(client: AsyncClient, room_id: str, picture: Picture, *, tx_id: str) -> str:
+    """Upload `picture` encrypted and post it as an `m.image`; returns the event id.
+
+    The homeserver sees only ciphertext: nio encrypts with AES-CTR and hands back the key,
+    iv and ciphertext sha256, which travel inside the (Megolm-encrypted) event's `file`.
+    """
+    from nio import RoomSendResponse, UploadResponse
+
+    png = picture.png
+    uploaded, keys = await client.upload(
+        lambda _got_429, _got_timeouts: png,
+        content_type="image/png",
+        encrypt=True,
+        filesize=len(png),  # AES-CTR: the ciphertext is as long as the PNG
+    )
+    if not isinstance(uploaded, UploadResponse) or not keys:
+        raise _Stopped(f"uploading the chart ({tx_id}) failed: " + _describe_error(uploaded))
+    info = {"mimetype": "image/png", "size": len(png), "w": picture.width, "h": picture.height}
+    content = {
+        "msgtype": "m.image",
+        "body": picture.body,
+        "info": info,
+        "file": {"url": uploaded.content_uri, "mimetype": "image/png", **keys},
+    }
+    response = await client.room_send(room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=False)
+    if not isinstance(response, RoomSendResponse):
+        raise _Stopped(f"sending the chart ({tx_id}) failed: " + _describe_error(response))
+    log.info("delivered chart %s as %s (%d bytes)", tx_id, response.event_id, len(png))
+    event_id: str = response.event_id
+    return event_id
 
 
 # --- nio error values → sentences ------------------------------------------------------------

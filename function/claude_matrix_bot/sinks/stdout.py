@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from ..charts import picture_for, strip_chart
 from ..model import Alert
 from .base import DeliveryReport
 
@@ -20,7 +21,12 @@ class StdoutSink:
         delivered: list[str] = []
         try:
             for alert in alerts:
-                stream.write(json.dumps(alert.to_json(), ensure_ascii=False) + "\n")
+                line = strip_chart(alert.to_json())
+                picture = picture_for(alert.details, alert_id=alert.id)
+                if picture is not None:  # DESIGN §7: what would have been posted, by digest
+                    line["image_sha256"] = picture.sha256
+                    line["image_bytes"] = len(picture.png)
+                stream.write(json.dumps(line, ensure_ascii=False) + "\n")
                 stream.flush()
                 delivered.append(alert.id)
         except OSError as exc:  # a closed pipe: what was written stays delivered

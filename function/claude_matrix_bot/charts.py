@@ -1,0 +1,397 @@
+"""Pictures for the room (DESIGN §7): one weekly window as a PNG, readable on a phone.
+
+Pure: a `ChartSpec` in, PNG bytes out. The spec is plain data (it rides in an alert's
+`details` through the outbox, so it round-trips through JSON); the core builds it and
+the sinks draw it, so the decision stays free of plotting.
+
+matplotlib is imported inside `render_png` only: cycles that draw nothing never load it
+(cold start and quiet cycles stay as they were). It is driven through `Figure` and the
+Agg canvas directly, never `pyplot`: no global figure registry, no backend selection,
+nothing left behind between two charts.
+
+Deterministic bytes for a fixed spec: the style is set from matplotlib's defaults (a
+user's matplotlibrc cannot change a chart), the font is the DejaVu Sans that matplotlib
+ships, and the PNG carries no `Software` text chunk (the only metadata Agg writes).
+
+Readable in light and dark themes and for colour-blind readers: the image has its own
+opaque light background; series differ by line style and width as well as by hue, with
+hues from the Okabe-Ito palette; everything is labelled on the chart (no legend).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+log = logging.getLogger(__name__)
+
+WIDTH_PX = 1000
+HEIGHT_PX = 500
+_DPI = 100
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WEEK_SEC = 7 * 86400
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common
+# colour-vision deficiency. Blue for what happened, vermilion for what is projected.
+_BLUE = "#0072B2"
+_VERMILION = "#D55E00"
+_INK = "#1A1A1A"
+_MUTED = "#5A5A5A"
+_GRID = "#E3E3E3"
+_PAPER = "#FFFFFF"
+
+Sample = tuple[int, float]  # (Unix seconds, utilization percent)
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """The forecast's fitted line: from (`start`, `start_utilization`) to 100 % at `exhausted_at`."""
+
+    start: int
+    start_utilization: float
+    exhausted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSpec:
+    """One weekly window as the chart shows it. Times are Unix seconds (UTC)."""
+
+    title: str
+    samples: tuple[Sample, ...]
+    window_start: int
+    resets_at: int
+    now: int
+    thresholds: tuple[int, ...] = ()
+    fit: Fit | None = None
+    limit_hit_at: int | None = None  # the first time the window reached 100 %
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "title": self.title,
+            "samples": [[t, u] for t, u in self.samples],
+            "window_start": self.window_start,
+            "resets_at": self.resets_at,
+            "now": self.now,
+            "thresholds": list(self.thresholds),
+        }
+        if self.fit is not None:
+            out["fit"] = [self.fit.start, self.fit.start_utilization, self.fit.exhausted_at]
+        if self.limit_hit_at is not None:
+            out["limit_hit_at"] = self.limit_hit_at
+        return out
+
+    @classmethod
+    def from_json(cls, raw: object) -> ChartSpec:
+        """Read back what `to_json` wrote; `ValueError` for anything else (an outbox
+        written by a newer or broken release must not crash a delivery)."""
+        if not isinstance(raw, dict):
+            raise ValueError("chart: expected an object")
+        title = raw.get("title")
+        if not isinstance(title, str):
+            raise ValueError("chart.title: expected a string")
+        samples_raw = raw.get("samples")
+        if not isinstance(samples_raw, list):
+            raise ValueError("chart.samples: expected a list")
+        samples: list[Sample] = []
+        for pair in samples_raw:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError("chart.samples: expected [time, utilization] pairs")
+            samples.append((_int(pair[0], "chart.samples"), _float(pair[1], "chart.samples")))
+        thresholds_raw = raw.get("thresholds", [])
+        if not isinstance(thresholds_raw, list):
+            raise ValueError("chart.thresholds: expected a list")
+        fit: Fit | None = None
+        fit_raw = raw.get("fit")
+        if fit_raw is not None:
+            if not (isinstance(fit_raw, list) and len(fit_raw) == 3):
+                raise ValueError("chart.fit: expected [start, utilization, exhausted_at]")
+            fit = Fit(_int(fit_raw[0], "chart.fit"), _float(fit_raw[1], "chart.fit"), _int(fit_raw[2], "chart.fit"))
+        limit_hit = raw.get("limit_hit_at")
+        spec = cls(
+            title=title,
+            samples=tuple(samples),
+            window_start=_int(raw.get("window_start"), "chart.window_start"),
+            resets_at=_int(raw.get("resets_at"), "chart.resets_at"),
+            now=_int(raw.get("now"), "chart.now"),
+            thresholds=tuple(_int(t, "chart.thresholds") for t in thresholds_raw),
+            fit=fit,
+            limit_hit_at=None if limit_hit is None else _int(limit_hit, "chart.limit_hit_at"),
+        )
+        if spec.resets_at <= spec.window_start:
+            raise ValueError("chart: the window ends before it starts")
+        return spec
+
+
+def _int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected a number")
+    return int(value)
+
+
+def _float(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected a number")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A drawn chart, ready for a sink: the bytes and what an `m.image` says about them."""
+
+    png: bytes
+    width: int
+    height: int
+    body: str  # the text a client shows when it cannot show the image
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.png).hexdigest()
+
+
+def png_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the PNG's IHDR chunk, which always comes first."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+# --- drawing ----------------------------------------------------------------------------
+
+
+def _moment(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _label_time(ts: float) -> str:
+    moment = _moment(ts + 30).replace(second=0)  # the API's …:59:59.6 means "on the hour"
+    return f"{moment:%a %H:%M}"
+
+
+def _style() -> dict[str, Any]:
+    # Sizes in points at 100 dpi: 18 pt ≈ 25 px, about 9 px tall on a 360 px-wide phone.
+    return {
+        "font.family": "DejaVu Sans",
+        "font.size": 18,
+        "axes.titlesize": 22,
+        "axes.titleweight": "bold",
+        "axes.titlelocation": "left",
+        "axes.edgecolor": _MUTED,
+        "axes.labelcolor": _INK,
+        "axes.linewidth": 1.2,
+        "text.color": _INK,
+        "xtick.color": _INK,
+        "ytick.color": _INK,
+        "xtick.labelsize": 17,
+        "ytick.labelsize": 17,
+        "figure.facecolor": _PAPER,
+        "axes.facecolor": _PAPER,
+        "savefig.facecolor": _PAPER,
+        "path.simplify": False,
+    }
+
+
+def render_png(spec: ChartSpec) -> bytes:
+    """Draw `spec` as a WIDTH_PX by HEIGHT_PX PNG. Same spec, same bytes."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context():
+        # Start from the library's defaults so no matplotlibrc on the host changes a chart.
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update(cast(Any, _style()))  # keys are checked at run time
+        figure = Figure(figsize=(WIDTH_PX / _DPI, HEIGHT_PX / _DPI), dpi=_DPI)
+        FigureCanvasAgg(figure)
+        _draw(figure, spec)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _draw(figure: Any, spec: ChartSpec) -> None:
+    hours = 3600.0
+    x0 = spec.window_start
+
+    def x(ts: float) -> float:  # hours since the window began
+        return (ts - x0) / hours
+
+    span = x(spec.resets_at)
+    axes = figure.add_axes((0.085, 0.13, 0.80, 0.72))
+    axes.set_xlim(0, span)
+    axes.set_ylim(0, 108)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_yticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
+    axes.grid(axis="y", color=_GRID, linewidth=1)
+    axes.set_axisbelow(True)
+
+    # Days: a tick at each UTC midnight, the weekday written under the middle of the day.
+    first_midnight = (_moment(x0).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
+    midnights = [x(first_midnight + d * 86400) for d in range(8) if 0 < x(first_midnight + d * 86400) < span]
+    axes.set_xticks(midnights, [""] * len(midnights))
+    axes.tick_params(axis="x", length=8)
+    noons = [
+        (x(first_midnight + (d - 0.5) * 86400), _moment(first_midnight + (d - 0.5) * 86400).strftime("%a"))
+        for d in range(8)
+    ]
+    inside = [(h, name) for h, name in noons if 2 <= h <= span - 2]
+    axes.set_xticks([h for h, _ in inside], [name for _, name in inside], minor=True)
+    axes.tick_params(axis="x", which="minor", length=0, pad=8)
+
+    # The limit and the thresholds, labelled at the right edge.
+    axes.axhline(100, color=_INK, linewidth=1.6)
+    axes.annotate(
+        "limit",
+        (1.0, 100),
+        xycoords=("axes fraction", "data"),
+        xytext=(8, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=16,
+        color=_INK,
+    )
+    for threshold in sorted(set(spec.thresholds)):
+        if 0 < threshold < 100:
+            axes.axhline(threshold, color=_MUTED, linewidth=1.4, linestyle=(0, (6, 4)))
+            axes.annotate(
+                f"{threshold}%",
+                (1.0, threshold),
+                xycoords=("axes fraction", "data"),
+                xytext=(8, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=16,
+                color=_MUTED,
+            )
+
+    # The reset, a vertical line at the window's end (drawn inside so it stays visible).
+    reset_x = min(span, x(spec.resets_at)) - span * 0.002
+    axes.axvline(reset_x, color=_INK, linewidth=2.0, linestyle=(0, (2, 3)))
+    axes.annotate(
+        f"reset {_label_time(spec.resets_at)}",
+        (reset_x, 104),
+        xytext=(-8, 0),
+        textcoords="offset points",
+        ha="right",
+        va="center",
+        fontsize=16,
+        color=_INK,
+    )
+
+    samples = sorted((t, u) for t, u in spec.samples if spec.window_start <= t <= spec.resets_at)
+    if samples:
+        xs = [x(t) for t, _ in samples]
+        ys = [max(0.0, min(u, 100.0)) for _, u in samples]
+        axes.fill_between(xs, ys, 0, color=_BLUE, alpha=0.12, linewidth=0)
+        axes.plot(xs, ys, color=_BLUE, linewidth=3.5, solid_capstyle="round", solid_joinstyle="round")
+        last_t, last_u = samples[-1]
+        axes.plot([x(last_t)], [min(last_u, 100.0)], marker="o", markersize=11, color=_BLUE)
+    else:
+        axes.text(span / 2, 54, "no samples in this window yet", ha="center", va="center", color=_MUTED)
+
+    if spec.fit is not None and spec.fit.exhausted_at > spec.fit.start:
+        fit = spec.fit
+        end = min(fit.exhausted_at, spec.resets_at)
+        slope = (100.0 - fit.start_utilization) / (fit.exhausted_at - fit.start)
+        end_u = fit.start_utilization + slope * (end - fit.start)
+        axes.plot(
+            [x(fit.start), x(end)],
+            [fit.start_utilization, end_u],
+            color=_VERMILION,
+            linewidth=3.0,
+            linestyle=(0, (5, 3)),
+        )
+        if fit.exhausted_at <= spec.resets_at:
+            # Projected exhaustion: a hollow diamond (shape as well as colour) on the limit.
+            axes.plot(
+                [x(fit.exhausted_at)],
+                [100],
+                marker="D",
+                markersize=15,
+                markerfacecolor=_PAPER,
+                markeredgecolor=_VERMILION,
+                markeredgewidth=3.0,
+            )
+            label_x = x(fit.exhausted_at)
+            left = label_x > span * 0.6
+            axes.annotate(
+                f"100% {_label_time(fit.exhausted_at)}",
+                (label_x, 100),
+                xytext=(-14 if left else 14, -30),
+                textcoords="offset points",
+                ha="right" if left else "left",
+                va="center",
+                fontsize=17,
+                fontweight="bold",
+                color=_VERMILION,
+            )
+
+    if spec.limit_hit_at is not None and spec.window_start <= spec.limit_hit_at <= spec.resets_at:
+        axes.plot(
+            [x(spec.limit_hit_at)],
+            [100],
+            marker="X",
+            markersize=16,
+            color=_VERMILION,
+            markeredgecolor=_PAPER,
+            markeredgewidth=1.5,
+        )
+        label_x = x(spec.limit_hit_at)
+        left = label_x > span * 0.6
+        axes.annotate(
+            f"limit hit {_label_time(spec.limit_hit_at)}",
+            (label_x, 100),
+            xytext=(-14 if left else 14, -30),
+            textcoords="offset points",
+            ha="right" if left else "left",
+            va="center",
+            fontsize=17,
+            fontweight="bold",
+            color=_VERMILION,
+        )
+
+    axes.set_title(spec.title, pad=14)
+
+
+# --- what the sinks call ------------------------------------------------------------------
+
+
+def picture_for(details: dict[str, Any], *, alert_id: str) -> Picture | None:
+    """The picture an alert asks for (`details["chart"]`), or None when it asks for none.
+
+    Never raises: a chart that cannot be drawn is logged and the alert goes out as text
+    (DESIGN §7: the text never waits on a picture)."""
+    raw = details.get("chart")
+    if raw is None:
+        return None
+    try:
+        spec = ChartSpec.from_json(raw)
+        png = render_png(spec)
+        width, height = png_dimensions(png)
+    except Exception as exc:  # any failure to draw: the text alert still goes out
+        log.warning(
+            "could not draw the chart of alert %s (%s: %s); sending the text alone", alert_id, type(exc).__name__, exc
+        )
+        return None
+    return Picture(png=png, width=width, height=height, body=f"Chart: {spec.title}")
+
+
+def strip_chart(fields: dict[str, Any]) -> dict[str, Any]:
+    """An alert's JSON without the chart's inputs (they are for drawing, not for reading)."""
+    return {k: v for k, v in fields.items() if k != "chart"}
+
+
+def week_window(resets_at: int) -> tuple[int, int]:
+    """A weekly window ends at its reset and began seven days earlier."""
+    return resets_at - WEEK_SEC, resets_at
+
+
+def clip_samples(samples: Sequence[Sample], start: int, end: int) -> tuple[Sample, ...]:
+    return tuple((t, u) for t, u in samples if start <= t <= end)

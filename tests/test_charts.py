@@ -1,0 +1,344 @@
+"""The chart renderer (DESIGN §7): a synthetic weekly window in, a phone-sized PNG out.
+
+Pure function, driven directly: no sink, no server. What is checked: a real PNG of the
+promised size; the same spec gives the same bytes in this process, in a fresh one and
+under a hostile matplotlibrc; no metadata beyond the image itself; the series are
+actually drawn (their colours are in the pixels); the spec survives its trip through
+JSON (it rides in the outbox); a bad spec is refused with ValueError, and a sink asking
+for a picture that cannot be drawn gets None and a log line, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from claude_matrix_bot.charts import (
+    PNG_SIGNATURE,
+    ChartSpec,
+    Fit,
+    picture_for,
+    png_dimensions,
+    render_png,
+    strip_chart,
+)
+from claude_matrix_bot.model import Alert
+from claude_matrix_bot.sinks.stdout import StdoutSink
+from claude_matrix_bot.state import BucketState, State, dump_state
+
+REPO = Path(__file__).resolve().parent.parent
+RESET = int(datetime(2026, 12, 7, 18, 0, tzinfo=UTC).timestamp())
+START = RESET - 7 * 86400
+HOUR = 3600
+
+
+def synthetic_window(*, fit: bool = True, limit_hit: bool = False) -> ChartSpec:
+    """Four days of a weekly window: quiet nights, busy work hours, a hard burn at the end."""
+    samples: list[tuple[int, float]] = []
+    utilization = 0.0
+    for hour in range(4 * 24 + 6):
+        busy = 9 <= (hour + 18) % 24 <= 18  # the window starts at 18:00
+        utilization += 0.9 if busy else 0.05
+        if hour >= 4 * 24:
+            utilization += 2.5
+        samples.append((START + hour * HOUR, round(min(utilization, 100.0), 1)))
+    now, current = samples[-1]
+    return ChartSpec(
+        title=f"Weekly (all models): {current:.0f}% now",
+        samples=tuple(samples),
+        window_start=START,
+        resets_at=RESET,
+        now=now,
+        thresholds=(50, 80),
+        fit=Fit(
+            start=now - 6 * HOUR,
+            start_utilization=current - 6 * 3.4,
+            exhausted_at=now + int((100 - current) / 3.4 * HOUR),
+        )
+        if fit
+        else None,
+        limit_hit_at=now if limit_hit else None,
+    )
+
+
+def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    out = []
+    pos = len(PNG_SIGNATURE)
+    while pos < len(png):
+        length = int.from_bytes(png[pos : pos + 4], "big")
+        kind = png[pos + 4 : pos + 8]
+        data = png[pos + 8 : pos + 8 + length]
+        crc = int.from_bytes(png[pos + 8 + length : pos + 12 + length], "big")
+        assert zlib.crc32(kind + data) == crc, f"bad CRC in {kind!r}"
+        out.append((kind, data))
+        pos += 12 + length
+    return out
+
+
+def _colour_pixels(png: bytes, hex_colour: str, *, tolerance: int = 10) -> int:
+    target = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return sum(
+        1
+        for pixel in image.get_flattened_data()
+        if all(abs(int(c) - t) <= tolerance for c, t in zip(pixel, target, strict=True))
+    )
+
+
+def test_a_png_of_at_least_800_by_400() -> None:
+    png = render_png(synthetic_window())
+    assert png.startswith(PNG_SIGNATURE)
+    width, height = png_dimensions(png)
+    assert width >= 800 and height >= 400
+    assert (width, height) == Image.open(io.BytesIO(png)).size
+    kinds = [kind for kind, _ in _chunks(png)]
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+    # No text chunks: nothing about the software or the host rides along.
+    assert not {b"tEXt", b"iTXt", b"zTXt"} & set(kinds)
+    assert b"matplotlib" not in png.lower()
+
+
+def test_same_spec_same_bytes_in_one_process() -> None:
+    assert render_png(synthetic_window()) == render_png(synthetic_window())
+
+
+def test_same_bytes_in_a_fresh_interpreter_and_under_a_hostile_matplotlibrc(tmp_path: Path) -> None:
+    expected = hashlib.sha256(render_png(synthetic_window())).hexdigest()
+    config = tmp_path / "mplconfig"
+    config.mkdir()
+    # Everything a user's matplotlibrc could change about a chart.
+    (config / "matplotlibrc").write_text(
+        "font.family: serif\nfont.size: 7\nlines.linewidth: 9\naxes.facecolor: black\n"
+        "figure.facecolor: red\nsavefig.dpi: 33\naxes.prop_cycle: cycler('color', ['00ff00'])\n"
+    )
+    script = (
+        "import hashlib, sys\n"
+        "from tests.test_charts import synthetic_window\n"
+        "from claude_matrix_bot.charts import render_png\n"
+        "sys.stdout.write(hashlib.sha256(render_png(synthetic_window())).hexdigest())\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "function"), str(REPO)]),
+        "MPLCONFIGDIR": str(config),
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected
+
+
+def test_different_specs_give_different_pictures() -> None:
+    assert render_png(synthetic_window(fit=True)) != render_png(synthetic_window(fit=False))
+
+
+def test_the_usage_curve_and_the_projection_are_drawn() -> None:
+    with_fit = render_png(synthetic_window(fit=True))
+    without = render_png(synthetic_window(fit=False))
+    assert _colour_pixels(with_fit, "#0072B2") > 2000, "the usage curve (Okabe-Ito blue)"
+    assert _colour_pixels(with_fit, "#D55E00") > 500, "the fitted line and the exhaustion mark (vermilion)"
+    assert _colour_pixels(without, "#D55E00") == 0, "no projection, nothing vermilion"
+    hit = render_png(synthetic_window(fit=False, limit_hit=True))
+    assert _colour_pixels(hit, "#D55E00") > 200, "the limit-hit mark"
+
+
+def test_opaque_background_for_dark_themes() -> None:
+    image = Image.open(io.BytesIO(render_png(synthetic_window())))
+    assert image.mode in ("RGB", "RGBA")
+    if image.mode == "RGBA":
+        alpha = image.getchannel("A")
+        assert alpha.getextrema() == (255, 255), "transparent pixels would vanish on a dark theme"
+
+
+def test_an_empty_window_still_draws() -> None:
+    spec = ChartSpec(
+        title="Weekly Sonnet: no use yet",
+        samples=(),
+        window_start=START,
+        resets_at=RESET,
+        now=START + HOUR,
+        thresholds=(50, 80),
+    )
+    png = render_png(spec)
+    assert png_dimensions(png) == (1000, 500)
+
+
+def test_a_projection_beyond_the_reset_is_clipped() -> None:
+    base = synthetic_window()
+    assert base.fit is not None
+    late = ChartSpec(
+        **{
+            **{f: getattr(base, f) for f in ChartSpec.__slots__},
+            "fit": Fit(base.fit.start, base.fit.start_utilization, RESET + 3 * 86400),
+        }
+    )
+    png = render_png(late)
+    assert png_dimensions(png) == (1000, 500)
+    assert _colour_pixels(png, "#D55E00") > 100, "the fitted line is drawn up to the reset"
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = synthetic_window(limit_hit=True)
+    again = ChartSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again == spec
+    assert render_png(again) == render_png(spec)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("title"), "chart.title"),
+        (lambda d: d.update(samples="many"), "chart.samples"),
+        (lambda d: d.update(samples=[[1, 2, 3]]), "chart.samples"),
+        (lambda d: d.update(samples=[[1, float("nan")]]), "chart.samples"),
+        (lambda d: d.update(resets_at=True), "chart.resets_at"),
+        (lambda d: d.update(resets_at=d["window_start"]), "ends before it starts"),
+        (lambda d: d.update(fit=[1, 2]), "chart.fit"),
+        (lambda d: d.update(thresholds="50"), "chart.thresholds"),
+    ],
+)
+def test_a_bad_spec_is_refused(mutate: object, message: str) -> None:
+    raw = synthetic_window().to_json()
+    mutate(raw)  # type: ignore[operator]
+    with pytest.raises(ValueError, match=message):
+        ChartSpec.from_json(raw)
+
+
+def test_picture_for_an_alert(caplog: pytest.LogCaptureFixture) -> None:
+    spec = synthetic_window()
+    picture = picture_for({"chart": spec.to_json(), "threshold": 50}, alert_id="cmb-forecast-x")
+    assert picture is not None
+    assert picture.png == render_png(spec)
+    assert (picture.width, picture.height) == (1000, 500)
+    assert picture.sha256 == hashlib.sha256(picture.png).hexdigest()
+    assert spec.title in picture.body
+    assert picture_for({"threshold": 50}, alert_id="cmb-threshold-x") is None
+
+    with caplog.at_level(logging.WARNING, logger="claude_matrix_bot.charts"):
+        assert picture_for({"chart": {"title": 3}}, alert_id="cmb-forecast-broken") is None
+    assert "cmb-forecast-broken" in caplog.text and "sending the text alone" in caplog.text
+
+
+def test_strip_chart_keeps_everything_else() -> None:
+    assert strip_chart({"chart": {}, "id": "a", "kind": "forecast"}) == {"id": "a", "kind": "forecast"}
+
+
+def test_importing_the_module_does_not_load_matplotlib() -> None:
+    script = "import sys, claude_matrix_bot.charts, claude_matrix_bot.sinks.stdout\nprint('matplotlib' in sys.modules)"
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_the_stdout_sink_names_the_picture_by_digest() -> None:
+    spec = synthetic_window()
+    with_chart = Alert(
+        id="cmb-forecast-a",
+        kind="forecast",
+        plain="p",
+        html="h",
+        bucket="seven_day",
+        details={"chart": spec.to_json(), "projected_at": "2026-12-05T08:00:00+00:00"},
+    )
+    without = Alert(
+        id="cmb-threshold-b", kind="threshold", plain="p", html="h", bucket="seven_day", details={"threshold": 50}
+    )
+    stream = io.StringIO()
+
+    report = StdoutSink(stream).deliver([with_chart, without])
+
+    assert report.delivered == ("cmb-forecast-a", "cmb-threshold-b")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    png = render_png(spec)
+    assert first["image_sha256"] == hashlib.sha256(png).hexdigest()
+    assert first["image_bytes"] == len(png)
+    assert first["projected_at"] == "2026-12-05T08:00:00+00:00"
+    assert "chart" not in first and "chart" not in second
+    assert "image_sha256" not in second and "image_bytes" not in second
+
+
+def _state_with_window(tmp_path: Path) -> Path:
+    resets_at = datetime.fromtimestamp(RESET, UTC)
+    history = tuple((RESET - 3 * 86400 + i * 600, 40.0 + i * 0.5) for i in range(12))
+    state = State(
+        buckets={
+            "seven_day": BucketState(utilization=45.5, resets_at=resets_at, window=resets_at, history=history),
+            "seven_day_opus": BucketState(utilization=None, resets_at=None),
+            "five_hour": BucketState(utilization=3.0, resets_at=resets_at),
+        },
+        armed_at=resets_at,
+    )
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_bytes(dump_state(state))
+    return state_dir
+
+
+def _chart_cli(tmp_path: Path, state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO / "function"),
+        "STATE_URL": state_dir.as_uri(),
+        "NOW_OVERRIDE": datetime.fromtimestamp(RESET - 3 * 86400 + 11 * 600, UTC).isoformat(),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "claude_matrix_bot", "chart", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_chart_command_draws_the_current_window(tmp_path: Path) -> None:
+    state_dir = _state_with_window(tmp_path)
+    out = tmp_path / "week.png"
+
+    proc = _chart_cli(tmp_path, state_dir, "--out", str(out))
+
+    assert proc.returncode == 0, proc.stderr
+    png = out.read_bytes()
+    assert png.startswith(PNG_SIGNATURE) and png_dimensions(png) == (1000, 500)
+    assert "seven_day" in proc.stdout and f"{len(png)} bytes" in proc.stdout
+    assert _colour_pixels(png, "#0072B2") > 100, "the history is drawn (two hours: a short stroke)"
+    assert _colour_pixels(png, "#D55E00") > 100, "12 samples over 110 minutes, rising: the forecast line"
+    assert not list(tmp_path.glob(".week.png*")), "no temporary file left behind"
+
+
+def test_the_chart_command_refuses_clearly(tmp_path: Path) -> None:
+    state_dir = _state_with_window(tmp_path)
+    out = tmp_path / "x.png"
+
+    unknown = _chart_cli(tmp_path, state_dir, "--bucket", "seven_day_sonnet", "--out", str(out))
+    no_window = _chart_cli(tmp_path, state_dir, "--bucket", "seven_day_opus", "--out", str(out))
+    not_weekly = _chart_cli(tmp_path, state_dir, "--bucket", "five_hour", "--out", str(out))
+    unwritable = _chart_cli(tmp_path, state_dir, "--out", str(tmp_path / "missing-dir" / "x.png"))
+    no_state = _chart_cli(tmp_path, tmp_path / "empty", "--out", str(out))
+
+    for proc in (unknown, no_window, not_weekly, unwritable, no_state):
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert "'seven_day_sonnet'" in unknown.stderr and "there are: seven_day" in unknown.stderr
+    assert "'seven_day_opus'" in no_window.stderr
+    assert "'five_hour'" in not_weekly.stderr
+    assert "cannot write" in unwritable.stderr
+    assert "no state yet" in no_state.stderr and "run a cycle first" in no_state.stderr
+    assert not out.exists()
