@@ -81,7 +81,7 @@ USAGE_FAULTS: list[tuple[str, dict[str, Any], str]] = [
     ("200-html", {"status": 200, "body": HTML_BODY}, "not JSON (text/html"),
     ("200-truncated-json", {"status": 200, "body": TRUNCATED_JSON}, "not JSON"),
     ("200-json-list", {"status": 200, "body": WRONG_SHAPE_JSON}, "JSON list, not an object"),
-    ("200-object-without-buckets", {"status": 200, "body": {"error": "maintenance"}}, "no usage bucket"),
+    ("200-object-without-buckets", {"status": 200, "body": {"error": "maintenance"}}, "no usage limit in the answer"),
     (
         "200-utilization-above-range",
         {"status": 200, "body": {"seven_day": {"utilization": 4200.0, "resets_at": None}}},
@@ -201,18 +201,40 @@ def test_usage_timeout_costs_the_client_timeout_and_fails_cleanly(
     assert anthropic.usage_calls == 1
 
 
-def test_every_bucket_null_arms_with_nothing_in_use(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path) -> None:
-    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
+def test_every_bucket_null_fails_on_every_cycle_and_degrades(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
+) -> None:
+    # DESIGN §1 "never silent": an answer with no bucket carrying a number is a failed
+    # cycle (a free plan, or the endpoint changed), before arming and after it.
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="2")
     now = _now()
-    anthropic.set_usage(payload(weekly={"seven_day": None, "seven_day_sonnet": None}))
+    all_null = payload(weekly={"seven_day": None, "seven_day_sonnet": None})
+    anthropic.set_usage(all_null)
     result = run_cli(env, "run", now=now)
-    assert result.code == 0, result.stderr
-    [armed] = result.alerts
-    assert armed["kind"] == "armed" and "not in use" in armed["plain"]
+    _assert_clean_failure(result, anthropic, tmp_path, "no usage limit in the answer: a free plan, or the endpoint")
+
+    # Some buckets null, one with a number: arms, the null ones "not in use".
+    anthropic.set_usage(payload(five_hour=(20.0, now + timedelta(hours=3)), weekly={"seven_day": None}))
+    armed = run_cli(env, "run", now=now + timedelta(minutes=5))
+    assert armed.code == 0, armed.stderr
+    assert armed.kinds() == ["armed"] and "Weekly (all models): not in use" in str(armed.alerts[0]["plain"])
     # Buckets coming back from null are not reset shifts and not a second baseline.
     anthropic.set_usage(_usage(now))
-    again = run_cli(env, "run", now=now + timedelta(minutes=5))
+    again = run_cli(env, "run", now=now + timedelta(minutes=10))
     assert again.code == 0 and again.alerts == []
+
+    # All null again after arming: counted by the health rules like any failure.
+    anthropic.set_usage(all_null)
+    first = run_cli(env, "run", now=now + timedelta(minutes=15))
+    _assert_clean_failure(first, anthropic, tmp_path, "no usage limit in the answer")
+    second = run_cli(env, "run", now=now + timedelta(minutes=20))
+    assert second.code == 1
+    [degraded] = second.alerts
+    assert degraded["kind"] == "degraded"
+    assert "no usage limit in the answer" in str(degraded["plain"]) and "Pro/Max" in str(degraded["plain"])
+    anthropic.set_usage(_usage(now))
+    back = run_cli(env, "run", now=now + timedelta(minutes=25))
+    assert back.code == 0 and back.kinds() == ["recovered"]
 
 
 def test_utilization_just_over_100_is_clamped_not_refused(

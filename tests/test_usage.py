@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from claude_matrix_bot.errors import (
     BadResponse,
     Forbidden,
+    NoUsageLimit,
     RateLimited,
     ServerError,
     Unauthorized,
@@ -117,10 +118,12 @@ def test_unknown_keys_are_ignored(payload: dict[str, Any]) -> None:
     assert reading.null_buckets == ()
 
 
-def test_all_buckets_null_is_a_reading_without_buckets() -> None:
-    reading = parse_usage({"five_hour": None, "seven_day": {"utilization": None, "resets_at": None}}, NOW)
-    assert reading.buckets == {}
-    assert reading.null_buckets == ("five_hour", "seven_day")
+def test_all_buckets_null_is_a_failure_never_a_quiet_reading() -> None:
+    # DESIGN §1 "never silent": no bucket with a number is a failed cycle, not "not in use".
+    with pytest.raises(NoUsageLimit) as info:
+        parse_usage({"five_hour": None, "seven_day": {"utilization": None, "resets_at": None}}, NOW)
+    assert "no usage limit in the answer: a free plan, or the endpoint changed" in str(info.value)
+    assert "2 null bucket(s)" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -129,8 +132,8 @@ def test_all_buckets_null_is_a_reading_without_buckets() -> None:
         ([], "not an object"),
         ("five_hour", "not an object"),
         (None, "not an object"),
-        ({}, "no usage bucket"),
-        ({"extra_usage": {"utilization": 3}, "limits": []}, "no usage bucket"),
+        ({}, "no usage limit in the answer"),
+        ({"extra_usage": {"utilization": 3}, "limits": []}, "no usage limit in the answer"),
         (_one("seven_day", {"utilization": "36"}), "'seven_day': utilization is a str"),
         (_one("seven_day", {"utilization": True}), "'seven_day': utilization is a bool"),
         (_one("seven_day", {"utilization": math.nan}), "'seven_day': utilization nan"),
@@ -181,7 +184,7 @@ def test_fuzz_only_bad_response_or_a_sane_reading(payload: object) -> None:
         reading = parse_usage(payload, NOW)
     except BadResponse:
         return
-    assert reading.buckets or reading.null_buckets
+    assert reading.buckets, "an answer without a number is NoUsageLimit, never a quiet reading"
     for bucket in reading.buckets.values():
         assert 0.0 <= bucket.utilization <= 100.0
         assert bucket.resets_at is None or bucket.resets_at.utcoffset() == timedelta(0)

@@ -32,6 +32,7 @@ from .errors import (
     DeliveryError,
     Forbidden,
     LeaseHeld,
+    NoUsageLimit,
     RateLimited,
     ServerError,
     StorageError,
@@ -193,6 +194,8 @@ def _explain(exc: BotError) -> tuple[str, str]:
         return str(exc), "check that ANTHROPIC_USER_AGENT looks like claude-code/<version>; otherwise it will pass"
     if isinstance(exc, ServerError | UpstreamTimeout):
         return str(exc), "the Anthropic API is having trouble; nothing to do unless it persists"
+    if isinstance(exc, NoUsageLimit):
+        return str(exc), exc.hint
     if isinstance(exc, BadResponse):
         return str(exc), "the usage endpoint changed its answer: look for a newer release of the bot"
     if isinstance(exc, StorageError):

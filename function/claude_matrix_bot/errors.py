@@ -55,6 +55,16 @@ class BadResponse(UpstreamError):
     """A body that is not the JSON we expect."""
 
 
+class NoUsageLimit(BadResponse):
+    """A well-formed answer from which no bucket with a number can be read (DESIGN §1,
+    "never silent"): a failed cycle on every cycle, counted by the health rules."""
+
+    hint = (
+        "check that the account still has a Claude Pro/Max subscription; if it does, the usage "
+        "endpoint changed its answer: look for a newer release of the bot"
+    )
+
+
 class TokenRefreshError(UpstreamError):
     """The token endpoint refused or failed; `invalid_grant` means re-bootstrap."""
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-AlertKind = Literal["armed", "threshold", "reset_shift", "forecast", "degraded", "recovered"]
+# The source of truth for alert kinds: the outbox and the stdout sink accept these only.
+AlertKind = Literal["armed", "threshold", "reset_shift", "forecast", "degraded", "recovered", "extra_usage"]
 
 FIVE_HOUR = "five_hour"
 WEEKLY_PREFIX = "seven_day"
@@ -19,10 +20,41 @@ def is_weekly(bucket: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class BucketReading:
-    """One bucket as the usage endpoint reported it. `utilization` is a percent."""
+    """One bucket as the usage endpoint reported it. `utilization` is a percent.
+
+    `is_active` and `severity` come from the answer's `limits[]` entry for this
+    bucket (DESIGN §2): the server's own word on which limit binds now and how
+    close it is (`normal`, `warn`/`warning`). None when only a legacy key spoke.
+    """
 
     utilization: float
     resets_at: datetime | None
+    is_active: bool | None = None
+    severity: str | None = None
+
+    @property
+    def binding(self) -> bool:
+        return self.is_active is True
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraUsage:
+    """Paid overage as the answer reported it (`spend`, else `extra_usage`; DESIGN §2).
+
+    Amounts are in minor units of `currency` with `exponent` decimals (9221 with
+    exponent 2 is 92.21). `enabled` is None when the answer does not say.
+    `percent` is of the monthly cap: used/limit when both are known, else the
+    percent the answer gave, else None.
+    """
+
+    enabled: bool | None
+    used: int | None
+    limit: int | None
+    currency: str
+    exponent: int
+    percent: float | None
+    disabled_reason: str | None = None
+    source: Literal["spend", "extra_usage"] = "spend"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +62,15 @@ class Reading:
     """One answer of the usage endpoint: the buckets that were objects, by name.
 
     Buckets that came back `null` are listed in `null_buckets` so the baseline can
-    say they exist but are unused.
+    say they exist but are unused. `unknown_numbers` names where the answer
+    carried numbers this release does not read (a changed endpoint is noticed).
     """
 
     taken_at: datetime
     buckets: dict[str, BucketReading]
     null_buckets: tuple[str, ...] = ()
+    extra_usage: ExtraUsage | None = None
+    unknown_numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +89,10 @@ class Alert:
 
     def to_json(self) -> dict[str, Any]:
         """The stdout-sink / outbox shape (DESIGN §3): details are flattened in."""
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "bucket": self.bucket}
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind}
+        # "bucket (where one applies)": extra-usage lines carry none (DESIGN §2).
+        if self.bucket is not None or self.kind != "extra_usage":
+            out["bucket"] = self.bucket
         out.update(self.details)
         out["plain"] = self.plain
         out["html"] = self.html

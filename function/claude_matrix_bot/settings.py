@@ -77,6 +77,7 @@ class Settings:
     matrix_store_passphrase: str | None = field(default=None, repr=False)
     # `ACCOUNTS` (DESIGN §6); empty: the single-account layout of every earlier release.
     accounts: tuple[str, ...] = ()
+    extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
 
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
@@ -167,6 +168,14 @@ def _thresholds(text: str) -> tuple[int, ...]:
     if not values:
         raise ValueError("expected at least one threshold, e.g. 50,80")
     return tuple(sorted(values))
+
+
+def _extra_usage_thresholds(c: _Collector, default: tuple[int, ...]) -> tuple[int, ...]:
+    """`EXTRA_USAGE_THRESHOLDS`: percents of the monthly overage cap; set but empty turns them off."""
+    name = "EXTRA_USAGE_THRESHOLDS"
+    if name in c.env and c.raw(name) is None:
+        return ()
+    return c.parse(name, default, _thresholds)
 
 
 def _instant(text: str) -> datetime:
@@ -264,6 +273,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), _trusted_devices),
         matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
         accounts=c.parse("ACCOUNTS", (), _accounts),
+        extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
     )
     if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
         c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")

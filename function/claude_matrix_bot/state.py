@@ -5,7 +5,13 @@
 
 Size is bounded whatever the uptime: history is trimmed to the forecast window
 and capped in count, shift dedup keeps only a few recent values, and the outbox
-only holds undelivered alerts.
+only holds undelivered alerts. The extra-usage record is one fixed-size object
+and the unknown-number list is capped in count and length.
+
+Schema (DESIGN §4): the extra-usage record, the unknown-number list and a bucket's
+`is_active`/`severity` are new optional keys of v2. An older v2 reader ignores them
+(it cannot misread them), so they do not bump the schema; a missing one reads as
+"never seen", which starts a new spend period at the next reading.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import StateSchemaError
-from .model import Alert
+from .model import Alert, ExtraUsage
 
 SCHEMA = 2
 # A trigger storm is refused after MIN_INTERVAL_SEC, but the cap keeps the file
@@ -25,6 +31,8 @@ SCHEMA = 2
 MAX_HISTORY_SAMPLES = 360
 MAX_SHIFT_MEMORY = 4
 MAX_OUTBOX = 200
+MAX_UNKNOWN_NUMBERS = 20
+_MAX_TEXT = 80
 
 
 class CorruptState(ValueError):
@@ -46,6 +54,23 @@ class BucketState:
     forecast_fired: bool = False
     # New `resets_at` values already announced as shifts (dedup "once per value").
     shifted_to: tuple[datetime, ...] = ()
+    # The server's judgement at the last reading (limits[] `is_active`, `severity`).
+    is_active: bool | None = None
+    severity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraUsageState:
+    """Paid overage across cycles (DESIGN §1 extra usage): the current spend period
+    and what was already said in it. A period begins at the first reading and
+    whenever the used amount falls below the previous reading (a new month)."""
+
+    period_start: datetime
+    last: ExtraUsage
+    # The last used amount seen (kept when a reading omits it, so a drop is still seen).
+    last_used: int | None = None
+    started_alerted: bool = False
+    alerted_thresholds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +91,9 @@ class State:
     armed_at: datetime | None = None
     # Where an upgrade or a repair came from, shown once in the next armed message.
     note: str | None = None
+    extra_usage: ExtraUsageState | None = None
+    # Where the last answer carried numbers this release does not read (shown by status).
+    unknown_numbers: tuple[str, ...] = ()
 
     def with_outbox(self, outbox: tuple[Alert, ...]) -> State:
         # An alert decided twice (same stable id) is queued once.
@@ -125,7 +153,7 @@ def _thresholds(value: object, where: str) -> tuple[int, ...]:
 
 
 def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "utilization": bucket.utilization,
         "resets_at": _iso(bucket.resets_at),
         "window": _iso(bucket.window),
@@ -136,6 +164,11 @@ def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
         # a state must read back equal to what was decided.
         "history": [[t, u] for t, u in bucket.history],
     }
+    if bucket.is_active is not None:
+        out["is_active"] = bucket.is_active
+    if bucket.severity is not None:
+        out["severity"] = bucket.severity
+    return out
 
 
 def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
@@ -169,7 +202,86 @@ def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
         history=tuple(history),
         forecast_fired=bool(raw.get("forecast_fired", False)),
         shifted_to=shifted[-MAX_SHIFT_MEMORY:],
+        is_active=_flag(raw.get("is_active")),
+        severity=_text(raw.get("severity")),
     )
+
+
+def _flag(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value[:_MAX_TEXT] if isinstance(value, str) else None
+
+
+def _minor(value: object, where: str) -> int | None:
+    number = _number(value, where)
+    if number is None:
+        return None
+    if number < 0 or number != int(number):
+        raise CorruptState(f"{where}: expected a whole amount")
+    return int(number)
+
+
+def _extra_to_json(extra: ExtraUsageState) -> dict[str, Any]:
+    last = extra.last
+    return {
+        "period_start": _iso(extra.period_start),
+        "last_used": extra.last_used,
+        "started_alerted": extra.started_alerted,
+        "alerted_thresholds": list(extra.alerted_thresholds),
+        "last": {
+            "enabled": last.enabled,
+            "used": last.used,
+            "limit": last.limit,
+            "currency": last.currency,
+            "exponent": last.exponent,
+            "percent": last.percent,
+            "disabled_reason": last.disabled_reason,
+            "source": last.source,
+        },
+    }
+
+
+def _extra_from_json(raw: object) -> ExtraUsageState | None:
+    if raw is None:
+        return None
+    where = "extra_usage"
+    if not isinstance(raw, dict) or not isinstance(raw.get("last"), dict):
+        raise CorruptState(f"{where}: expected an object with the last reading")
+    period_start = _parse_time(raw.get("period_start"), f"{where}.period_start")
+    if period_start is None:
+        raise CorruptState(f"{where}.period_start: missing")
+    last = raw["last"]
+    exponent = _number(last.get("exponent"), f"{where}.last.exponent")
+    if exponent is None or not 0 <= exponent <= 8 or exponent != int(exponent):
+        raise CorruptState(f"{where}.last.exponent: expected 0-8 decimals")
+    currency = last.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise CorruptState(f"{where}.last.currency: expected a currency code")
+    return ExtraUsageState(
+        period_start=period_start,
+        last=ExtraUsage(
+            enabled=_flag(last.get("enabled")),
+            used=_minor(last.get("used"), f"{where}.last.used"),
+            limit=_minor(last.get("limit"), f"{where}.last.limit"),
+            currency=currency[:8],
+            exponent=int(exponent),
+            percent=_number(last.get("percent"), f"{where}.last.percent"),
+            disabled_reason=_text(last.get("disabled_reason")),
+            source="extra_usage" if last.get("source") == "extra_usage" else "spend",
+        ),
+        last_used=_minor(raw.get("last_used"), f"{where}.last_used"),
+        started_alerted=bool(raw.get("started_alerted", False)),
+        alerted_thresholds=_thresholds(raw.get("alerted_thresholds"), f"{where}.alerted_thresholds"),
+    )
+
+
+def _unknown_from_json(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(item[:_MAX_TEXT] for item in raw if isinstance(item, str))[:MAX_UNKNOWN_NUMBERS]
 
 
 def _alert_from_json(raw: object) -> Alert:
@@ -204,7 +316,7 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
 
 def dump_state(state: State) -> bytes:
     health = state.health
-    doc = {
+    doc: dict[str, Any] = {
         "schema": SCHEMA,
         "armed_at": _iso(state.armed_at),
         "note": state.note,
@@ -219,6 +331,10 @@ def dump_state(state: State) -> bytes:
             "last_attempt_at": _iso(health.last_attempt_at),
         },
     }
+    if state.extra_usage is not None:
+        doc["extra_usage"] = _extra_to_json(state.extra_usage)
+    if state.unknown_numbers:
+        doc["unknown_numbers"] = [u[:_MAX_TEXT] for u in state.unknown_numbers[:MAX_UNKNOWN_NUMBERS]]
     return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
@@ -265,6 +381,8 @@ def parse_state(data: bytes) -> State:
         ),
         armed_at=_parse_time(doc.get("armed_at"), "armed_at"),
         note=note if isinstance(note, str) else None,
+        extra_usage=_extra_from_json(doc.get("extra_usage")),
+        unknown_numbers=_unknown_from_json(doc.get("unknown_numbers")),
     )
 
 

@@ -13,7 +13,7 @@ from .core import messages
 from .core.forecast import project
 from .model import is_weekly
 from .settings import Settings
-from .state import State, parse_state
+from .state import ExtraUsageState, State, parse_state
 from .store import BlobStore, open_store
 
 STATE_KEY = "state.json"
@@ -42,6 +42,10 @@ def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
             "utilization": bucket.utilization,
             "resets_at": _iso(bucket.resets_at),
         }
+        if bucket.is_active is not None:
+            entry["is_active"] = bucket.is_active
+        if bucket.severity is not None:
+            entry["severity"] = bucket.severity
         if is_weekly(name):
             history = bucket.history
             entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
@@ -73,7 +77,7 @@ def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
             entry["forecast"] = forecast
         buckets[name] = entry
     health = state.health
-    return {
+    report: dict[str, Any] = {
         "state_url": settings.state_url,
         "armed": state.armed_at is not None or bool(state.buckets),
         "armed_at": _iso(state.armed_at),
@@ -88,6 +92,31 @@ def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
             "last_success_at": _iso(health.last_success_at),
             "last_attempt_at": _iso(health.last_attempt_at),
         },
+        "extra_usage": _extra_report(state.extra_usage, settings.extra_usage_thresholds),
+        # Numbers the last answer carried where this release does not read (DESIGN §1).
+        "unknown_numbers": list(state.unknown_numbers),
+    }
+    return report
+
+
+def _extra_report(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
+    if extra is None:
+        return None
+    last = extra.last
+    return {
+        "enabled": last.enabled,
+        "used": last.used,
+        "limit": last.limit,
+        "currency": last.currency,
+        "exponent": last.exponent,
+        "percent": last.percent,
+        "disabled_reason": last.disabled_reason,
+        "source": last.source,
+        "summary": messages.extra_status(last),
+        "period_start": _iso(extra.period_start),
+        "started_alerted": extra.started_alerted,
+        "alerted_thresholds": list(extra.alerted_thresholds),
+        "thresholds": list(thresholds),
     }
 
 
@@ -113,7 +142,11 @@ def format_status(report: dict[str, Any]) -> str:
             continue
         resets = datetime.fromisoformat(b["resets_at"].replace("Z", "+00:00")) if b["resets_at"] else None
         pct = messages.fmt_pct(b["utilization"])
-        lines.append(f"{b['label']} ({name}): {pct}, resets {messages.fmt_when(resets, now)}")
+        judgement = messages.fmt_binding(b.get("is_active") is True, b.get("severity"))
+        lines.append(
+            f"{b['label']} ({name}): {pct}, resets {messages.fmt_when(resets, now)}"
+            + (f" ({judgement})" if judgement else "")
+        )
         if "history" in b:
             hist = b["history"]
             lines.append(
@@ -129,6 +162,18 @@ def format_status(report: dict[str, Any]) -> str:
                 )
             else:
                 lines.append(f"  forecast: {fc.get('projection', 'n/a')}")
+    extra = report.get("extra_usage")
+    if extra:
+        since = datetime.fromisoformat(extra["period_start"].replace("Z", "+00:00"))
+        said = ["started"] if extra["started_alerted"] else []
+        said += [f"{t}%" for t in extra["alerted_thresholds"]]
+        lines.append(f"Extra usage: {extra['summary']}")
+        lines.append(f"  spend period since {messages.fmt_when(since, now)}; alerted: {', '.join(said) or 'none'}")
+    if report.get("unknown_numbers"):
+        lines.append(
+            "numbers under keys this release does not read (the endpoint may have changed): "
+            + ", ".join(report["unknown_numbers"])
+        )
     if report["outbox"]:
         lines.append(f"undelivered alerts: {len(report['outbox'])}")
     return "\n".join(lines)

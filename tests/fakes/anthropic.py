@@ -9,7 +9,11 @@ it. It behaves like the real service as far as DESIGN §2 knows it:
   and a bearer token it issued that is neither expired nor revoked (else 401);
   a token issued without the `user:profile` scope gets 403. It answers the
   current usage payload, optionally with the sub-second jitter of `resets_at`
-  that the real endpoint shows.
+  that the real endpoint shows (in legacy buckets and `limits[]` entries alike).
+  Samples of the answers as they are today: `SAMPLE_LIMITS_ONLY` (legacy keys
+  null, numbers only in `limits[]`), `SAMPLE_MIXED`, `SAMPLE_OVERAGE` (paid
+  overage being spent) and `SAMPLE_EMPTY` (`{}`); `limits_only_answer()` and
+  `spend_answer()` build more.
 - `POST /v1/oauth/token` (JSON or form body) with `grant_type=refresh_token`,
   the Claude Code `client_id` and a refresh token: each refresh token works
   exactly once (reuse -> 400 `{"error": "invalid_grant"}`); it answers a new
@@ -44,7 +48,9 @@ in the `OAUTH_TOKENS_DIR` layout. The token URL is `<base_url>/v1/oauth/token`.
 Control API (same server, JSON bodies, answers JSON):
 
 - `POST /_control/usage`   `{"payload": {...}, "jitter": false, "account": null}` sets the usage
-                           answer (of one account's tokens when `account` is given).
+                           answer (of one account's tokens when `account` is given);
+                           `{"sample": "limits_only"|"mixed"|"overage"|"empty"|"legacy"}`
+                           serves one of the samples below instead of `payload`.
 - `POST /_control/fail`    `{"kind": "usage"|"token"|"any", "status": 500, "body": "...",
                             "headers": {...}, "times": 1, "delay": 0.0, "drop": false,
                             "account": null}`
@@ -103,6 +109,191 @@ SAMPLE_USAGE: dict[str, Any] = {
     "seven_day_opus": None,
     "seven_day_oauth_apps": None,
     "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
+}
+
+# --- answers as they are today (DESIGN §2), written from the contract's July 2026 sample
+# and the shapes public clients recorded (see claude_matrix_bot/usage.py's docstring).
+
+_LEGACY_NULLS: dict[str, Any] = {
+    "five_hour": None,
+    "seven_day": None,
+    "seven_day_sonnet": None,
+    "seven_day_opus": None,
+    "seven_day_oauth_apps": None,
+    # Code-named keys seen as null: known and ignored.
+    "iguana_necktie": None,
+    "tangelo": None,
+    "amber_gauge": None,
+}
+
+
+def limit_entry(
+    kind: str,
+    percent: float | None,
+    resets_at: str | None,
+    *,
+    model: str | None = None,
+    surface: str | None = None,
+    is_active: bool = False,
+    severity: str | None = "normal",
+) -> dict[str, Any]:
+    """One `limits[]` entry. `model`/`surface` make a `weekly_scoped` entry's scope."""
+    scope = None
+    if model is not None or surface is not None:
+        scope = {
+            "model": None if model is None else {"id": None, "display_name": model},
+            "surface": None if surface is None else {"display_name": surface},
+        }
+    group = "session" if kind == "session" else "weekly"
+    entry: dict[str, Any] = {"kind": kind, "group": group, "percent": percent, "resets_at": resets_at}
+    if severity is not None:
+        entry["severity"] = severity
+    entry.update(scope=scope, is_active=is_active)
+    return entry
+
+
+def spend_answer(
+    used_minor: int | None,
+    limit_minor: int | None,
+    *,
+    currency: str = "USD",
+    exponent: int = 2,
+    enabled: bool = True,
+    disabled_reason: str | None = None,
+) -> dict[str, Any]:
+    """Both overage blocks as a current answer carries them: `spend` and the older `extra_usage`."""
+
+    def money(minor: int | None) -> dict[str, Any] | None:
+        return None if minor is None else {"amount_minor": minor, "currency": currency, "exponent": exponent}
+
+    percent = None if not (used_minor is not None and limit_minor) else round(used_minor * 100 / limit_minor)
+    return {
+        "spend": {
+            "used": money(used_minor),
+            "limit": money(limit_minor),
+            "cap": None,
+            "balance": None,
+            "percent": percent,
+            "enabled": enabled,
+            "disabled_reason": disabled_reason,
+            "disclaimer": "Usage credits cover you when you hit your plan limits.",
+        },
+        "extra_usage": {
+            "is_enabled": enabled,
+            "monthly_limit": limit_minor,
+            "used_credits": used_minor,
+            "utilization": percent,
+            "currency": currency,
+            "decimal_places": exponent,
+            "disabled_reason": disabled_reason,
+            "daily": None,
+            "weekly": None,
+        },
+    }
+
+
+def limits_only_answer(
+    *,
+    session: tuple[float | None, str | None] | None = None,
+    weekly_all: tuple[float | None, str | None] | None = None,
+    scoped: Mapping[str, tuple[float | None, str | None]] | None = None,
+    active: str | None = None,
+    severities: Mapping[str, str] | None = None,
+    overage: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An answer whose legacy keys are all null and whose numbers live only in `limits[]`
+    (DESIGN §2, "on current accounts"). `scoped` maps a model's display name to
+    (percent, resets_at); `active` names the entry that binds now ("session",
+    "weekly_all" or a model's display name)."""
+    sev = dict(severities or {})
+    limits: list[dict[str, Any]] = []
+    if session is not None:
+        limits.append(
+            limit_entry("session", *session, is_active=active == "session", severity=sev.get("session", "normal"))
+        )
+    if weekly_all is not None:
+        limits.append(
+            limit_entry(
+                "weekly_all", *weekly_all, is_active=active == "weekly_all", severity=sev.get("weekly_all", "normal")
+            )
+        )
+    for model, (percent, resets_at) in (scoped or {}).items():
+        limits.append(
+            limit_entry(
+                "weekly_scoped",
+                percent,
+                resets_at,
+                model=model,
+                is_active=active == model,
+                severity=sev.get(model, "normal"),
+            )
+        )
+    answer: dict[str, Any] = {
+        **_LEGACY_NULLS,
+        "seven_day_breakdown": {"rows": [{"model": "Fable", "share": 0.6}]},
+        "member_dashboard_available": False,
+        "limits": limits,
+    }
+    answer.update(overage or spend_answer(None, None, enabled=False))
+    return answer
+
+
+# The contract's July 2026 sample: legacy keys null, numbers only in limits[], Fable binding.
+SAMPLE_LIMITS_ONLY: dict[str, Any] = {
+    **_LEGACY_NULLS,
+    "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
+    "limits": [
+        limit_entry("session", 7, "2026-07-03T03:19:59Z"),
+        {
+            "kind": "weekly_all",
+            "group": "weekly",
+            "percent": 28,
+            "resets_at": "2026-07-03T07:00:00Z",
+            "scope": None,
+            "is_active": False,
+        },
+        limit_entry("weekly_scoped", 35, "2026-07-03T06:59:59Z", model="Fable", is_active=True, severity="warn"),
+    ],
+}
+
+# Legacy floats and limits[] side by side: the legacy float wins, limits[] fills a null
+# resets_at and adds the model-scoped bucket; timestamps in every form seen.
+SAMPLE_MIXED: dict[str, Any] = {
+    **_LEGACY_NULLS,
+    "five_hour": {"utilization": 24.4, "resets_at": "2026-07-02T19:59:59.600956+00:00"},
+    "seven_day": {"utilization": 36.0, "resets_at": None, "limit_dollars": None},
+    "seven_day_breakdown": {"rows": []},
+    "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
+    "limits": [
+        limit_entry("session", 24, "2026-07-02T19:59:59.601Z"),
+        limit_entry("weekly_all", 36, "2026-07-08T06:59:59Z", severity="normal"),
+        limit_entry(
+            "weekly_scoped", 64, "2026-07-08T06:59:59.600974Z", model="Fable", is_active=True, severity="warning"
+        ),
+        limit_entry("weekly_scoped", 3, "2026-07-08T06:59:59+00:00", surface="Claude Code"),
+        {"kind": "monthly_org", "group": "org", "percent": None, "scope": None},
+    ],
+}
+
+# Paid overage being spent: the plan's limits are exhausted, $92.21 of a $110.00 cap.
+SAMPLE_OVERAGE: dict[str, Any] = limits_only_answer(
+    session=(100, "2026-07-02T19:59:59Z"),
+    weekly_all=(71, "2026-07-08T07:00:00Z"),
+    scoped={"Fable": (100, "2026-07-08T06:59:59Z")},
+    active="Fable",
+    severities={"session": "warning", "Fable": "warning"},
+    overage=spend_answer(9221, 11000),
+)
+
+# A free plan (or a changed endpoint): nothing with a number anywhere.
+SAMPLE_EMPTY: dict[str, Any] = {}
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "legacy": SAMPLE_USAGE,
+    "limits_only": SAMPLE_LIMITS_ONLY,
+    "mixed": SAMPLE_MIXED,
+    "overage": SAMPLE_OVERAGE,
+    "empty": SAMPLE_EMPTY,
 }
 
 FaultKind = Literal["usage", "token", "any"]
@@ -427,7 +618,8 @@ class FakeAnthropic:
         usage, jitter = self._account_usage.get(account or "", (self._usage, self._jitter))
         payload = json.loads(json.dumps(usage))
         if jitter and isinstance(payload, dict):
-            for bucket in payload.values():
+            entries = payload.get("limits") if isinstance(payload.get("limits"), list) else []
+            for bucket in [*payload.values(), *entries]:
                 if isinstance(bucket, dict) and isinstance(bucket.get("resets_at"), str):
                     with contextlib.suppress(ValueError):
                         moment = datetime.fromisoformat(bucket["resets_at"])
@@ -503,7 +695,11 @@ class FakeAnthropic:
         if method != "POST" or not isinstance(data, dict):
             return 404, {"error": "unknown control call"}
         if path == "/_control/usage":
-            self.set_usage(data.get("payload"), jitter=bool(data.get("jitter", False)), account=data.get("account"))
+            sample = data.get("sample")
+            if sample is not None and sample not in SAMPLES:
+                return 400, {"error": f"unknown sample; one of {sorted(SAMPLES)}"}
+            answer = SAMPLES[sample] if sample is not None else data.get("payload")
+            self.set_usage(answer, jitter=bool(data.get("jitter", False)), account=data.get("account"))
             return 200, {"ok": True}
         if path == "/_control/fail":
             self.fail_next(

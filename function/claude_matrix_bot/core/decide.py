@@ -11,9 +11,17 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from ..model import Alert, AlertKind, BucketReading, Reading, is_weekly
+from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
 from ..settings import Settings
-from ..state import MAX_HISTORY_SAMPLES, MAX_SHIFT_MEMORY, BucketState, Health, Sample, State
+from ..state import (
+    MAX_HISTORY_SAMPLES,
+    MAX_SHIFT_MEMORY,
+    BucketState,
+    ExtraUsageState,
+    Health,
+    Sample,
+    State,
+)
 from . import messages
 from .forecast import project
 
@@ -27,6 +35,7 @@ class DecideConfig:
     forecast_min_samples: int = 6
     forecast_min_span_sec: int = 3600
     health_failures: int = 3
+    extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
 
     @classmethod
     def from_settings(cls, s: Settings) -> DecideConfig:
@@ -38,6 +47,7 @@ class DecideConfig:
             forecast_min_samples=s.forecast_min_samples,
             forecast_min_span_sec=s.forecast_min_span_sec,
             health_failures=s.health_failures,
+            extra_usage_thresholds=s.extra_usage_thresholds,
         )
 
 
@@ -111,24 +121,43 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
             # "A bucket going to or from null is not a shift": remember that it is
             # null, keep the window and its dedup for when it comes back.
             baseline.append(messages.BaselineRow(name, None, None))
-            buckets[name] = replace(old, utilization=None, resets_at=None) if old else BucketState()
+            buckets[name] = (
+                replace(old, utilization=None, resets_at=None, is_active=None, severity=None) if old else BucketState()
+            )
             continue
         state, produced = _bucket_step(name, old, current, now, now_ts, config, arming=arming)
         buckets[name] = state
         bucket_alerts.extend(produced)
         exceeded = tuple(t for t in config.thresholds if current.utilization >= t) if is_weekly(name) else ()
-        baseline.append(messages.BaselineRow(name, current.utilization, current.resets_at, exceeded))
+        baseline.append(
+            messages.BaselineRow(
+                name, current.utilization, current.resets_at, exceeded, current.is_active, current.severity
+            )
+        )
+
+    extra_state, extra_alerts = _extra_usage_step(prev.extra_usage, reading.extra_usage, now, config)
 
     armed_at = prev.armed_at
     note = prev.note
     if arming:
-        # The baseline replaces every per-bucket alert of this first run.
-        rendered = messages.render_armed(_baseline_order(baseline), config.thresholds, now, prev.note)
+        # The baseline replaces every per-bucket and extra-usage alert of this first run.
+        extra_baseline = None
+        if reading.extra_usage is not None and extra_state is not None:
+            extra_baseline = messages.ExtraBaseline(reading.extra_usage, extra_state.alerted_thresholds)
+        rendered = messages.render_armed(
+            _baseline_order(baseline),
+            config.thresholds,
+            now,
+            prev.note,
+            extra=extra_baseline,
+            extra_thresholds=config.extra_usage_thresholds,
+        )
         alerts.append(_make("armed", alert_id("armed", now.isoformat()), rendered, now, note=prev.note))
         armed_at = now
         note = None
     else:
         alerts.extend(bucket_alerts)
+        alerts.extend(extra_alerts)
 
     next_state = State(
         buckets=buckets,
@@ -136,6 +165,8 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         health=new_health,
         armed_at=armed_at or now,
         note=note,
+        extra_usage=extra_state,
+        unknown_numbers=reading.unknown_numbers,
     )
     return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
 
@@ -196,7 +227,13 @@ def _bucket_step(
         if state.window is None:
             state = replace(state, window=new_resets)
 
-    state = replace(state, utilization=current.utilization, resets_at=new_resets)
+    state = replace(
+        state,
+        utilization=current.utilization,
+        resets_at=new_resets,
+        is_active=current.is_active,
+        severity=current.severity,
+    )
     if not weekly:
         return state, alerts
 
@@ -210,7 +247,15 @@ def _bucket_step(
                 _make(
                     "threshold",
                     alert_id("threshold", name, _key(state.window), str(threshold)),
-                    messages.render_threshold(name, threshold, current.utilization, new_resets, now),
+                    messages.render_threshold(
+                        name,
+                        threshold,
+                        current.utilization,
+                        new_resets,
+                        now,
+                        binding=current.binding,
+                        severity=current.severity,
+                    ),
                     now,
                     bucket=name,
                     threshold=threshold,
@@ -240,7 +285,15 @@ def _bucket_step(
                 _make(
                     "forecast",
                     alert_id("forecast", name, _key(state.window)),
-                    messages.render_forecast(name, projection, current.utilization, new_resets, now),
+                    messages.render_forecast(
+                        name,
+                        projection,
+                        current.utilization,
+                        new_resets,
+                        now,
+                        binding=current.binding,
+                        severity=current.severity,
+                    ),
                     now,
                     bucket=name,
                     projected_at=projection.exhausted_at.isoformat(),
@@ -253,9 +306,73 @@ def _bucket_step(
     return state, alerts
 
 
-def record_failure(
-    previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig
-) -> Decision:
+def _overage_on(extra: ExtraUsage) -> bool:
+    # Unknown counts as on (some answers omit the flag); `out_of_credits` is overage
+    # that ran dry at its cap, not overage that was never on, so its 100% still counts.
+    return extra.enabled is not False or extra.disabled_reason == "out_of_credits"
+
+
+def _extra_alert(ident: str, rendered: messages.Rendered, now: datetime, details: dict[str, object]) -> Alert:
+    return Alert(
+        id=ident, kind="extra_usage", plain=rendered.plain, html=rendered.html, created_at=now, details=details
+    )
+
+
+def _extra_usage_step(
+    old: ExtraUsageState | None, current: ExtraUsage | None, now: datetime, config: DecideConfig
+) -> tuple[ExtraUsageState | None, list[Alert]]:
+    """DESIGN §1 extra usage: "started" (used goes above 0) and cap thresholds, once
+    each per spend period; a period begins at the first reading and whenever the
+    used amount drops (the monthly reset). On arming the caller shows the baseline
+    instead, and what is already true is marked as said."""
+    if current is None:
+        return old, []  # not reported this time: keep the period and its dedup
+    previous_used = old.last_used if old is not None else None
+    dropped = current.used is not None and previous_used is not None and current.used < previous_used
+    if old is None or dropped:
+        state = ExtraUsageState(period_start=now, last=current, last_used=current.used)
+    else:
+        state = replace(old, last=current, last_used=current.used if current.used is not None else old.last_used)
+    if not _overage_on(current):
+        return state, []
+
+    alerts: list[Alert] = []
+    period = _key(state.period_start)
+    # The stdout line's fields (DESIGN §2): amounts in minor units, no bucket.
+    details: dict[str, object] = {
+        "used": current.used,
+        "limit": current.limit,
+        "currency": current.currency,
+        "exponent": current.exponent,
+        "percent": None if current.percent is None else round(current.percent, 2),
+        "period_start": state.period_start.isoformat(),
+    }
+    if current.used is not None and current.used > 0 and not state.started_alerted:
+        state = replace(state, started_alerted=True)
+        alerts.append(
+            _extra_alert(
+                alert_id("extra_usage", period, "started"),
+                messages.render_extra_started(current, now),
+                now,
+                {"started": True, **details},
+            )
+        )
+    alerted = set(state.alerted_thresholds)
+    for threshold in config.extra_usage_thresholds:
+        if current.percent is not None and current.percent >= threshold and threshold not in alerted:
+            alerted.add(threshold)
+            alerts.append(
+                _extra_alert(
+                    alert_id("extra_usage", period, str(threshold)),
+                    messages.render_extra_threshold(current, threshold, now),
+                    now,
+                    {"threshold": threshold, **details},
+                )
+            )
+    return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
+
+
+def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:
     """A cycle failed before it could decide. After HEALTH_FAILURES in a row, one
     degraded alert per episode (DESIGN §1); the episode ends at the next success."""
     prev = previous or State()

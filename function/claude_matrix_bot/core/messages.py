@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from html import escape
 
-from ..model import FIVE_HOUR, WEEKLY_PREFIX, is_weekly
+from ..model import FIVE_HOUR, WEEKLY_PREFIX, ExtraUsage, is_weekly
 from .forecast import Projection
 
 _KNOWN_LABELS = {
@@ -73,6 +74,44 @@ def fmt_pct(value: float) -> str:
     return f"{value:.0f}%" if abs(value - round(value)) < 0.05 else f"{value:.1f}%"
 
 
+# Symbols people read at a glance; every other currency is written as its code.
+_CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+
+
+def fmt_money(minor: int, currency: str, exponent: int) -> str:
+    """9221 USD with exponent 2 -> `$92.21`; 1234500 EUR -> `€12,345.00`; other codes
+    trail: `92.21 CHF`. Decimal, so no float ever rounds a cent away."""
+    amount = Decimal(minor).scaleb(-exponent)
+    text = f"{amount:,.{exponent}f}"
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+def fmt_spent(extra: ExtraUsage) -> str:
+    """`$92.21 of $110.00 (84%)`, or `$3.05 (no monthly cap reported)`."""
+    used = fmt_money(extra.used or 0, extra.currency, extra.exponent)
+    if extra.limit is None:
+        cap = "no monthly cap reported"
+        return f"{used} ({cap})" if extra.percent is None else f"{used} ({cap}; {fmt_pct(extra.percent)} of it)"
+    text = f"{used} of {fmt_money(extra.limit, extra.currency, extra.exponent)}"
+    return text if extra.percent is None else f"{text} ({fmt_pct(extra.percent)})"
+
+
+def fmt_reason(reason: str) -> str:
+    """`out_of_credits` -> "out of credits"."""
+    return reason.replace("_", " ")
+
+
+def fmt_binding(binding: bool, severity: str | None) -> str:
+    """The server's own judgement of a limit, in words (DESIGN §2: show both)."""
+    parts: list[str] = []
+    if binding:
+        parts.append("binding now")
+    if severity and severity != "normal":
+        parts.append("warning" if severity == "warn" else severity)
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     plain: str
@@ -92,9 +131,44 @@ class BaselineRow:
     utilization: float | None  # None: the bucket came back null (unused)
     resets_at: datetime | None
     exceeded: tuple[int, ...] = ()
+    is_active: bool | None = None
+    severity: str | None = None
 
 
-def render_armed(rows: Sequence[BaselineRow], thresholds: Sequence[int], now: datetime, note: str | None) -> Rendered:
+@dataclass(frozen=True, slots=True)
+class ExtraBaseline:
+    """Paid overage in the armed baseline: what it stands at, and thresholds already past."""
+
+    reading: ExtraUsage
+    exceeded: tuple[int, ...] = ()
+
+
+def extra_status(extra: ExtraUsage) -> str:
+    """`on, $92.21 of $110.00 (84%)`, `off (out of credits)`, ..."""
+    if extra.enabled is False:
+        state = "off"
+    elif extra.enabled is True:
+        state = "on"
+    else:
+        state = "reported"
+    if extra.disabled_reason:
+        state += f" ({fmt_reason(extra.disabled_reason)})"
+    if extra.used is not None:
+        return f"{state}, {fmt_spent(extra)} spent"
+    if extra.limit is not None:
+        return f"{state}, monthly cap {fmt_money(extra.limit, extra.currency, extra.exponent)}"
+    return state
+
+
+def render_armed(
+    rows: Sequence[BaselineRow],
+    thresholds: Sequence[int],
+    now: datetime,
+    note: str | None,
+    *,
+    extra: ExtraBaseline | None = None,
+    extra_thresholds: Sequence[int] = (),
+) -> Rendered:
     title = "📊 Claude usage watch armed"
     if note:
         title = "📊 Claude usage watch re-armed"
@@ -111,30 +185,52 @@ def render_armed(rows: Sequence[BaselineRow], thresholds: Sequence[int], now: da
             text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now)}"
             if row.exceeded:
                 text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
+            judgement = fmt_binding(row.is_active is True, row.severity)
+            if judgement:
+                text += f" ({judgement})"
         lines.append(text)
         html_lines.append(escape(text))
     if not rows:
         lines.append("• no usage buckets reported yet")
         html_lines.append(escape(lines[-1]))
+    if extra is not None:
+        text = f"• Extra usage: {extra_status(extra.reading)}"
+        if extra.exceeded:
+            text += f" — already past {', '.join(f'{t}%' for t in extra.exceeded)} of the cap"
+        lines.append(text)
+        html_lines.append(escape(text))
     limits = ", ".join(f"{t}%" for t in thresholds)
     footer = f"Alerts at {limits} of weekly limits, on reset shifts and burn-rate forecasts."
+    if extra is not None:
+        caps = ", ".join(f"{t}%" for t in extra_thresholds)
+        footer += " Extra usage: when it starts" + (f" and at {caps} of its cap." if caps else ".")
     lines.append(footer)
     html_lines.append(escape(footer))
     return _render(title, lines, html_lines=html_lines)
 
 
+def _judged(text: str, binding: bool, severity: str | None) -> str:
+    judgement = fmt_binding(binding, severity)
+    return f"{text[:-1]} ({judgement})." if judgement else text
+
+
 def render_threshold(
-    bucket: str, threshold: int, utilization: float, resets_at: datetime | None, now: datetime
+    bucket: str,
+    threshold: int,
+    utilization: float,
+    resets_at: datetime | None,
+    now: datetime,
+    *,
+    binding: bool = False,
+    severity: str | None = None,
 ) -> Rendered:
     icon = "🔴" if threshold >= 80 else "🟠"
     title = f"{icon} {bucket_label(bucket)} usage passed {threshold}%"
-    lines = [f"Now at {fmt_pct(utilization)}.", f"Resets {fmt_when(resets_at, now)}."]
+    lines = [_judged(f"Now at {fmt_pct(utilization)}.", binding, severity), f"Resets {fmt_when(resets_at, now)}."]
     return _render(title, lines)
 
 
-def render_shift(
-    bucket: str, old: datetime, new: datetime, utilization: float | None, now: datetime
-) -> Rendered:
+def render_shift(bucket: str, old: datetime, new: datetime, utilization: float | None, now: datetime) -> Rendered:
     moved = new - old
     direction = "later" if moved.total_seconds() > 0 else "earlier"
     title = f"⏱ {bucket_label(bucket)} reset moved {fmt_duration(moved)} {direction}"
@@ -145,7 +241,14 @@ def render_shift(
 
 
 def render_forecast(
-    bucket: str, projection: Projection, current: float, resets_at: datetime, now: datetime
+    bucket: str,
+    projection: Projection,
+    current: float,
+    resets_at: datetime,
+    now: datetime,
+    *,
+    binding: bool = False,
+    severity: str | None = None,
 ) -> Rendered:
     ahead = resets_at - projection.exhausted_at
     title = f"🔥 {bucket_label(bucket)} on track to run out before it resets"
@@ -155,6 +258,33 @@ def render_forecast(
         f"Now {fmt_pct(current)}, burning {projection.slope_per_hour:.1f}%/h "
         f"(fit over {projection.samples} samples in the last {fmt_duration(timedelta(seconds=projection.span_sec))}).",
     ]
+    judgement = fmt_binding(binding, severity)
+    if judgement:
+        lines.append(f"Anthropic marks this limit: {judgement}.")
+    return _render(title, lines)
+
+
+def render_extra_started(extra: ExtraUsage, now: datetime) -> Rendered:
+    """Money is being spent: the plan's limits are used up (DESIGN §1, extra usage (a))."""
+    title = "💸 Extra usage started: you are now paying for overage"
+    lines = [
+        "The plan's included usage is used up; requests are billed as extra usage.",
+        f"Spent so far: {fmt_spent(extra)}.",
+    ]
+    if extra.disabled_reason:
+        lines.append(f"Overage now stopped: {fmt_reason(extra.disabled_reason)}.")
+    return _render(title, lines)
+
+
+def render_extra_threshold(extra: ExtraUsage, threshold: int, now: datetime) -> Rendered:
+    """The overage crossed a percent of its monthly cap (DESIGN §1, extra usage (b))."""
+    icon = "🔴" if threshold >= 80 else "🟠"
+    title = f"{icon} Extra usage passed {threshold}% of its monthly cap"
+    lines = [f"Spent: {fmt_spent(extra)}."]
+    if extra.disabled_reason:
+        lines.append(f"Overage stopped: {fmt_reason(extra.disabled_reason)}.")
+    elif threshold >= 100:
+        lines.append("At the cap, requests stop until the month resets or the cap is raised.")
     return _render(title, lines)
 
 
