@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from claude_matrix_bot.httpclient import reset_shared_client
 from tests.fakes.anthropic import FakeAnthropic
 
 # Session-scoped storage servers (moto S3, GCS emulators), shared by every module.
 pytest_plugins = ("tests.fakes.storage_servers",)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_http_client() -> Iterator[None]:
+    """The bot keeps one httpx client per process; each test starts with a new one."""
+    yield
+    reset_shared_client()
 
 
 @pytest.fixture

@@ -223,6 +223,12 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("MIN_INTERVAL_SEC", "soon", {}),
     ("MATRIX_TRUSTED_DEVICES", "@alice:example.org", {}),
     ("MATRIX_TRUSTED_DEVICES", "alice:DEVICE:key", {}),
+    ("TRIGGER_TOKEN", "too-short", {}),
+    ("K8S_OAUTH_SECRET_NAME", "../../configmaps/x", {"LOCAL_MODE": "0"}),
+    ("K8S_NAMESPACE", "Claude_Bot", {}),
+    ("LOG_FORMAT", "xml", {}),
+    # Seen only on disk, but still before the lease, the state or the API (issue 12).
+    ("MATRIX_CREDS_DIR", "/nonexistent/matrix-bot", {"ALERT_SINK": "matrix", "MATRIX_ROOM_ID": "!r:example.org"}),
 ]
 
 
@@ -266,4 +272,19 @@ def test_every_bad_variable_is_named_in_one_message(tmp_path: Path, anthropic: F
     for name in env:
         assert f"{name}:" in result.stderr, name
     assert result.stdout == ""
+    assert anthropic.requests == []
+
+
+def test_an_unresolvable_namespace_stops_the_run_before_the_lease(
+    tmp_path: Path, anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No K8S_NAMESPACE, no ServiceAccount and no usable kubeconfig: exit 2, nothing written."""
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, LOCAL_MODE="0", K8S_OAUTH_SECRET_NAME="tokens")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("K8S_NAMESPACE", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    assert cli.main(["run"]) == 2
+    assert "no Kubernetes credentials" in caplog.text
+    assert not (tmp_path / "state").exists(), "no lease, no state written"
     assert anthropic.requests == []

@@ -65,6 +65,22 @@ def test_simulated_time_decides_expiry(backend: Backend) -> None:
     assert taken.expires_at == NOW + timedelta(days=3, seconds=TTL)
 
 
+def test_a_lease_expiring_further_ahead_than_its_ttl_is_stale(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run under a far-future NOW_OVERRIDE must not block real runs until that future comes."""
+    store = backend.open()
+    acquire_lease(store, holder="sim-future", now=NOW + timedelta(days=30), ttl_sec=TTL)
+    with caplog.at_level(logging.WARNING, logger="claude_matrix_bot.store.lease"):
+        taken = acquire_lease(store, holder="real-run", now=NOW, ttl_sec=TTL)
+    assert taken.holder == "real-run"
+    assert read_lease(store) == taken
+    assert "further ahead than a 240s lease can" in caplog.text
+    # A lease within its TTL still refuses, to the second.
+    with pytest.raises(LeaseHeld, match="real-run"):
+        acquire_lease(store, holder="other", now=NOW + timedelta(seconds=TTL - 1), ttl_sec=TTL)
+
+
 def test_same_holder_renews(backend: Backend) -> None:
     store = backend.open()
     first = acquire_lease(store, holder="run-a", now=NOW, ttl_sec=TTL)

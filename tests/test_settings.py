@@ -201,6 +201,12 @@ def test_blank_values_count_as_unset() -> None:
         ("MATRIX_TRUSTED_DEVICES", "bot:example.org:DEVICE:key"),
         ("MATRIX_ROOM_ID", "#alerts:example.org"),  # an alias, not a room id
         ("LOCAL_MODE", "sometimes"),
+        ("TRIGGER_TOKEN", "short-token"),  # under 16 characters: guessable, and too short to mask
+        ("K8S_OAUTH_SECRET_NAME", "../../configmaps/x"),
+        ("K8S_OAUTH_SECRET_NAME", "Tokens"),
+        ("K8S_NAMESPACE", "claude_bot"),
+        ("K8S_NAMESPACE", "x" * 64),
+        ("LOG_FORMAT", "xml"),
     ],
 )
 def test_each_bad_value_is_named(name: str, bad: str) -> None:
@@ -231,6 +237,47 @@ def test_matrix_room_id_is_required_for_the_matrix_sink_only() -> None:
     assert named(config_error({"K8S_OAUTH_SECRET_NAME": "tokens", "ALERT_SINK": "matrix"})) == {"MATRIX_ROOM_ID"}
     s = load_settings({"K8S_OAUTH_SECRET_NAME": "tokens", "ALERT_SINK": "stdout"})
     assert s.matrix_room_id is None
+
+
+def test_a_short_trigger_token_is_refused_with_the_reason_and_without_its_value() -> None:
+    message = config_error({**MINIMAL, "TRIGGER_TOKEN": "hunter2-trigger"})  # 15 characters
+    assert named(message) == {"TRIGGER_TOKEN"}
+    assert "at least 16 characters" in message and "got 15" in message
+    assert "hunter2" not in message
+    assert load_settings({**MINIMAL, "TRIGGER_TOKEN": "x" * 16}).trigger_token == "x" * 16
+
+
+def test_log_format_defaults_to_text_and_accepts_json() -> None:
+    assert load_settings(MINIMAL).log_format == "text"
+    assert load_settings({**MINIMAL, "LOG_FORMAT": "JSON"}).log_format == "json"
+
+
+def test_check_files_names_a_missing_matrix_creds_dir_with_the_other_problems(tmp_path: Path) -> None:
+    env = {**MINIMAL, "MATRIX_CREDS_DIR": str(tmp_path / "absent"), "HEALTH_FAILURES": "0"}
+    load_settings(env | {"HEALTH_FAILURES": "3"})  # not looked at unless asked: status needs no credentials
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, check_files=True)
+    assert named(str(caught.value)) == {"MATRIX_CREDS_DIR", "HEALTH_FAILURES"}
+    assert "matrix-login" in str(caught.value)
+
+
+def test_check_files_names_each_missing_or_empty_credential_file(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "homeserver_url").write_text("http://127.0.0.1:8008")
+    (creds / "user_id").write_text("@bot:example.org")
+    (creds / "access_token").write_text("")
+    env = {**MINIMAL, "MATRIX_CREDS_DIR": str(creds)}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, check_files=True)
+    message = str(caught.value)
+    assert named(message) == {"MATRIX_CREDS_DIR"}
+    assert "access_token (empty)" in message and "device_id (missing)" in message
+    (creds / "access_token").write_text("syt_secret")
+    (creds / "device_id").write_text("BOTDEVICE")
+    assert load_settings(env, check_files=True).matrix_creds_dir == creds
+    # The stdout sink needs no Matrix credentials at all.
+    load_settings({**env, "ALERT_SINK": "stdout", "MATRIX_CREDS_DIR": str(tmp_path / "absent")}, check_files=True)
 
 
 def test_the_secret_name_is_required_unless_local_mode() -> None:
@@ -281,9 +328,9 @@ def test_malformed_trusted_devices(entry: str) -> None:
 
 
 def test_no_secret_in_repr_or_errors() -> None:
-    secrets = {"TRIGGER_TOKEN": "tt-5ecret-0001", "MATRIX_STORE_PASSPHRASE": "pp-5ecret-0002"}
+    secrets = {"TRIGGER_TOKEN": "tt-5ecret-0001-trigger", "MATRIX_STORE_PASSPHRASE": "pp-5ecret-0002"}
     s = load_settings({**MINIMAL, **secrets})
-    assert s.trigger_token == "tt-5ecret-0001"
+    assert s.trigger_token == "tt-5ecret-0001-trigger"
     assert s.matrix_store_passphrase == "pp-5ecret-0002"
     for text in (repr(s), str(s)):
         assert "5ecret" not in text

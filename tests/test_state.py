@@ -11,7 +11,7 @@ import copy
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.errors import StateSchemaError, StorageError
-from claude_matrix_bot.model import Alert
+from claude_matrix_bot.model import Alert, AlertKind
 from claude_matrix_bot.state import SCHEMA, BucketState, CorruptState, Health, State, dump_state, parse_state
 from tests.test_core_decide import FIVE_RESET, T0, WEEK_RESET, Watch, kinds, reading
 
@@ -330,6 +330,23 @@ def test_damaged_state_files_are_refused_or_read_and_rewritable(doc: Any, data: 
     state = _parse_or_refuse(json.dumps(_replace(doc, path, value)).encode())
     if state is not None:
         assert parse_state(dump_state(state)) == state
+
+
+def test_an_unknown_alert_kind_in_the_outbox_is_corrupt() -> None:
+    doc = json.loads(dump_state(full_state()))
+    doc["outbox"][0]["kind"] = "nonsense"
+    with pytest.raises(CorruptState, match="unknown alert kind 'nonsense'"):
+        parse_state(json.dumps(doc).encode())
+    doc["outbox"][0]["kind"] = ["threshold"]
+    with pytest.raises(CorruptState, match="unknown alert kind"):
+        parse_state(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("kind", sorted(get_args(AlertKind)))
+def test_every_alert_kind_of_the_model_reads_back(kind: str) -> None:
+    doc = json.loads(dump_state(full_state()))
+    doc["outbox"][0]["kind"] = kind
+    assert parse_state(json.dumps(doc).encode()).outbox[0].kind == kind
 
 
 def test_a_corrupt_file_note_leads_to_a_rearm() -> None:

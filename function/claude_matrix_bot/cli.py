@@ -28,7 +28,7 @@ def _settings(*, need_tokens: bool) -> Settings:
         # `status` reads state only; it must work without token or Matrix settings.
         env.setdefault("LOCAL_MODE", "1")
         env.setdefault("ALERT_SINK", "stdout")
-    settings = load_settings(env)
+    settings = load_settings(env, check_files=need_tokens)
     register_secret(settings.trigger_token, settings.matrix_store_passphrase)
     return settings
 

@@ -164,16 +164,19 @@ def build_token_store(settings: Settings) -> TokenStore:
 
 
 def fetch_reading(settings: Settings, now: datetime, token_store: TokenStore | None = None) -> Reading:
+    from .httpclient import shared_client
     from .tokens.oauth import TokenManager, TokenRefresher, fetch_with_refresh
     from .usage import UsageClient
 
     tokens = token_store or build_token_store(settings)
-    with (
-        TokenRefresher(token_url=settings.anthropic_token_url, user_agent=settings.anthropic_user_agent) as refresher,
-        UsageClient(base_url=settings.anthropic_base_url, user_agent=settings.anthropic_user_agent) as client,
-    ):
-        manager = TokenManager(tokens, refresher, settings.oauth_refresh_leeway_sec)
-        return fetch_with_refresh(manager, client, now)
+    # One client per process, kept between the cycles of a warm instance (issue 12).
+    http = shared_client()
+    refresher = TokenRefresher(
+        token_url=settings.anthropic_token_url, user_agent=settings.anthropic_user_agent, client=http
+    )
+    client = UsageClient(base_url=settings.anthropic_base_url, user_agent=settings.anthropic_user_agent, client=http)
+    manager = TokenManager(tokens, refresher, settings.oauth_refresh_leeway_sec)
+    return fetch_with_refresh(manager, client, now)
 
 
 def explain(exc: BotError) -> tuple[str, str]:
@@ -287,6 +290,9 @@ def run_cycle(
 ) -> CycleResult:
     now = settings.now()
     try:
+        # Built before the lease and the store: an unknown namespace or unusable
+        # Kubernetes credentials are a configuration error, found before any write.
+        token_store = token_store or build_token_store(settings)
         store = store or open_store(settings.state_url)
     except ConfigError as exc:
         return CycleResult("failed", error=str(exc), failure="config")
@@ -364,8 +370,9 @@ def _locked_cycle(
     )
     if upstream_error is not None:
         retry_after = upstream_error.retry_after if isinstance(upstream_error, RateLimited) else None
-        return replace(result, status="failed", error=explain(upstream_error)[0], failure="upstream",
-                       retry_after=retry_after)
+        return replace(
+            result, status="failed", error=explain(upstream_error)[0], failure="upstream", retry_after=retry_after
+        )
     if delivery_error:
         return replace(result, status="failed", error=delivery_error, failure="delivery")
     return result

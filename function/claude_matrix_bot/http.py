@@ -60,7 +60,8 @@ def handle(method: str, headers: Mapping[str, str], body: bytes, env: Mapping[st
     if method not in ("GET", "HEAD", "POST"):
         return Response(405, {"error": f"method {method} not allowed"}, {"Allow": "GET, HEAD, POST"})
     try:
-        settings = load_settings(env if env is not None else os.environ)
+        # A trigger also checks the files the cycle will need (Matrix credentials).
+        settings = load_settings(env if env is not None else os.environ, check_files=method == "POST")
     except ConfigError as exc:
         log.error("%s", exc)
         return Response(500, {"status": "failed", "failure": "config", "error": str(exc)})

@@ -1,12 +1,16 @@
 """Settings: every environment variable of DESIGN §3, parsed once, validated at once.
 
-`load_settings(env)` reads only the mapping it is given (no files, no network),
-collects every problem, and raises one `ConfigError` naming each offending
-variable, so an operator fixes the whole environment in one go.
+`load_settings(env)` reads only the mapping it is given (no network), collects
+every problem, and raises one `ConfigError` naming each offending variable, so an
+operator fixes the whole environment in one go. With `check_files=True` (the
+entry points that run a cycle) it also looks at the local files the settings
+name (`MATRIX_CREDS_DIR`), so a missing one stops the run before the lease, the
+state or the API is touched.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +27,13 @@ DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 (
 OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 
 AlertSinkName = Literal["matrix", "stdout"]
+LogFormat = Literal["text", "json"]
+
+# Shorter trigger tokens are guessable, and the log redactor cannot mask them
+# without masking ordinary words (logs.register_secret ignores short values).
+MIN_TRIGGER_TOKEN_CHARS = 16
+# The files `MATRIX_CREDS_DIR` must hold (DESIGN §3).
+MATRIX_CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -34,6 +45,9 @@ _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 # Names that would land an account's `<name>/state.json` inside the store's own prefixes.
 _RESERVED_ACCOUNTS = frozenset({"nio"})
+# Secret names are DNS-1123 subdomains, namespaces DNS-1123 labels.
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 T = TypeVar("T")
 
@@ -78,6 +92,7 @@ class Settings:
     # `ACCOUNTS` (DESIGN §6); empty: the single-account layout of every earlier release.
     accounts: tuple[str, ...] = ()
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
+    log_format: LogFormat = "text"
 
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
@@ -216,6 +231,63 @@ def _room_id(text: str) -> str:
     return text
 
 
+def _secret_name(text: str) -> str:
+    if len(text) > 253 or not _SUBDOMAIN.match(text):
+        raise ValueError(
+            f"{text!r} is not a valid Secret name (a DNS-1123 subdomain: lower-case letters, digits, '-', '.')"
+        )
+    return text
+
+
+def _namespace(text: str) -> str:
+    if len(text) > 63 or not _LABEL.match(text):
+        raise ValueError(f"{text!r} is not a valid namespace (a DNS-1123 label: lower-case letters, digits, '-')")
+    return text
+
+
+def _trigger_token(text: str) -> str:
+    # The value is a secret: the reason never quotes it.
+    if len(text) < MIN_TRIGGER_TOKEN_CHARS:
+        raise ValueError(
+            f"must be at least {MIN_TRIGGER_TOKEN_CHARS} characters (got {len(text)}): a short token is "
+            "guessable and too short to be masked in logs; e.g. `openssl rand -hex 24`"
+        )
+    if any(ch in text for ch in "\r\n\x00"):
+        raise ValueError("contains a line break or NUL (value not shown)")
+    return text
+
+
+def _log_format(text: str) -> LogFormat:
+    lowered = text.lower()
+    if lowered == "text":
+        return "text"
+    if lowered == "json":
+        return "json"
+    raise ValueError(f"expected 'text' or 'json', got {text!r}")
+
+
+def _credential_problems(directory: Path) -> list[str]:
+    """What is wrong with MATRIX_CREDS_DIR, without reading any secret into memory."""
+    if not directory.is_dir():
+        return [f"MATRIX_CREDS_DIR: {str(directory)!r} is not a directory (run `claude-matrix-bot matrix-login`)"]
+    missing = []
+    for name in MATRIX_CREDENTIAL_FILES:
+        path = directory / name
+        try:
+            empty = path.stat().st_size == 0
+            readable = os.access(path, os.R_OK) and path.is_file()
+        except OSError:
+            missing.append(f"{name} (missing)")
+            continue
+        if not readable:
+            missing.append(f"{name} (unreadable)")
+        elif empty:
+            missing.append(f"{name} (empty)")
+    if missing:
+        return [f"MATRIX_CREDS_DIR: {str(directory)!r} lacks {', '.join(missing)}"]
+    return []
+
+
 def _user_agent(text: str) -> str:
     if any(ch in text for ch in "\r\n"):
         raise ValueError("must be a single line")
@@ -239,21 +311,24 @@ def _accounts(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Parse `env` into `Settings`, or raise one `ConfigError` naming every bad variable."""
+def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Settings:
+    """Parse `env` into `Settings`, or raise one `ConfigError` naming every bad variable.
+
+    `check_files` adds what can only be seen on the local disk (the Matrix
+    credential files): entry points that run a cycle pass it, `status` does not."""
     c = _Collector(env)
     defaults = Settings()
     sink = c.parse("ALERT_SINK", defaults.alert_sink, _sink)
     local_mode = c.boolean("LOCAL_MODE", False)
     room = c.parse("MATRIX_ROOM_ID", None, _room_id)
-    secret_name = c.raw("K8S_OAUTH_SECRET_NAME")
+    secret_name = c.parse("K8S_OAUTH_SECRET_NAME", None, _secret_name)
     settings = Settings(
         matrix_room_id=room,
         matrix_creds_dir=Path(c.raw("MATRIX_CREDS_DIR") or defaults.matrix_creds_dir),
         oauth_tokens_dir=Path(c.raw("OAUTH_TOKENS_DIR") or defaults.oauth_tokens_dir),
         local_mode=local_mode,
         k8s_oauth_secret_name=secret_name,
-        k8s_namespace=c.raw("K8S_NAMESPACE"),
+        k8s_namespace=c.parse("K8S_NAMESPACE", None, _namespace),
         oauth_refresh_leeway_sec=c.integer("OAUTH_REFRESH_LEEWAY_SEC", defaults.oauth_refresh_leeway_sec),
         weekly_thresholds=c.parse("WEEKLY_THRESHOLDS", defaults.weekly_thresholds, _thresholds),
         state_url=c.parse("STATE_URL", defaults.state_url, _state_url),
@@ -268,22 +343,25 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         reset_shift_tolerance_sec=c.integer("RESET_SHIFT_TOLERANCE_SEC", defaults.reset_shift_tolerance_sec),
         health_failures=c.integer("HEALTH_FAILURES", defaults.health_failures, minimum=1),
         anthropic_user_agent=c.parse("ANTHROPIC_USER_AGENT", defaults.anthropic_user_agent, _user_agent),
-        trigger_token=c.raw("TRIGGER_TOKEN"),
+        trigger_token=c.parse("TRIGGER_TOKEN", None, _trigger_token),
         min_interval_sec=c.integer("MIN_INTERVAL_SEC", defaults.min_interval_sec),
         matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), _trusted_devices),
         matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
         accounts=c.parse("ACCOUNTS", (), _accounts),
         extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
+        log_format=c.parse("LOG_FORMAT", defaults.log_format, _log_format),
     )
     if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
         c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")
-    if not local_mode and not secret_name:
+    if not local_mode and not secret_name and "K8S_OAUTH_SECRET_NAME" not in _named(c.problems):
         c.problems.append("K8S_OAUTH_SECRET_NAME: required unless LOCAL_MODE is on")
     if settings.forecast_min_span_sec > settings.forecast_window_sec:
         c.problems.append(
             "FORECAST_MIN_SPAN_SEC: must not exceed FORECAST_WINDOW_SEC "
             f"({settings.forecast_min_span_sec} > {settings.forecast_window_sec}), or no forecast can ever fire"
         )
+    if check_files and sink == "matrix":
+        c.problems.extend(_credential_problems(settings.matrix_creds_dir))
     if c.problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(c.problems))
     return settings

@@ -20,10 +20,10 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from .errors import StateSchemaError
-from .model import Alert, ExtraUsage
+from .model import Alert, AlertKind, ExtraUsage
 
 SCHEMA = 2
 # A trigger storm is refused after MIN_INTERVAL_SEC, but the cap keeps the file
@@ -33,6 +33,8 @@ MAX_SHIFT_MEMORY = 4
 MAX_OUTBOX = 200
 MAX_UNKNOWN_NUMBERS = 20
 _MAX_TEXT = 80
+# Derived from the Literal, so a new kind is accepted as soon as the model names it.
+ALERT_KINDS = frozenset(get_args(AlertKind))
 
 
 class CorruptState(ValueError):
@@ -287,6 +289,10 @@ def _unknown_from_json(raw: object) -> tuple[str, ...]:
 def _alert_from_json(raw: object) -> Alert:
     if not isinstance(raw, dict):
         raise CorruptState("outbox: expected objects")
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or kind not in ALERT_KINDS:
+        # Sinks pick a template by kind; an unknown one must not reach them.
+        raise CorruptState(f"outbox: unknown alert kind {str(kind)[:40]!r}")
     try:
         details = dict(raw.get("details") or {})
         return Alert(

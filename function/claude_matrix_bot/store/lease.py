@@ -10,8 +10,10 @@ so NOW_OVERRIDE simulations stay deterministic. The flip side: a simulated
 `now` may jump days between runs while the wall clock does not, so a lease
 taken under one simulated instant expires at a simulated instant too; runs
 with and without NOW_OVERRIDE against one store should not overlap. A lease
-whose `expires_at` lies in the future of every run (e.g. written by a run with
-a far-future NOW_OVERRIDE) is broken by deleting `lease.json`.
+whose `expires_at` lies further ahead than the TTL (written by a run with a
+far-future NOW_OVERRIDE, or under a clock that ran ahead) cannot have been
+taken by a run sharing our clock, so it counts as stale and is taken over with
+a warning: it must not block real runs until that future arrives.
 
 A corrupt lease file counts as expired (with a warning): a stuck bot is worse
 than the rare double run the lease exists to prevent, and state writes are
@@ -42,7 +44,11 @@ class Lease:
     expires_at: datetime
     version: str
 
-    def is_live(self, now: datetime) -> bool:
+    def is_live(self, now: datetime, ttl_sec: int | None = None) -> bool:
+        """Not expired at `now`; with `ttl_sec`, also not expiring further ahead than a
+        lease taken now could (such a lease was written under another clock)."""
+        if ttl_sec is not None and self.expires_at - now > timedelta(seconds=ttl_sec):
+            return False
         return now < self.expires_at
 
 
@@ -98,8 +104,16 @@ def acquire_lease(store: BlobStore, *, holder: str, now: datetime, ttl_sec: int)
         current = _decode(data, version)
         if current is None:
             log.warning("%s is unreadable; treating it as expired", LEASE_KEY)
-        elif current.is_live(now) and current.holder != holder:
+        elif current.is_live(now, ttl_sec) and current.holder != holder:
             raise LeaseHeld(f"lease held by {current.holder} until {current.expires_at.isoformat()}")
+        elif current.expires_at - now > timedelta(seconds=ttl_sec):
+            log.warning(
+                "taking over the lease of %s: it expires at %s, further ahead than a %ds lease can "
+                "(written under a far-future NOW_OVERRIDE or a clock that ran ahead)",
+                current.holder,
+                current.expires_at.isoformat(),
+                ttl_sec,
+            )
         elif current.holder != holder:
             log.info("taking over the lease of %s, expired at %s", current.holder, current.expires_at.isoformat())
         expect = version
