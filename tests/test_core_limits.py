@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.core.messages import bucket_label, fmt_money
+from claude_matrix_bot.errors import ConfigError
 from claude_matrix_bot.model import Alert
+from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.stdout import StdoutSink
 from claude_matrix_bot.state import State, dump_state, parse_state
 from claude_matrix_bot.usage import parse_usage
@@ -307,3 +310,25 @@ def test_unknown_numbers_reach_the_state() -> None:
     assert bot.state is not None and bot.state.unknown_numbers == ("amber_gauge",)
     bot.see(overage(0), T0 + HOUR)
     assert bot.state.unknown_numbers == (), "the list says what the last answer carried"
+
+
+# --- EXTRA_USAGE_THRESHOLDS (DESIGN §3) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, (50, 80, 100)), ("90,50", (50, 90)), ("", ()), ("  ", ()), ("100%", (100,))],
+)
+def test_extra_usage_thresholds_setting(value: str | None, expected: tuple[int, ...]) -> None:
+    env = {"LOCAL_MODE": "1", "ALERT_SINK": "stdout"}
+    if value is not None:
+        env["EXTRA_USAGE_THRESHOLDS"] = value
+    settings_ = load_settings(env)
+    assert settings_.extra_usage_thresholds == expected
+    assert DecideConfig.from_settings(settings_).extra_usage_thresholds == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "50,150"])
+def test_a_bad_extra_usage_threshold_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="EXTRA_USAGE_THRESHOLDS"):
+        load_settings({"LOCAL_MODE": "1", "ALERT_SINK": "stdout", "EXTRA_USAGE_THRESHOLDS": value})
