@@ -349,7 +349,7 @@ def test_a_lost_key_store_is_refused_without_minting_a_new_identity(scenario: Sc
     assert report.error is not None
     assert f"the key store for Matrix device {scenario.bot.device_id} is missing" in report.error
     assert "unable to decrypt" in report.error
-    assert "/_matrix/client/v3/login" in report.error
+    assert "claude-matrix-bot matrix-login" in report.error
     assert report.requests == 0
     assert _store_files(scenario.store_dir, scenario.bot) == []
     assert scenario.recipient.device_keys_of(scenario.bot.user_id) == published

@@ -210,9 +210,33 @@ def _explain(exc: BotError) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
+def open_key_store(store: BlobStore) -> Iterator[Path]:
+    """The Matrix key store's directory (nio's store, the cross-signing keys): beside
+    state.json on a directory store, or a temporary copy of it for S3/GCS that is
+    written back (compare-and-swap) on the way out."""
+    local = store.local_dir()
+    if local is not None:
+        nio_dir = Path(local) / NIO_PREFIX.rstrip("/")
+        nio_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        yield nio_dir
+        return
+
+    from .store.sync import download_tree, upload_tree
+
+    with tempfile.TemporaryDirectory(prefix="cmb-nio-") as tmp:
+        nio_dir = Path(tmp)
+        versions = download_tree(store, NIO_PREFIX, nio_dir)
+        try:
+            yield nio_dir
+        finally:
+            # Write back even after a failed delivery: keys uploaded or Olm sessions
+            # created must not be lost, or the next run would mint a new identity.
+            upload_tree(store, NIO_PREFIX, nio_dir, versions)
+
+
+@contextlib.contextmanager
 def open_sink(settings: Settings, store: BlobStore) -> Iterator[AlertSink]:
-    """The configured sink. For Matrix, the nio key store lives beside state.json on a
-    directory store, or travels through a temporary folder for S3/GCS."""
+    """The configured sink. For Matrix, the key store comes from `open_key_store`."""
     if settings.alert_sink == "stdout":
         from .sinks.stdout import StdoutSink
 
@@ -227,36 +251,15 @@ def open_sink(settings: Settings, store: BlobStore) -> Iterator[AlertSink]:
     register_secret(settings.matrix_store_passphrase)
     assert settings.matrix_room_id is not None  # guaranteed by load_settings
 
-    local = store.local_dir()
-    if local is not None:
-        nio_dir = Path(local) / NIO_PREFIX.rstrip("/")
-        nio_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open_key_store(store) as nio_dir:
         yield MatrixSink(
             creds_dir=settings.matrix_creds_dir,
             room_id=settings.matrix_room_id,
             store_dir=nio_dir,
             trusted_devices=settings.matrix_trusted_devices,
             store_passphrase=settings.matrix_store_passphrase,
+            exclude_insecure_devices=settings.matrix_exclude_insecure_devices,
         )
-        return
-
-    from .store.sync import download_tree, upload_tree
-
-    with tempfile.TemporaryDirectory(prefix="cmb-nio-") as tmp:
-        nio_dir = Path(tmp)
-        versions = download_tree(store, NIO_PREFIX, nio_dir)
-        try:
-            yield MatrixSink(
-                creds_dir=settings.matrix_creds_dir,
-                room_id=settings.matrix_room_id,
-                store_dir=nio_dir,
-                trusted_devices=settings.matrix_trusted_devices,
-                store_passphrase=settings.matrix_store_passphrase,
-            )
-        finally:
-            # Write back even after a failed delivery: keys uploaded or Olm sessions
-            # created must not be lost, or the next run would mint a new identity.
-            upload_tree(store, NIO_PREFIX, nio_dir, versions)
 
 
 def flush_outbox(

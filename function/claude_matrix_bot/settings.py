@@ -52,13 +52,24 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 T = TypeVar("T")
 
 
+IDENTITY_PIN = "master"
+# An ed25519 public key as Matrix writes it: 32 bytes, unpadded base64.
+_ED25519_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
+
+
 @dataclass(frozen=True, slots=True)
 class TrustedDevice:
-    """One pinned device of `MATRIX_TRUSTED_DEVICES` (`user_id:device_id:ed25519`)."""
+    """One pin of `MATRIX_TRUSTED_DEVICES`: `user_id:device_id:ed25519` pins one device;
+    `user_id:master:ed25519` pins the user's cross-signing identity (its master key),
+    and with it every device that identity signs."""
 
     user_id: str
     device_id: str
     ed25519: str
+
+    @property
+    def is_identity(self) -> bool:
+        return self.device_id == IDENTITY_PIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,8 @@ class Settings:
     accounts: tuple[str, ...] = ()
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
     log_format: LogFormat = "text"
+    matrix_exclude_insecure_devices: bool = False
+    matrix_password_file: Path | None = None  # matrix-login only
 
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
@@ -220,8 +233,17 @@ def _trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
         # user ids contain a colon themselves (@bot:example.org), so split from the right.
         parts = entry.rsplit(":", 2)
         if len(parts) != 3 or not _USER_ID.match(parts[0]) or not parts[1] or not parts[2]:
-            raise ValueError(f"expected entries of the form @user:server:DEVICEID:ed25519key, got {entry!r}")
-        devices.append(TrustedDevice(parts[0], parts[1], parts[2]))
+            raise ValueError(
+                f"expected entries of the form @user:server:DEVICEID:ed25519key or @user:server:master:key, "
+                f"got {entry!r}"
+            )
+        pin = TrustedDevice(parts[0], parts[1], parts[2])
+        if pin.is_identity and not _ED25519_KEY.match(pin.ed25519):
+            raise ValueError(
+                f"expected the master key of {pin.user_id} as 43 characters of unpadded base64 "
+                f"(as matrix-login and Element show it), got {pin.ed25519!r}"
+            )
+        devices.append(pin)
     return tuple(devices)
 
 
@@ -350,6 +372,8 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         accounts=c.parse("ACCOUNTS", (), _accounts),
         extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
         log_format=c.parse("LOG_FORMAT", defaults.log_format, _log_format),
+        matrix_exclude_insecure_devices=c.boolean("MATRIX_EXCLUDE_INSECURE_DEVICES", False),
+        matrix_password_file=Path(password_file) if (password_file := c.raw("MATRIX_PASSWORD_FILE")) else None,
     )
     if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
         c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")

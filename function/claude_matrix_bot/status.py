@@ -13,10 +13,13 @@ from .core import messages
 from .core.forecast import project
 from .model import is_weekly
 from .settings import Settings
+from .sinks.crosssigning import IDENTITY_FILE, identity_lines, identity_report
 from .state import ExtraUsageState, State, parse_state
 from .store import BlobStore, open_store
 
 STATE_KEY = "state.json"
+# identity.json in the Matrix key store (cycle.NIO_PREFIX): public values only.
+MATRIX_IDENTITY_KEY = f"nio/{IDENTITY_FILE}"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -29,9 +32,18 @@ def status_report(settings: Settings, store: BlobStore | None = None) -> dict[st
     try:
         data, _ = store.read(STATE_KEY)
     except FileNotFoundError:
-        return {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
-    state = parse_state(data)
-    return _report(settings, state, now)
+        report = {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
+    else:
+        report = _report(settings, parse_state(data), now)
+    report["matrix_identity"] = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
+    return report
+
+
+def _read_or_none(store: BlobStore, key: str) -> bytes | None:
+    try:
+        return store.read(key)[0]
+    except FileNotFoundError:
+        return None
 
 
 def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
@@ -122,7 +134,7 @@ def _extra_report(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) ->
 
 def format_status(report: dict[str, Any]) -> str:
     now = datetime.fromisoformat(report["now"].replace("Z", "+00:00"))
-    lines = [f"state: {report['state_url']}"]
+    lines = [f"state: {report['state_url']}", *identity_lines(report.get("matrix_identity"))]
     if not report["armed"]:
         lines.append("not armed yet: the first successful run posts the baseline")
         return "\n".join(lines)

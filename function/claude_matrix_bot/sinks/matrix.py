@@ -11,7 +11,16 @@ long-running client), so the things a resident client keeps in memory live in
   neither the tracked users nor (usefully) the token, and without them every process
   would pay a `/keys/query`; with them a warm delivery is sync + to-device + send;
 - `device.json` (ours, public values only): the identity this device published, so a
-  lost key store is noticed instead of silently minting a second identity.
+  lost key store is noticed instead of silently minting a second identity;
+- `cross_signing_keys.json` and `identity.json` (ours, see crosssigning.py): the
+  account's cross-signing identity (private keys, encrypted with the store passphrase
+  when set) and what the bot knows about it (public values, for `status`).
+
+Cross-signing (Element shows an unsigned sender with a red shield and, excluding insecure
+devices, does not decrypt it): the first delivery by a device the bot has not signed yet
+creates the account's identity if it has none and signs the device (+2 or 3 requests,
+once per device). Other people's identities come with the /keys/query answers nio asks
+for anyway and are kept in `sync.json`, so trust decisions cost no request.
 
 Cost of a warm delivery of n alerts: 1 sync (filtered to the alert room, full room state,
 no timeline) + 1 to-device (a fresh Megolm room key: nio does not persist outbound
@@ -31,12 +40,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +55,18 @@ from ..charts import Picture, picture_for
 from ..model import Alert
 from ..settings import TrustedDevice
 from .base import DeliveryReport
+from .crosssigning import (
+    CrossSigningError,
+    CrossSigningKeys,
+    IdentityRecord,
+    PublishedIdentity,
+    foreign_identity_notice,
+    load_keys,
+    read_identity,
+    save_keys,
+    single_key,
+    write_identity,
+)
 
 if TYPE_CHECKING:
     from nio import AsyncClient
@@ -54,10 +77,8 @@ DEVICE_MARKER = "device.json"
 SYNC_STATE = "sync.json"
 CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
 LOGIN_HINT = (
-    "log in again to get a new device: curl -XPOST {hs}/_matrix/client/v3/login "
-    '-d \'{{"type":"m.login.password","identifier":{{"type":"m.id.user","user":"{user}"}},'
-    '"password":"…","initial_device_display_name":"claude-matrix-bot"}}\' '
-    "and put the new access_token and device_id into MATRIX_CREDS_DIR (README: Matrix setup)"
+    "log in again to get a new device: claude-matrix-bot matrix-login --homeserver {hs} --user {user} "
+    "--new-device (README: Matrix setup)"
 )
 
 
@@ -106,6 +127,19 @@ class _SyncState:
     room_id: str | None = None
     joined: frozenset[str] = frozenset()
     invited: frozenset[str] = frozenset()
+    # Cross-signing identities of the tracked users, from the last /keys/query of each.
+    # None: written by a release that did not keep them (all tracked users are queried once).
+    identities: dict[str, PublishedIdentity] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CrossSigningOutcome:
+    """What signing the bot's device came to (public values only)."""
+
+    master: str | None = None  # the identity the device is now signed by
+    created: bool = False  # a new identity was published
+    foreign_master: str | None = None  # the account's identity is not the bot's: left alone
+    needs_password: bool = False  # the homeserver asked for the password to publish one
 
 
 class MatrixSink:
@@ -119,6 +153,7 @@ class MatrixSink:
         trusted_devices: tuple[TrustedDevice, ...] = (),
         store_passphrase: str | None = None,
         timeout: float = 30.0,
+        exclude_insecure_devices: bool = False,
     ) -> None:
         self.creds_dir = creds_dir
         self.room_id = room_id
@@ -126,6 +161,7 @@ class MatrixSink:
         self.trusted_devices = trusted_devices
         self._store_passphrase = store_passphrase
         self.timeout = timeout
+        self.exclude_insecure_devices = exclude_insecure_devices
 
     def __repr__(self) -> str:
         return f"MatrixSink(room_id={self.room_id!r}, store_dir={str(self.store_dir)!r})"
@@ -133,7 +169,46 @@ class MatrixSink:
     def deliver(self, alerts: Sequence[Alert]) -> DeliveryReport:
         if not alerts:
             return DeliveryReport(())
-        return asyncio.run(_Delivery(self, list(alerts)).run())
+        delivery = _Delivery(self, list(alerts))
+        error = asyncio.run(delivery.run(delivery._deliver))
+        if error is not None:
+            log.error("matrix delivery stopped after %d of %d alerts: %s", len(delivery.delivered), len(alerts), error)
+        return DeliveryReport(tuple(delivery.delivered), error=error, requests=delivery.requests)
+
+    def prime(self, *, password: str | None = None, reset_cross_signing: bool = False) -> PrimeReport:
+        """For `matrix-login`: open (or create) this device's key store, publish its keys,
+        and sign it with the account's cross-signing identity, creating that identity
+        when there is none, or replacing it when `reset_cross_signing` (with the password
+        for the homeserver's user-interactive auth). Reports, never raises."""
+        delivery = _Delivery(self, [])
+
+        async def prime(client: AsyncClient, creds: MatrixCredentials) -> None:
+            await delivery._open_device(client, creds)
+            delivery.device_ed25519 = client.olm.account.identity_keys["ed25519"]
+            delivery.outcome = await delivery._cross_sign(client, creds, password=password, reset=reset_cross_signing)
+
+        error = asyncio.run(delivery.run(prime, secrets=(password,)))
+        creds = delivery.creds
+        return PrimeReport(
+            user_id=creds.user_id if creds else None,
+            device_id=creds.device_id if creds else None,
+            device_ed25519=delivery.device_ed25519,
+            outcome=delivery.outcome,
+            error=error,
+            requests=delivery.requests,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrimeReport:
+    """What `MatrixSink.prime` did (public values only)."""
+
+    user_id: str | None
+    device_id: str | None
+    device_ed25519: str | None
+    outcome: CrossSigningOutcome | None
+    error: str | None
+    requests: int
 
 
 class _Delivery:
@@ -145,10 +220,21 @@ class _Delivery:
         self.delivered: list[str] = []
         self.requests = 0
         self.creds: MatrixCredentials | None = None
+        # Said in the armed message when the account's identity is not the bot's.
+        self.identity_notice: str | None = None
+        self.identities: dict[str, PublishedIdentity] = {}
+        # Filled by MatrixSink.prime.
+        self.device_ed25519: str | None = None
+        self.outcome: CrossSigningOutcome | None = None
 
     # --- the frame: never raise, never leak the token -------------------------------
 
-    async def run(self) -> DeliveryReport:
+    async def run(
+        self,
+        work: Callable[[AsyncClient, MatrixCredentials], Awaitable[None]],
+        secrets: tuple[str | None, ...] = (),
+    ) -> str | None:
+        """Run `work` with one nio client; the error in words (scrubbed), or None."""
         error: str | None = None
         client: AsyncClient | None = None
         try:
@@ -156,8 +242,10 @@ class _Delivery:
             client = self._client(self.creds)
             # A whole delivery is bounded too: nio's own sync path can wait without limit.
             async with asyncio.timeout(self.sink.timeout * 6):
-                await self._deliver(client, self.creds)
+                await work(client, self.creds)
         except _Stopped as exc:
+            error = str(exc)
+        except CrossSigningError as exc:
             error = str(exc)
         except Exception as exc:  # the contract: report, never raise
             error = self._describe_exception(exc)
@@ -166,8 +254,10 @@ class _Delivery:
                 await self._close(client)
         if error is not None:
             error = self._scrub(error)
-            log.error("matrix delivery stopped after %d of %d alerts: %s", len(self.delivered), len(self.alerts), error)
-        return DeliveryReport(tuple(self.delivered), error=error, requests=self.requests)
+            for secret in secrets:
+                if secret:
+                    error = error.replace(secret, "<password>")
+        return error
 
     def _scrub(self, text: str) -> str:
         if self.creds is not None and self.creds.access_token:
@@ -239,33 +329,10 @@ class _Delivery:
         from nio import KeysUploadResponse
 
         store_dir = self.sink.store_dir
-        database = store_dir / f"{creds.user_id}_{creds.device_id}.db"
-        marker = _read_json(store_dir / DEVICE_MARKER)
-        marker_is_ours = marker.get("user_id") == creds.user_id and marker.get("device_id") == creds.device_id
-
-        if not database.exists():
-            if marker_is_ours:
-                raise _Stopped(
-                    f"the key store for Matrix device {creds.device_id} is missing from {store_dir}, but this "
-                    "device has run before: reusing its device_id would mint a new identity and recipients "
-                    f"would see 'unable to decrypt'. Restore the store, or {self._login_hint(creds)}"
-                )
-            await self._check_fresh_device(client, creds)
-
-        try:
-            client.restore_login(creds.user_id, creds.device_id, creds.access_token)
-        except Exception as exc:
-            raise _Stopped(
-                f"cannot open the Matrix key store in {store_dir} ({type(exc).__name__}): "
-                "is MATRIX_STORE_PASSPHRASE the one it was written with?"
-            ) from None
-        identity = client.olm.account.identity_keys
-        if marker_is_ours and marker.get("ed25519") != identity["ed25519"]:
-            raise _Stopped(
-                f"the key store in {store_dir} holds a different identity for device {creds.device_id} than the "
-                f"one it published (ed25519 {marker.get('ed25519')}); refusing to send with it. "
-                f"Restore the right store, or {self._login_hint(creds)}"
-            )
+        await self._open_device(client, creds)
+        # Before anything is sent: a recipient judges the sender device as it is when the
+        # room key arrives.
+        await self._ensure_cross_signed(client, creds)
 
         device = f"{creds.user_id} {creds.device_id}"
         sync_state = _read_sync_state(store_dir / SYNC_STATE)
@@ -274,16 +341,10 @@ class _Delivery:
         # Users whose device lists we already know: from here on the sync's
         # device_lists.changed tells us about their new devices.
         client.olm.tracked_users = set(sync_state.tracked_users)
-
-        if client.should_upload_keys:
-            response = await client.keys_upload()
-            if not isinstance(response, KeysUploadResponse):
-                raise _Stopped("uploading the bot's encryption keys failed: " + _describe_error(response))
-            if not marker_is_ours:
-                _write_json(
-                    store_dir / DEVICE_MARKER,
-                    {"user_id": creds.user_id, "device_id": creds.device_id, **identity},
-                )
+        self.identities = dict(sync_state.identities or {})
+        if sync_state.identities is None:
+            # Written before identities were kept: learn them once, with one /keys/query.
+            client.olm.users_for_key_query.update(sync_state.tracked_users)
 
         if (
             sync_state.room_id == self.sink.room_id
@@ -332,12 +393,149 @@ class _Delivery:
                 room_id=room.room_id,
                 joined=frozenset(set(room.users) - set(room.invited_users)),
                 invited=frozenset(room.invited_users),
+                identities={u: i for u, i in self.identities.items() if u in client.olm.tracked_users},
             ),
         )
 
         recipients = self._apply_trust(client, room)
         await self._share_room_key(client, recipients)
         await self._send_alerts(client)
+
+    async def _cross_sign(
+        self, client: AsyncClient, creds: MatrixCredentials, *, password: str | None, reset: bool
+    ) -> CrossSigningOutcome:
+        """Make the account's identity the bot's (creating it if there is none, replacing
+        it only when `reset`) and sign this device with it.
+
+        Requests: /keys/query (our own user), /keys/device_signing/upload when creating
+        (twice when the homeserver asks for the password), /keys/signatures/upload.
+        """
+        store_dir = self.sink.store_dir
+        user_id, device_id = creds.user_id, creds.device_id
+        query = await self._raw(
+            client,
+            "looking up the bot's cross-signing keys",
+            "POST",
+            "/_matrix/client/v3/keys/query",
+            {"device_keys": {user_id: []}},
+        )
+        published_master = single_key(query.get("master_keys", {}).get(user_id), user_id, "master")
+        published_ssk = single_key(query.get("self_signing_keys", {}).get(user_id), user_id, "self_signing")
+        keys = load_keys(store_dir, user_id, self.sink._store_passphrase)
+        ours = keys is not None and (published_master, published_ssk) == (keys.master.public, keys.self_signing.public)
+        created = False
+        if reset or published_master is None:
+            if reset or keys is None:
+                keys = CrossSigningKeys.generate(user_id)
+            if published_master is None:
+                # Kept before it is published: a crash in between must not lose the identity.
+                save_keys(store_dir, keys, self.sink._store_passphrase)
+            if not await self._upload_signing_keys(client, creds, keys, password):
+                return CrossSigningOutcome(needs_password=True)
+            save_keys(store_dir, keys, self.sink._store_passphrase)
+            created = True
+            log.info("published the bot's cross-signing identity (master key %s)", keys.master.public)
+        elif not ours:
+            record = IdentityRecord(user_id=user_id, foreign_master=published_master, foreign_checked_device=device_id)
+            write_identity(store_dir, record)
+            return CrossSigningOutcome(foreign_master=published_master)
+        assert keys is not None
+
+        device_keys = query.get("device_keys", {}).get(user_id, {}).get(device_id)
+        if not isinstance(device_keys, dict):
+            raise _Stopped(f"the homeserver does not publish the keys of the bot's device {device_id}; cannot sign it")
+        body = {user_id: {device_id: keys.sign_device(device_keys)}}
+        answer = await self._raw(
+            client, "signing the bot's device", "POST", "/_matrix/client/v3/keys/signatures/upload", body
+        )
+        failure = answer.get("failures", {}).get(user_id, {}).get(device_id)
+        if failure:
+            raise _Stopped(f"the homeserver refused the signature of the bot's device {device_id}: {failure}")
+        previous = read_identity(store_dir)
+        signed = previous.signed_devices if previous.master == keys.master.public and not created else ()
+        write_identity(
+            store_dir,
+            IdentityRecord(
+                user_id=user_id,
+                master=keys.master.public,
+                self_signing=keys.self_signing.public,
+                signed_devices=(*[d for d in signed if d != device_id], device_id),
+                withheld=previous.withheld,
+            ),
+        )
+        log.info("signed the bot's device %s with its cross-signing identity", device_id)
+        return CrossSigningOutcome(master=keys.master.public, created=created)
+
+    async def _upload_signing_keys(
+        self, client: AsyncClient, creds: MatrixCredentials, keys: CrossSigningKeys, password: str | None
+    ) -> bool:
+        """POST /keys/device_signing/upload; False when the homeserver wants a password
+        we do not have. The first upload needs none (spec v1.11); a replacement does."""
+        path = "/_matrix/client/v3/keys/device_signing/upload"
+        body = keys.upload_body()
+        status, answer = await self._request(client, "POST", path, body)
+        if status == 401 and "flows" in answer:
+            if password is None:
+                return False
+            auth = {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": creds.user_id},
+                "password": password,
+                "session": answer.get("session"),
+            }
+            status, answer = await self._request(client, "POST", path, {**body, "auth": auth})
+            if status == 401:
+                raise _Stopped("the homeserver did not accept the password for replacing the cross-signing identity")
+        if status != 200:
+            raise _Stopped(
+                "publishing the bot's cross-signing identity failed: "
+                + _describe_status(status, answer.get("errcode"), answer.get("error"), answer)
+            )
+        return True
+
+    async def _open_device(self, client: AsyncClient, creds: MatrixCredentials) -> None:
+        """Open this device's key store (refusing one that would mint a second identity)
+        and publish its keys if the homeserver does not have them yet."""
+        from nio import KeysUploadResponse
+
+        store_dir = self.sink.store_dir
+        database = store_dir / f"{creds.user_id}_{creds.device_id}.db"
+        marker = _read_json(store_dir / DEVICE_MARKER)
+        marker_is_ours = marker.get("user_id") == creds.user_id and marker.get("device_id") == creds.device_id
+
+        if not database.exists():
+            if marker_is_ours:
+                raise _Stopped(
+                    f"the key store for Matrix device {creds.device_id} is missing from {store_dir}, but this "
+                    "device has run before: reusing its device_id would mint a new identity and recipients "
+                    f"would see 'unable to decrypt'. Restore the store, or {self._login_hint(creds)}"
+                )
+            await self._check_fresh_device(client, creds)
+
+        try:
+            client.restore_login(creds.user_id, creds.device_id, creds.access_token)
+        except Exception as exc:
+            raise _Stopped(
+                f"cannot open the Matrix key store in {store_dir} ({type(exc).__name__}): "
+                "is MATRIX_STORE_PASSPHRASE the one it was written with?"
+            ) from None
+        identity = client.olm.account.identity_keys
+        if marker_is_ours and marker.get("ed25519") != identity["ed25519"]:
+            raise _Stopped(
+                f"the key store in {store_dir} holds a different identity for device {creds.device_id} than the "
+                f"one it published (ed25519 {marker.get('ed25519')}); refusing to send with it. "
+                f"Restore the right store, or {self._login_hint(creds)}"
+            )
+
+        if client.should_upload_keys:
+            response = await client.keys_upload()
+            if not isinstance(response, KeysUploadResponse):
+                raise _Stopped("uploading the bot's encryption keys failed: " + _describe_error(response))
+            if not marker_is_ours:
+                _write_json(
+                    store_dir / DEVICE_MARKER,
+                    {"user_id": creds.user_id, "device_id": creds.device_id, **identity},
+                )
 
     async def _check_fresh_device(self, client: AsyncClient, creds: MatrixCredentials) -> None:
         """First run with this device: make sure the token is this device's and that no
@@ -364,8 +562,10 @@ class _Delivery:
                 f"new identity and recipients would see 'unable to decrypt'. {self._login_hint(creds)}"
             )
 
-    async def _raw(self, client: AsyncClient, step: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        """A plain JSON call with nio's session (no nio state change)."""
+    async def _request(
+        self, client: AsyncClient, method: str, path: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        """A plain JSON call with nio's session (no nio state change): (status, body)."""
         assert self.creds is not None
         headers = {"Authorization": f"Bearer {self.creds.access_token}", "Content-Type": "application/json"}
         data = json.dumps(body) if body is not None else None
@@ -374,12 +574,14 @@ class _Delivery:
             payload = await response.json(content_type=None)
         except ValueError:
             payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
-        if response.status != 200:
+        return response.status, payload if isinstance(payload, dict) else {}
+
+    async def _raw(self, client: AsyncClient, step: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """`_request` that stops the delivery on anything but 200."""
+        status, payload = await self._request(client, method, path, body)
+        if status != 200:
             raise _Stopped(
-                f"{step} failed: "
-                + _describe_status(response.status, payload.get("errcode"), payload.get("error"), payload)
+                f"{step} failed: " + _describe_status(status, payload.get("errcode"), payload.get("error"), payload)
             )
         return payload
 
@@ -425,60 +627,158 @@ class _Delivery:
         log.info("joined room %s (the bot had been invited)", self.sink.room_id)
 
     async def _query_keys(self, client: AsyncClient) -> None:
-        from nio import KeysQueryResponse
+        """nio's /keys/query, keeping the cross-signing keys nio drops from the answer."""
+        from nio import Api, KeysQueryResponse
 
         if not client.should_query_keys:
             return
-        response = await client.keys_query()
+        users = set(client.users_for_key_query)
+        method, path, data = Api.keys_query(client.access_token, users)
+        response = await client._send(_keys_query_response_class(), method, path, data)
         if not isinstance(response, KeysQueryResponse):
             raise _Stopped("querying the room members' device keys failed: " + _describe_error(response))
+        answer: dict[str, Any] = getattr(response, "answer", {})
+        for user_id in users:
+            identity = PublishedIdentity.from_keys_query(answer, user_id)
+            known = self.identities.get(user_id)
+            if known is not None and known.master and identity.master != known.master:
+                log.warning(
+                    "%s has a new cross-signing identity (master key %s, was %s)",
+                    user_id,
+                    identity.master,
+                    known.master,
+                )
+            self.identities[user_id] = identity
+
+    # --- the bot's own cross-signing identity ---------------------------------------------
+
+    async def _ensure_cross_signed(self, client: AsyncClient, creds: MatrixCredentials) -> None:
+        """Sign this device with the account's self-signing key, creating the identity
+        when the account has none. Free once done: `identity.json` remembers the device."""
+        store_dir = self.sink.store_dir
+        record = read_identity(store_dir)
+        if record.user_id == creds.user_id and creds.device_id in record.signed_devices:
+            return
+        if (
+            record.user_id == creds.user_id
+            and record.foreign_master
+            and record.foreign_checked_device == creds.device_id
+        ):
+            self.identity_notice = foreign_identity_notice(creds.user_id, record.foreign_master)
+            return  # said once already; `status` keeps saying it
+        try:
+            outcome = await self._cross_sign(client, creds, password=None, reset=False)
+        except CrossSigningError as exc:
+            # The alerts matter more than the shield: deliver, and say what is wrong.
+            log.error("cannot use the bot's cross-signing keys: %s", exc)
+            return
+        if outcome.foreign_master:
+            self.identity_notice = foreign_identity_notice(creds.user_id, outcome.foreign_master)
+            log.warning("%s", self.identity_notice)
+        elif outcome.needs_password:
+            log.warning(
+                "the homeserver wants the bot's password to publish its cross-signing identity; run "
+                "`claude-matrix-bot matrix-login` once (alerts are delivered meanwhile, with a red shield in Element)"
+            )
 
     def _apply_trust(self, client: AsyncClient, room: Any) -> set[tuple[str, str]]:
         """Decide, every delivery, which devices get the room key; returns them.
 
-        Trust on first use when no device is pinned: every device nio learned (nio keeps
+        Trust on first use when nothing is pinned: every device nio learned (nio keeps
         the first ed25519 key of a device id and ignores later changes) is verified.
-        Strict when MATRIX_TRUSTED_DEVICES is set: pinned devices with the pinned key
-        only; everything else is blacklisted, so it never receives a room key.
+        Strict when MATRIX_TRUSTED_DEVICES is set: a device pin admits that device with
+        that key; an identity pin (`user:master:key`) admits every device that identity
+        signed, and none at all once the user's identity is another. Everything else is
+        blacklisted, so it never receives a room key. MATRIX_EXCLUDE_INSECURE_DEVICES
+        then also drops every device its owner's identity did not sign (MSC4153).
         """
         olm = client.olm
-        pinned = {(d.user_id, d.device_id): d.ed25519 for d in self.sink.trusted_devices}
+        device_pins = {(d.user_id, d.device_id): d.ed25519 for d in self.sink.trusted_devices if not d.is_identity}
+        identity_pins = {d.user_id: d.ed25519 for d in self.sink.trusted_devices if d.is_identity}
+        strict = bool(device_pins or identity_pins)
         seen: set[tuple[str, str]] = set()
         recipients: set[tuple[str, str]] = set()
+        withheld: list[tuple[str, str]] = []
         for user_id in sorted(room.users):
+            identity = self.identities.get(user_id) or PublishedIdentity(user_id)
+            pinned_master = identity_pins.get(user_id)
+            identity_changed = pinned_master is not None and identity.master != pinned_master
+            if identity_changed:
+                found = f"master key {identity.master}" if identity.master else "no cross-signing identity"
+                log.error(
+                    "PINNED IDENTITY MISMATCH: %s now has %s, MATRIX_TRUSTED_DEVICES pins master key %s; not "
+                    "sending room keys to any of its devices (they reset their identity, or someone impersonates "
+                    "them: check with them, then update the pin)",
+                    user_id,
+                    found,
+                    pinned_master,
+                )
+                withheld.append((user_id, f"cross-signing identity changed ({found}, pinned {pinned_master})"))
             for device in client.device_store.active_user_devices(user_id):
                 if user_id == client.user_id and device.id == client.device_id:
                     continue
                 seen.add((user_id, device.id))
-                if not pinned:
-                    if not olm.is_device_verified(device):
-                        log.info("trusting %s %s on first use (ed25519 %s)", user_id, device.id, device.ed25519)
-                        client.verify_device(device)
-                    recipients.add((user_id, device.id))
-                    continue
-                expected = pinned.get((user_id, device.id))
-                if expected is None:
-                    log.warning("not sending room keys to %s %s (not in MATRIX_TRUSTED_DEVICES)", user_id, device.id)
-                    client.blacklist_device(device)
-                elif expected != device.ed25519:
-                    log.error(
-                        "PINNED DEVICE KEY MISMATCH: %s %s presents ed25519 %s, MATRIX_TRUSTED_DEVICES pins %s; "
-                        "not sending it room keys (possible impersonation, or a wrong pin)",
+                signed = identity.signs(device.id, device.ed25519)
+                refused = False
+                if strict:
+                    expected = device_pins.get((user_id, device.id))
+                    if expected is not None:
+                        if expected != device.ed25519:
+                            log.error(
+                                "PINNED DEVICE KEY MISMATCH: %s %s presents ed25519 %s, MATRIX_TRUSTED_DEVICES pins "
+                                "%s; not sending it room keys (possible impersonation, or a wrong pin)",
+                                user_id,
+                                device.id,
+                                device.ed25519,
+                                expected,
+                            )
+                            refused = True
+                    elif pinned_master is not None:
+                        if identity_changed:
+                            refused = True
+                        elif not signed:
+                            log.warning(
+                                "not sending room keys to %s %s (not signed by the pinned cross-signing identity)",
+                                user_id,
+                                device.id,
+                            )
+                            refused = True
+                    else:
+                        log.warning(
+                            "not sending room keys to %s %s (not in MATRIX_TRUSTED_DEVICES)", user_id, device.id
+                        )
+                        refused = True
+                if not refused and self.sink.exclude_insecure_devices and not signed:
+                    log.warning(
+                        "not sending room keys to %s %s (not signed by its owner's cross-signing identity; "
+                        "MATRIX_EXCLUDE_INSECURE_DEVICES)",
                         user_id,
                         device.id,
-                        device.ed25519,
-                        expected,
                     )
+                    withheld.append((f"{user_id} {device.id}", "not signed by its owner's cross-signing identity"))
+                    refused = True
+                if refused:
                     client.blacklist_device(device)
-                else:
-                    if not olm.is_device_verified(device):
-                        client.verify_device(device)
-                    recipients.add((user_id, device.id))
-        for user_id, device_id in pinned.keys() - seen:
+                    continue
+                if not olm.is_device_verified(device):
+                    if not strict:
+                        log.info("trusting %s %s on first use (ed25519 %s)", user_id, device.id, device.ed25519)
+                    client.verify_device(device)
+                recipients.add((user_id, device.id))
+        for user_id, device_id in device_pins.keys() - seen:
             log.warning("pinned device %s %s is not in room %s (or has no keys)", user_id, device_id, room.room_id)
-        if pinned and not recipients:
+        for user_id in identity_pins.keys() - set(room.users):
+            log.warning("pinned identity of %s: the user is not in room %s", user_id, room.room_id)
+        record = read_identity(self.sink.store_dir)
+        write_identity(self.sink.store_dir, replace(record, withheld=tuple(withheld)))
+        if not recipients and strict:
             raise _Stopped(
                 f"none of the MATRIX_TRUSTED_DEVICES is in room {room.room_id}: nobody could decrypt the alerts"
+            )
+        if not recipients and self.sink.exclude_insecure_devices:
+            raise _Stopped(
+                f"no device in room {room.room_id} is signed by its owner's cross-signing identity "
+                "(MATRIX_EXCLUDE_INSECURE_DEVICES): nobody could decrypt the alerts"
             )
         return recipients
 
@@ -518,11 +818,16 @@ class _Delivery:
             # Drawn before the text goes out, so the picture follows it at once (DESIGN §7);
             # a chart that cannot be drawn is logged there and the text goes out alone.
             picture = picture_for(alert.details, alert_id=alert.id)
+            plain, html = alert.plain, alert.html
+            if alert.kind == "armed" and self.identity_notice:
+                # Said once, where the person setting the bot up looks first.
+                plain += f"\n\n⚠️ {self.identity_notice}"
+                html += f"<p>⚠️ {escape(self.identity_notice)}</p>"
             content = {
                 "msgtype": "m.text",
-                "body": alert.plain,
+                "body": plain,
                 "format": "org.matrix.custom.html",
-                "formatted_body": alert.html,
+                "formatted_body": html,
             }
             response = await client.room_send(
                 self.sink.room_id, "m.room.message", content, tx_id=alert.id, ignore_unverified_devices=False
@@ -578,6 +883,22 @@ async def send_picture(client: AsyncClient, room_id: str, picture: Picture, *, t
     log.info("delivered chart %s as %s (%d bytes)", tx_id, response.event_id, len(png))
     event_id: str = response.event_id
     return event_id
+
+
+@functools.cache
+def _keys_query_response_class() -> type:
+    """nio's KeysQueryResponse, keeping the whole answer (nio drops the cross-signing keys)."""
+    from nio import KeysQueryResponse
+
+    class KeysQueryWithIdentities(KeysQueryResponse):  # type: ignore[misc]  # nio is untyped
+        @classmethod
+        def from_dict(cls, parsed_dict: dict[str, Any]) -> Any:
+            response = super().from_dict(parsed_dict)
+            if isinstance(response, KeysQueryResponse):
+                response.answer = parsed_dict
+            return response
+
+    return KeysQueryWithIdentities
 
 
 # --- nio error values → sentences ------------------------------------------------------------
@@ -647,6 +968,12 @@ def _read_sync_state(path: Path) -> _SyncState:
 
     room_id = data.get("room_id")
     device = data.get("device")
+    identities_data = data.get("identities")
+    identities = (
+        {u: PublishedIdentity.from_json(u, i) for u, i in identities_data.items() if isinstance(u, str)}
+        if isinstance(identities_data, dict)
+        else None
+    )
     return _SyncState(
         next_batch=token,
         device=device if isinstance(device, str) else None,
@@ -654,6 +981,7 @@ def _read_sync_state(path: Path) -> _SyncState:
         room_id=room_id if isinstance(room_id, str) else None,
         joined=users("joined"),
         invited=users("invited"),
+        identities=identities,
     )
 
 
@@ -667,5 +995,6 @@ def _write_sync_state(path: Path, state: _SyncState) -> None:
             "room_id": state.room_id,
             "joined": sorted(state.joined),
             "invited": sorted(state.invited),
+            "identities": {u: i.to_json() for u, i in sorted((state.identities or {}).items())},
         },
     )
