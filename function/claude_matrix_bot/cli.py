@@ -106,6 +106,26 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_matrix_login(args: argparse.Namespace) -> int:
+    from .sinks.matrix_login import LoginRequest, matrix_login
+
+    # Only MATRIX_CREDS_DIR, STATE_URL, MATRIX_STORE_PASSPHRASE and MATRIX_PASSWORD_FILE matter here.
+    settings = _settings(need_tokens=False)
+    request = LoginRequest(
+        homeserver_url=args.homeserver,
+        user=args.user,
+        new_device=args.new_device,
+        reset_cross_signing=args.reset_cross_signing,
+    )
+    return matrix_login(settings, request)
+
+
+def _homeserver_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="claude-matrix-bot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -122,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     chart.add_argument("--bucket", help="weekly bucket, e.g. seven_day_opus (default: seven_day)")
     chart.add_argument("--out", type=Path, required=True, help="where to write the PNG")
     chart.set_defaults(func=cmd_chart)
+    login = sub.add_parser(
+        "matrix-login",
+        help="log the bot in once: a dedicated device, its key store under STATE_URL, its cross-signing identity "
+        "(password from MATRIX_PASSWORD_FILE or a prompt)",
+    )
+    login.add_argument("--homeserver", type=_homeserver_url, required=True, help="e.g. https://matrix.example.org")
+    login.add_argument("--user", required=True, help="the bot's user name or id, e.g. claude-bot")
+    login.add_argument("--new-device", action="store_true", help="replace a working device with a new one")
+    login.add_argument(
+        "--reset-cross-signing",
+        action="store_true",
+        help="replace the account's cross-signing identity (asks the password)",
+    )
+    login.set_defaults(func=cmd_matrix_login)
     return parser
 
 
