@@ -245,3 +245,54 @@ def test_v1_state_is_upgraded_without_rearming(tmp_path: Path, anthropic: FakeAn
     doc = json.loads((state_dir / "state.json").read_text())
     assert doc["schema"] == 2
     assert doc["buckets"]["seven_day"]["alerted_thresholds"] == [50]
+
+
+# --- status on a state.json it cannot understand (issue 12) ---------------------------------
+
+UNREADABLE_STATES = {
+    "not-json": b"{half a state",
+    "a-list": b"[1, 2, 3]",
+    "mistyped-buckets": b'{"schema": 2, "buckets": ["seven_day"]}',
+    "mistyped-utilization": b'{"schema": 2, "buckets": {"seven_day": {"utilization": "high"}}}',
+    "mistyped-time": b'{"schema": 2, "armed_at": 12, "buckets": {}}',
+    "unknown-outbox-kind": b'{"schema": 2, "outbox": [{"id": "x", "kind": "party", "plain": "", "html": ""}]}',
+    "future-schema": b'{"schema": 99}',
+    "not-utf8": b"\xff\xfe{}",
+}
+
+
+@pytest.mark.parametrize("data", UNREADABLE_STATES.values(), ids=UNREADABLE_STATES.keys())
+def test_status_on_an_unreadable_state_says_so_exits_1_and_leaves_it(
+    tmp_path: Path, anthropic: FakeAnthropic, data: bytes
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_bytes(data)
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
+    for args in (("status",), ("status", "--json")):
+        result = run_cli(env, *args)
+        assert result.code == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "state.json" in result.stderr and result.stdout == ""
+    assert (state_dir / "state.json").read_bytes() == data, "status never touches the file"
+    assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]
+
+
+@pytest.mark.parametrize("data", UNREADABLE_STATES.values(), ids=UNREADABLE_STATES.keys())
+def test_get_on_an_unreadable_state_is_a_json_500(
+    tmp_path: Path, anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    from functions_framework import create_app
+
+    from tests.helpers import REPO
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_bytes(data)
+    for name, value in bot_env(tmp_path, anthropic.base_url, anthropic.token_url).items():
+        monkeypatch.setenv(name, value)
+    app = create_app(target="watch", source=str(REPO / "function" / "main.py"))  # type: ignore[no-untyped-call]
+    response = app.test_client().get("/")
+    assert response.status_code == 500
+    assert "state.json" in response.get_json()["error"]
+    assert (state_dir / "state.json").read_bytes() == data

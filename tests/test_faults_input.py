@@ -10,10 +10,13 @@ environment variable's bad value (exit 2 / HTTP 500 naming it, before any I/O).
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +39,11 @@ TOKEN = "input-trigger-token-5b7c9e"
 def _raw(
     url: str, request: bytes, *, pause: float = 0.0, chunks: int = 1, timeout: float = 30
 ) -> tuple[int, dict[str, str], bytes]:
-    """Send `request` (optionally in slow pieces) and read one HTTP answer."""
+    """Send `request` (optionally in slow pieces) and read one HTTP answer.
+
+    The answer is parsed by `http.client` (Content-Length, chunked, or until close):
+    a hand-made reader that took whatever arrived with the head made the 413 test
+    flaky, because the head and the body may come in separate segments."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         size = max(1, len(request) // chunks)
@@ -44,23 +51,10 @@ def _raw(
             sock.sendall(request[offset : offset + size])
             if pause:
                 time.sleep(pause)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            body += piece
-        return status, headers, body
+        answer = http.client.HTTPResponse(sock, method="POST")
+        answer.begin()
+        body = answer.read()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, body
 
 
 def test_absurd_content_length_is_refused_before_reading(
@@ -72,10 +66,37 @@ def test_absurd_content_length_is_refused_before_reading(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999999\r\n\r\n{}"
     )
     # Answered at once, without waiting for (or buffering) the announced body.
-    status, _, body = _raw(url, request, timeout=5)
+    status, headers, body = _raw(url, request, timeout=5)
     assert status == 413
     assert b"larger than" in body
+    # Delimited: the client knows where the answer ends without waiting for a close.
+    assert headers["content-length"] == str(len(body))
     assert anthropic.usage_calls == 0
+
+
+EIGHT_MIB = 8 * 1024 * 1024
+
+
+def test_a_large_body_from_urllib_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
+    """urllib sends the whole body before it reads: the answer must survive that."""
+    url, _ = function_server
+    request = urllib.request.Request(  # noqa: S310 (a loopback URL)
+        url, data=b"x" * EIGHT_MIB, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 (a loopback URL)
+    assert refused.value.code == 413
+    assert b"larger than" in refused.value.read()
+    assert anthropic.usage_calls == 0
+
+
+def test_a_large_body_from_httpx_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
+    url, _ = function_server
+    response = httpx.post(url, content=b"x" * EIGHT_MIB, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+    assert anthropic.usage_calls == 0
+    assert httpx.get(url, timeout=10).status_code == 200, "the server still answers"
 
 
 def test_chunked_flood_without_length_is_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
@@ -288,3 +309,106 @@ def test_an_unresolvable_namespace_stops_the_run_before_the_lease(
     assert "no Kubernetes credentials" in caplog.text
     assert not (tmp_path / "state").exists(), "no lease, no state written"
     assert anthropic.requests == []
+
+
+# --- refusal order: authentication, then size, then shape (DESIGN §5) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data", "headers"),
+    [
+        ("application/x-www-form-urlencoded", b"a=1&b=2", {}),
+        ("multipart/form-data; boundary=x", b"--x\r\n\r\nhello\r\n--x--", {}),
+        ("application/json", b"x" * (128 * 1024), {}),
+        ("application/cloudevents+json", b"{not json", {}),
+        ("application/cloudevents+json", json.dumps({"specversion": "1.0", "type": "t"}).encode(), {}),
+        ("application/json", b"{}", {"ce-specversion": "9.9", "ce-type": "t"}),
+    ],
+    ids=["form", "multipart", "too-large", "ce-garbage", "ce-missing-attributes", "ce-bad-specversion"],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789"], ids=["no-token", "wrong-token"])
+def test_an_unauthenticated_caller_learns_nothing_but_401(
+    client: Any,
+    anthropic: FakeAnthropic,
+    content_type: str,
+    data: bytes,
+    headers: dict[str, str],
+    authorization: str | None,
+) -> None:
+    sent = {**headers, "Content-Type": content_type}
+    if authorization:
+        sent["Authorization"] = authorization
+    response = client.post("/", data=data, headers=sent)
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert response.get_json() == {"error": "missing or wrong trigger token"}
+    assert anthropic.usage_calls == 0
+
+
+def test_an_authenticated_caller_then_hears_size_then_shape(client: Any, anthropic: FakeAnthropic) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    big = client.post("/", data=b"x" * (128 * 1024), headers={**auth, "Content-Type": "multipart/form-data; b=x"})
+    assert big.status_code == 413, "size before shape"
+    assert (
+        client.post("/", data=b"a=1", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"}).status_code
+        == 415
+    )
+    assert (
+        client.post("/", data=b"{", headers={**auth, "Content-Type": "application/cloudevents+json"}).status_code == 400
+    )
+    assert anthropic.usage_calls == 0
+
+
+def test_a_structured_event_may_carry_the_token_in_its_extension(client: Any, anthropic: FakeAnthropic) -> None:
+    event = {"specversion": "1.0", "type": "dev.knative.sources.ping", "source": "/ping", "id": "7"}
+    wrong = client.post(
+        "/",
+        data=json.dumps({**event, "triggertoken": "nope-nope-nope-nope"}),
+        content_type="application/cloudevents+json",
+    )
+    assert wrong.status_code == 401
+    right = client.post(
+        "/", data=json.dumps({**event, "triggertoken": TOKEN}), content_type="application/cloudevents+json"
+    )
+    assert right.status_code == 200, right.get_data(as_text=True)
+    assert right.get_json()["event"] == {"id": "7", "type": "dev.knative.sources.ping"}
+    assert anthropic.usage_calls == 1
+
+
+@pytest.fixture
+def trigger_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIGGER_TOKEN", TOKEN)
+
+
+@pytest.fixture
+def guarded_server(trigger_token_env: None, function_server: tuple[str, Path]) -> str:  # noqa: F811
+    """A real functions-framework server with TRIGGER_TOKEN set (the env is set first: argument order)."""
+    return function_server[0]
+
+
+def test_an_absurd_length_without_the_token_is_401_at_once(guarded_server: str, anthropic: FakeAnthropic) -> None:
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 99999999999999\r\n\r\n{}"
+    status, headers, body = _raw(guarded_server, request, timeout=5)
+    assert status == 401
+    assert json.loads(body) == {"error": "missing or wrong trigger token"}
+    assert headers["content-length"] == str(len(body))
+    with_token = request.replace(b"Host: x\r\n", f"Host: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode())
+    assert _raw(guarded_server, with_token, timeout=5)[0] == 413
+    assert anthropic.usage_calls == 0
+
+
+def test_structured_events_are_read_by_the_sdk_with_their_specversion_checked(
+    client: Any, anthropic: FakeAnthropic
+) -> None:
+    """The hand-written reader checked specversion in binary mode only (issue 12, item 9)."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    event = {"type": "dev.knative.sources.ping", "source": "/ping", "id": "8"}
+    bad = client.post(
+        "/", data=json.dumps({**event, "specversion": "9.9"}), headers=auth, content_type="application/cloudevents+json"
+    )
+    assert bad.status_code == 400
+    assert "9.9" not in bad.get_json()["error"], "problems never quote the body"
+    old = client.post(
+        "/", data=json.dumps({**event, "specversion": "0.3"}), headers=auth, content_type="application/cloudevents+json"
+    )
+    assert old.status_code == 200, old.get_data(as_text=True)
+    assert anthropic.usage_calls == 1

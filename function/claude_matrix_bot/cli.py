@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BotError, ConfigError
-from .logs import configure_logging, register_secret
+from .logs import configure_logging, cycle_scope, register_secret, set_log_format
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot")
@@ -30,6 +30,7 @@ def _settings(*, need_tokens: bool) -> Settings:
         env.setdefault("ALERT_SINK", "stdout")
     settings = load_settings(env, check_files=need_tokens)
     register_secret(settings.trigger_token, settings.matrix_store_passphrase)
+    set_log_format(settings.log_format)
     return settings
 
 
@@ -37,12 +38,13 @@ def cmd_run(_: argparse.Namespace) -> int:
     from .cycle import run_cycle
 
     settings = _settings(need_tokens=True)
-    result = run_cycle(settings)
-    summary = json.dumps(result.to_json())
-    if result.status == "failed":
-        log.error("cycle failed: %s", summary)
-    else:
-        log.info("cycle %s: %s", result.status, summary)
+    with cycle_scope():
+        result = run_cycle(settings)
+        summary = json.dumps(result.to_json())
+        if result.status == "failed":
+            log.error("cycle failed: %s", summary)
+        else:
+            log.info("cycle %s: %s", result.status, summary)
     return result.exit_code
 
 

@@ -4,6 +4,10 @@
 mode (Knative PingSource sends `dev.knative.sources.ping`). `GET /` answers the
 status. Response codes say what happened, with a JSON body:
 
+Refusals come in one order (DESIGN §5): authentication first (an unauthenticated
+caller learns nothing else, not even the size or content policy), then size,
+then shape.
+
   200 done · 400 malformed CloudEvent · 401 missing/wrong TRIGGER_TOKEN ·
   405 other methods · 409 another cycle holds the lease · 413 body too large ·
   415 unexpected content type · 429 sooner than MIN_INTERVAL_SEC after the last
@@ -14,21 +18,21 @@ status. Response codes say what happened, with a JSON body:
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BotError, ConfigError
-from .logs import configure_logging, register_secret
+from .logs import configure_logging, cycle_scope, register_secret, set_log_format
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot.http")
 
 MAX_BODY_BYTES = 64 * 1024
 CE_REQUIRED = ("specversion", "type", "source", "id")
+STRUCTURED_CE = "application/cloudevents+json"
 TOKEN_HEADER = "ce-triggertoken"  # noqa: S105 (a header name, not a secret); a PingSource sets it through ceOverrides.extensions.triggertoken
 _FAILURE_STATUS = {"upstream": 502, "delivery": 503, "storage": 500, "config": 500}
 
@@ -38,6 +42,40 @@ class Response:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class RequestBody:
+    """The request body, read at most once and never beyond `limit` bytes.
+
+    `read()` answers the body, or None when it is larger than the limit (announced
+    by Content-Length, or found by reading one byte past it). `consumed` says
+    whether the client's body was read to its end: when it was not, the entry
+    point must answer in a way that still reaches the client (function/main.py).
+    """
+
+    def __init__(self, read: Callable[[int], bytes], length: int | None, limit: int = MAX_BODY_BYTES) -> None:
+        self._read = read
+        self._length = length
+        self._limit = limit
+        self._data: bytes | None = None
+        self._too_large = False
+        self.consumed = length == 0
+
+    @classmethod
+    def of(cls, data: bytes) -> RequestBody:
+        return cls(lambda _n: data, len(data))
+
+    def read(self) -> bytes | None:
+        if self._data is None and not self._too_large:
+            if self._length is not None and self._length > self._limit:
+                self._too_large = True
+            else:
+                data = self._read(self._limit + 1)
+                if len(data) > self._limit:
+                    self._too_large = True
+                else:
+                    self._data, self.consumed = data, True
+        return self._data
 
 
 class _Headers:
@@ -52,8 +90,13 @@ class _Headers:
     def names(self) -> list[str]:
         return list(self._h)
 
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._h.items())
 
-def handle(method: str, headers: Mapping[str, str], body: bytes, env: Mapping[str, str] | None = None) -> Response:
+
+def handle(
+    method: str, headers: Mapping[str, str], body: bytes | RequestBody, env: Mapping[str, str] | None = None
+) -> Response:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     h = _Headers(headers)
     method = method.upper()
@@ -66,34 +109,48 @@ def handle(method: str, headers: Mapping[str, str], body: bytes, env: Mapping[st
         log.error("%s", exc)
         return Response(500, {"status": "failed", "failure": "config", "error": str(exc)})
     register_secret(settings.trigger_token, settings.matrix_store_passphrase)
+    set_log_format(settings.log_format)
 
     if method in ("GET", "HEAD"):
         return _status(settings)
-    return _trigger(settings, h, body)
+    with cycle_scope():
+        return _trigger(settings, h, body if isinstance(body, RequestBody) else RequestBody.of(body))
 
 
 def _status(settings: Settings) -> Response:
+    from .state import CorruptState
     from .status import status_report
 
     try:
         return Response(200, status_report(settings))
-    except BotError as exc:
+    except (BotError, CorruptState) as exc:
         return Response(500, {"error": str(exc)})
 
 
-def _trigger(settings: Settings, h: _Headers, body: bytes) -> Response:
-    if len(body) > MAX_BODY_BYTES:
-        return Response(413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"})
+def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
     content_type = (h.get("content-type") or "").split(";")[0].strip().lower()
-    event, problem = _cloudevent(h, content_type, body)
-    if problem:
-        return Response(400, {"error": problem})
-    if event is None and body.strip() and content_type not in ("application/json", "text/plain", ""):
-        return Response(415, {"error": f"unsupported content type {content_type!r}"})
+    is_event = content_type == STRUCTURED_CE or any(n.startswith("ce-") for n in h.names())
 
-    if settings.trigger_token and not _authorized(settings.trigger_token, h, event):
-        log.warning("trigger rejected: missing or wrong trigger token")
-        return Response(401, {"error": "missing or wrong trigger token"}, {"WWW-Authenticate": "Bearer"})
+    # 1. authentication: from the headers, or (structured mode) the event's extension.
+    if settings.trigger_token and not _authorized(settings.trigger_token, h, None):
+        event = None
+        if content_type == STRUCTURED_CE and (data := body.read()) is not None:
+            event, _ = _cloudevent(h, data)
+        if not _authorized(settings.trigger_token, h, event):
+            log.warning("trigger rejected: missing or wrong trigger token")
+            return Response(401, {"error": "missing or wrong trigger token"}, {"WWW-Authenticate": "Bearer"})
+    # 2. size.
+    data = body.read()
+    if data is None:
+        return Response(413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"})
+    # 3. shape.
+    event = None
+    if is_event:
+        event, problem = _cloudevent(h, data)
+        if problem:
+            return Response(400, {"error": problem})
+    elif data.strip() and content_type not in ("application/json", "text/plain", ""):
+        return Response(415, {"error": f"unsupported content type {content_type!r}"})
 
     from .cycle import run_cycle
 
@@ -111,29 +168,28 @@ def _trigger(settings: Settings, h: _Headers, body: bytes) -> Response:
     return Response(_FAILURE_STATUS.get(result.failure or "", 500), payload)
 
 
-def _cloudevent(h: _Headers, content_type: str, body: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """Return (event attributes, problem). Plain POSTs have no event and no problem."""
-    if content_type == "application/cloudevents+json":
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return None, "structured CloudEvent is not valid JSON"
-        if not isinstance(doc, dict):
-            return None, "structured CloudEvent must be a JSON object"
-        missing = [a for a in CE_REQUIRED if not isinstance(doc.get(a), str) or not doc.get(a)]
-        if missing:
-            return None, f"CloudEvent lacks required attributes: {', '.join(missing)}"
-        return doc, None
-    ce_headers = [n for n in h.names() if n.startswith("ce-")]
-    if not ce_headers:
-        return None, None
-    event = {n[3:]: h.get(n) for n in ce_headers}
-    missing = [a for a in CE_REQUIRED if not event.get(a)]
-    if missing:
-        return None, f"CloudEvent (binary mode) lacks headers: {', '.join('ce-' + a for a in missing)}"
-    if event.get("specversion") not in ("1.0", "0.3"):
-        return None, "unsupported CloudEvents specversion"
-    return event, None
+def _cloudevent(h: _Headers, body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(event attributes, problem) of a binary- or structured-mode CloudEvent, read by
+    the `cloudevents` SDK. Problems never quote the body (the SDK's messages do)."""
+    from cloudevents import exceptions as ce_errors
+    from cloudevents.http import from_http
+
+    try:
+        event = from_http(dict(h.items()), body)
+    except ce_errors.MissingRequiredFields:
+        return (
+            None,
+            f"CloudEvent lacks required attributes (needs {', '.join(CE_REQUIRED)}; a JSON object in structured mode)",
+        )
+    except ce_errors.InvalidRequiredFields:
+        return None, "CloudEvent has an invalid required attribute (e.g. an unsupported specversion)"
+    except (ce_errors.GenericException, ValueError, TypeError, RecursionError):
+        return None, "CloudEvent could not be read (structured mode needs a UTF-8 JSON object)"
+    attributes = dict(event.get_attributes())
+    bad = [a for a in CE_REQUIRED if not isinstance(attributes.get(a), str) or not attributes.get(a)]
+    if bad:
+        return None, f"CloudEvent lacks required attributes: {', '.join(bad)}"
+    return attributes, None
 
 
 def _authorized(expected: str, h: _Headers, event: dict[str, Any] | None) -> bool:

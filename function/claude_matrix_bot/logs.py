@@ -3,13 +3,23 @@
 Code never logs a token on purpose; this filter catches the accident (a library
 echoing a request, an exception carrying a body). Every secret the process
 loads is registered here before it is used.
+
+`LOG_FORMAT=json` (for a cluster's log collector) writes one JSON object per
+line: time, level, logger, message and the id of the cycle the line belongs
+to (`cycle_scope`), masked by the same filter as the text lines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import logging
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -46,15 +56,59 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_cycle_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cmb_cycle_id", default=None)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def cycle_scope() -> Iterator[str]:
+    """Every log line inside carries one new cycle id (threads and asyncio tasks started
+    inside inherit it: a context variable)."""
+    token = _cycle_id.set(uuid.uuid4().hex[:12])
+    try:
+        yield _cycle_id.get() or ""
+    finally:
+        _cycle_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. The message is already masked by RedactingFilter."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "cycle": _cycle_id.get(),
+        }
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def _our_handler() -> logging.Handler | None:
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_cmb", False):
+            return handler
+    return None
+
+
+def set_log_format(log_format: str) -> None:
+    """Switch the bot's stderr handler to `text` or `json` (LOG_FORMAT, once settings are read)."""
+    handler = _our_handler()
+    if handler is not None:
+        handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Idempotent: entry points call it; tests may call it again."""
+    if _our_handler() is not None:
+        return
     root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "_cmb", False):
-            return
     handler = logging.StreamHandler(sys.stderr)
     handler._cmb = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level)

@@ -11,15 +11,20 @@ from typing import Any
 
 from .core import messages
 from .core.forecast import project
+from .errors import StorageError
 from .model import is_weekly
 from .settings import Settings
 from .sinks.crosssigning import IDENTITY_FILE, identity_lines, identity_report
-from .state import ExtraUsageState, State, parse_state
+from .state import CorruptState, ExtraUsageState, State, parse_state
 from .store import BlobStore, open_store
 
 STATE_KEY = "state.json"
 # identity.json in the Matrix key store (cycle.NIO_PREFIX): public values only.
 MATRIX_IDENTITY_KEY = f"nio/{IDENTITY_FILE}"
+
+
+class UnreadableState(StorageError):
+    """`status` found a state.json it cannot understand (exit 1, HTTP 500; never a traceback)."""
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -34,7 +39,15 @@ def status_report(settings: Settings, store: BlobStore | None = None) -> dict[st
     except FileNotFoundError:
         report = {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
     else:
-        report = _report(settings, parse_state(data), now)
+        try:
+            state = parse_state(data)
+        except CorruptState as exc:
+            # status only reads: the file stays as it is for the next run to move aside.
+            raise UnreadableState(
+                f"state.json under {settings.state_url} cannot be read ({exc}); it was left untouched. "
+                "The next run moves it aside (state.json.corrupt-<time>) and re-arms, saying so in the room."
+            ) from None
+        report = _report(settings, state, now)
     report["matrix_identity"] = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
     return report
 
