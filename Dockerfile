@@ -16,11 +16,16 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Dependencies first, exactly as locked: every file checked against its hash, nothing
+# resolved on build day (`make lock` refreshes requirements.lock).
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY function/ function/
 COPY shim/ shim/
 # A regular (non-editable) install: the final stage carries no source tree but main.py.
-RUN /opt/venv/bin/pip install ".[all]" \
+# No index, no deps, no build isolation: only what the lock installed is used.
+RUN /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation ".[all]" \
  && /opt/venv/bin/pip check
 
 FROM ${PYTHON_IMAGE}

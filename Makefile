@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export SYNAPSE_PYTHON ?= $(abspath $(SYNAPSE_VENV))/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench venv synapse clean
+.PHONY: demo test lint typecheck unit bench venv synapse clean lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,16 @@ demo: venv synapse
 
 bench: venv synapse
 	$(BIN)/python -m scripts.bench
+
+# The image's hash-pinned lock (Dockerfile: pip install --require-hashes --no-deps).
+# Runtime dependencies with every extra the image installs, plus setuptools for the
+# project's own build (no build isolation in the image, so nothing unhashed is fetched).
+# Resolved for the image (Linux, Python 3.11); the hashes cover every file of each
+# pinned version, so the arm64 build checks its wheels too.
+lock: venv
+	$(BIN)/pip install -q uv
+	echo "setuptools>=69" | $(BIN)/uv pip compile pyproject.toml - --extra all --generate-hashes \
+		--python-platform linux --python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

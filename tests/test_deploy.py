@@ -574,3 +574,94 @@ def test_docker_context_builds_the_package_with_both_entry_points(tmp_path: Path
     assert not any(n.startswith("tests/") for n in names)
     assert "claude-matrix-bot = claude_matrix_bot.cli:main" in scripts
     assert "claude-matrix-bot-trigger = shim.__main__:main" in scripts
+
+
+# --- supply chain: the image installs exactly the hash-pinned lock (issue 12) ----------------
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {normalised name: (version, hashes)}."""
+    from packaging.utils import canonicalize_name
+
+    logical = re.sub(r"\\\n", " ", (REPO / "requirements.lock").read_text())
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for raw in logical.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)(?:\s*;[^-]*)?((?:\s+--hash=sha256:[0-9a-f]{64})*)", line)
+        assert match, f"not a hash-pinned line: {line[:80]}"
+        name = canonicalize_name(match.group(1))
+        hashes = re.findall(r"sha256:([0-9a-f]{64})", match.group(3))
+        assert name not in entries or entries[name][0] == match.group(2), f"{name} pinned twice"
+        entries[name] = (match.group(2), hashes)
+    return entries
+
+
+def test_the_builder_installs_the_lock_with_hashes_and_nothing_else() -> None:
+    builder = dockerfile_stages()[0]
+    runs = [rest for keyword, rest in builder.instructions if keyword == "RUN" and "pip install" in rest]
+    lock_installs = [r for r in runs if "-r requirements.lock" in r]
+    assert len(lock_installs) == 1, runs
+    assert "--require-hashes" in lock_installs[0] and "--no-deps" in lock_installs[0]
+    copies = [rest for keyword, rest in builder.instructions if keyword == "COPY"]
+    assert any(c.split()[0] == "requirements.lock" for c in copies), "the lock is in the build context"
+    # Every other pip install resolves nothing: no index, no dependencies, no isolated build env.
+    for run in runs:
+        for command in run.split("&&"):
+            if "pip install" in command and "-r requirements.lock" not in command:
+                assert {"--no-index", "--no-deps", "--no-build-isolation"} <= set(command.split()), command
+    lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
+    assert "!requirements.lock" in lines
+
+
+def test_the_lock_covers_every_runtime_dependency_with_hashes() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    extras = project["optional-dependencies"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    # The image installs ".[all]": every extra that "all" names.
+    for ref in extras["all"]:
+        for extra in Requirement(ref).extras:
+            wanted += [Requirement(r) for r in extras[extra]]
+    # The project itself is built without isolation: its build backend comes from the lock too.
+    wanted += [Requirement(r) for r in pyproject["build-system"]["requires"]]
+    locked = _locked()
+    for requirement in wanted:
+        name = canonicalize_name(requirement.name)
+        if name == canonicalize_name(project["name"]):
+            continue
+        assert name in locked, f"{requirement} is not in requirements.lock: run `make lock`"
+        version, hashes = locked[name]
+        assert requirement.specifier.contains(version, prereleases=True), f"{name}=={version}: run `make lock`"
+        assert hashes, f"{name} has no hash"
+    assert all(hashes for _, hashes in locked.values()), "every entry carries at least one sha256"
+
+
+def test_the_lock_is_closed_under_the_installed_dependencies() -> None:
+    """Every dependency of a locked package that applies here is locked too (so --no-deps
+    leaves nothing out), judged from the metadata of the packages installed in this venv."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    locked = _locked()
+    missing: set[str] = set()
+    for name in locked:
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # a platform-specific package this venv does not have
+        for raw in requires:
+            requirement = Requirement(raw)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            if canonicalize_name(requirement.name) not in locked:
+                missing.add(f"{requirement.name} (needed by {name})")
+    assert not missing, f"not in requirements.lock: {sorted(missing)}"
