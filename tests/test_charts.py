@@ -15,10 +15,11 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ from claude_matrix_bot.charts import (
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks.stdout import StdoutSink
 from claude_matrix_bot.state import BucketState, State, dump_state
+from tests.fakes.anthropic import FakeAnthropic
+from tests.helpers import bot_env, payload, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 RESET = int(datetime(2026, 12, 7, 18, 0, tzinfo=UTC).timestamp())
@@ -342,3 +345,34 @@ def test_the_chart_command_refuses_clearly(tmp_path: Path) -> None:
     assert "cannot write" in unwritable.stderr
     assert "no state yet" in no_state.stderr and "run a cycle first" in no_state.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("charts_enabled", ["1", "0"])
+def test_the_forecast_alert_carries_its_chart_through_the_cli(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, charts_enabled: str
+) -> None:
+    """The real CLI, stdout sink, simulated time: a steady burn raises one forecast, whose
+    line names the picture it would post (DESIGN §7); CHARTS_ENABLED=0 posts none."""
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    reset = start + timedelta(days=3)
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        CHARTS_ENABLED=charts_enabled,
+        MPLCONFIGDIR=str(tmp_path / "mpl"),
+    )
+    forecasts: list[dict[str, object]] = []
+    for step in range(9):
+        anthropic.set_usage(payload(weekly={"seven_day": (40.0 + 2.5 * step, reset)}), jitter=True)
+        result = run_cli(env, "run", now=start + timedelta(minutes=12 * step), timeout=120)
+        assert result.code == 0, result.stderr
+        forecasts += [a for a in result.alerts if a["kind"] == "forecast"]
+
+    [forecast] = forecasts
+    assert "chart" not in forecast, "the chart's inputs are for drawing, not printed"
+    if charts_enabled == "0":
+        assert "image_sha256" not in forecast and "image_bytes" not in forecast
+        return
+    assert isinstance(forecast["image_bytes"], int) and forecast["image_bytes"] > 10_000
+    assert re.fullmatch(r"[0-9a-f]{64}", str(forecast["image_sha256"]))

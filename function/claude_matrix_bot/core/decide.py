@@ -22,8 +22,8 @@ from ..state import (
     Sample,
     State,
 )
-from . import messages
-from .forecast import project
+from . import messages, pictures
+from .forecast import Projection, project
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ class DecideConfig:
     forecast_min_span_sec: int = 3600
     health_failures: int = 3
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
+    charts_enabled: bool = True
 
     @classmethod
     def from_settings(cls, s: Settings) -> DecideConfig:
@@ -48,6 +49,7 @@ class DecideConfig:
             forecast_min_span_sec=s.forecast_min_span_sec,
             health_failures=s.health_failures,
             extra_usage_thresholds=s.extra_usage_thresholds,
+            charts_enabled=s.charts_enabled,
         )
 
 
@@ -301,6 +303,8 @@ def _bucket_step(
                     burn_rate_per_hour=round(projection.slope_per_hour, 3),
                     samples=projection.samples,
                     utilization=current.utilization,
+                    # The picture's inputs (DESIGN §7); the sink draws it, the core stays pure.
+                    **_forecast_chart(name, state, projection, current.utilization, new_resets, now, config),
                 )
             )
     return state, alerts
@@ -370,6 +374,30 @@ def _extra_usage_step(
                 )
             )
     return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
+
+
+def _forecast_chart(
+    name: str,
+    state: BucketState,
+    projection: Projection,
+    current: float,
+    resets_at: datetime,
+    now: datetime,
+    config: DecideConfig,
+) -> dict[str, object]:
+    if not config.charts_enabled:
+        return {}
+    spec = pictures.window_chart(
+        name,
+        pictures.chart_samples(state),
+        resets_at=resets_at,
+        now=now,
+        thresholds=config.thresholds,
+        current=current,
+        projection=projection,
+        fit_start=state.history[0][0] if state.history else None,
+    )
+    return {"chart": spec.to_json()}
 
 
 def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:
