@@ -414,7 +414,7 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             median(handler) <= 0.005,
         )
     )
-    rows.append(Row("  of which: building 2 httpx clients (an SSL context each)",
+    rows.append(Row("  of which: httpx client setup (one per process, 0 once warm)",
                     ms(median(parts["httpx client setup"])), "—", None))
     rows.append(Row("  of which: state store writes (lease, state.json; fsync)",
                     ms(median(parts["state store writes"])), "—", None))
