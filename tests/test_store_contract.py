@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from claude_matrix_bot.errors import ConfigError, StorageConflict, StorageError
-from claude_matrix_bot.store import gcs
-from claude_matrix_bot.store.base import ABSENT, ANY, open_store
+from claude_matrix_bot.store import ABSENT, ANY, gcs, open_store
 from claude_matrix_bot.store.gcs import GCSStore
 from claude_matrix_bot.store.s3 import S3Store
 

@@ -64,8 +64,9 @@ def cmd_chart(args: argparse.Namespace) -> int:
     """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
     from .charts import png_dimensions, render_png
     from .core.pictures import current_chart
+    from .errors import CorruptState
     from .model import is_weekly
-    from .state import CorruptState, parse_state
+    from .state import parse_state
     from .store import open_store
 
     settings = _settings(need_tokens=False)

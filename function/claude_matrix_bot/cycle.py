@@ -29,6 +29,7 @@ from .errors import (
     BadResponse,
     BotError,
     ConfigError,
+    CorruptState,
     DeliveryError,
     Forbidden,
     LeaseHeld,
@@ -45,7 +46,7 @@ from .logs import redact, register_secret
 from .model import Reading
 from .settings import Settings
 from .sinks.base import AlertSink
-from .state import CorruptState, State, dump_state, parse_state
+from .state import State, dump_state, parse_state
 from .store import ABSENT, BlobStore, open_store
 from .tokens.base import OAuthTokens, StoredTokens, TokenStore
 
@@ -374,7 +375,12 @@ def _locked_cycle(
     if upstream_error is not None:
         retry_after = upstream_error.retry_after if isinstance(upstream_error, RateLimited) else None
         return replace(
-            result, status="failed", error=explain(upstream_error)[0], failure="upstream", retry_after=retry_after
+            result,
+            status="failed",
+            error=explain(upstream_error)[0],
+            # the error's own family: a token Secret refused by RBAC is "storage", not "upstream"
+            failure=upstream_error.failure,
+            retry_after=retry_after,
         )
     if delivery_error:
         return replace(result, status="failed", error=delivery_error, failure="delivery")

@@ -3,17 +3,41 @@
 Adapters turn library failures (httpx, nio response values, boto3, GCS, the
 Kubernetes client) into these at the boundary, so the cycle only ever has to
 reason about this small vocabulary. Messages never carry a secret.
+
+Each family carries what the shell needs as class attributes, the way h11's
+`ProtocolError` carries `error_status_hint`: `failure` (the word in the cycle's
+JSON result), `exit_code` (the CLI's, DESIGN §3) and `http_status` (the HTTP
+trigger's answer). The entry points read them; nothing maps strings.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class BotError(Exception):
     """Base of every error this project raises on purpose."""
 
+    failure: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
 
 class ConfigError(BotError):
     """The environment is unusable; raised before any I/O."""
+
+    failure = "config"
+    exit_code = 2
+    http_status = 500
+
+
+class MissingExtra(ConfigError, ImportError):
+    """A backend's optional dependency is not installed: an ImportError (as fsspec and
+    obstore raise it) that names the extra to install, and a configuration failure."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(f"{message} (pip install 'claude-matrix-bot[{extra}]')")
+        self.extra = extra
 
 
 # --- upstream: the Anthropic usage and token endpoints -----------------------
@@ -21,6 +45,9 @@ class ConfigError(BotError):
 
 class UpstreamError(BotError):
     """The Anthropic API did not give us a usable answer."""
+
+    failure = "upstream"
+    http_status = 502  # Bad Gateway: our upstream failed us
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -69,11 +96,21 @@ class TokenRefreshError(UpstreamError):
     """The token endpoint refused or failed; `invalid_grant` means re-bootstrap."""
 
 
+class InvalidGrant(TokenRefreshError):
+    """The token endpoint said `invalid_grant`: the refresh token was spent or revoked."""
+
+
 # --- storage -------------------------------------------------------------------
 
 
 class StorageError(BotError):
-    """The state store or token store failed (I/O, permissions, corrupt data)."""
+    """The state store or token store failed (I/O, permissions, corrupt data).
+
+    A token Secret the ServiceAccount may not read (RBAC 403) is one of these: our
+    own deployment is wrong, the Anthropic API is not at fault (so 500, not 502)."""
+
+    failure = "storage"
+    http_status = 500
 
 
 class StorageConflict(StorageError):
@@ -83,9 +120,19 @@ class StorageConflict(StorageError):
 class LeaseHeld(StorageError):
     """Another live cycle holds the lease; this one must do nothing."""
 
+    # Not a failure of this run: the other cycle does the work (DESIGN §3).
+    failure = "busy"
+    exit_code = 0
+    http_status = 409
+
 
 class StateSchemaError(StorageError):
     """`state.json` has a schema this release does not know; it is left untouched."""
+
+
+class CorruptState(StorageError, ValueError):
+    """`state.json` cannot be understood at all: it is moved aside and the bot re-arms.
+    (Still a ValueError, which it was before it joined this family.)"""
 
 
 # --- delivery -------------------------------------------------------------------
@@ -93,3 +140,6 @@ class StateSchemaError(StorageError):
 
 class DeliveryError(BotError):
     """The alert sink could not deliver; the alerts stay in the outbox."""
+
+    failure = "delivery"
+    http_status = 503  # the homeserver is unavailable; the alerts wait in the outbox

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from .errors import StateSchemaError
+from .errors import CorruptState, StateSchemaError
 from .model import Alert, AlertKind, ExtraUsage
 
 SCHEMA = 2
@@ -35,10 +35,6 @@ MAX_UNKNOWN_NUMBERS = 20
 _MAX_TEXT = 80
 # Derived from the Literal, so a new kind is accepted as soon as the model names it.
 ALERT_KINDS = frozenset(get_args(AlertKind))
-
-
-class CorruptState(ValueError):
-    """`state.json` cannot be understood at all: it is moved aside and the bot re-arms."""
 
 
 Sample = tuple[int, float]  # (Unix seconds, utilization percent)

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import google_crc32c
 import pytest
 
-from claude_matrix_bot.store.base import BlobStore, open_store
+from claude_matrix_bot.store import BlobStore, open_store
 
 S3_BUCKET = "cmb-test-s3"
 GCS_BUCKET = "cmb-test-gcs"

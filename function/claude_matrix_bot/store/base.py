@@ -5,34 +5,40 @@ Keys are short relative names such as `state.json`, `lease.json` or
 prefix). Every write is compare-and-swap: the caller says what it expects to
 replace, and a lost race raises `StorageConflict`, never a silent overwrite.
 
-"Not there" is the built-in `FileNotFoundError` in every backend.
+"Not there" is the built-in `FileNotFoundError` in every backend. This module
+knows no backend: the scheme table lives in `store/__init__.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlparse
 
-from ..errors import ConfigError
+from ..errors import StorageError
 
 
 @dataclass(frozen=True, slots=True)
-class _Any:
+class Anything:
     """Write whatever is there (used only where no race can matter)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Absent:
+class Absent:
     """Write only if the key does not exist yet (exclusive create)."""
 
 
-ANY = _Any()
-ABSENT = _Absent()
+ANY = Anything()
+ABSENT = Absent()
 
 # What a writer expects to find: ANY, ABSENT, or the opaque version string it read.
-Expect = _Any | _Absent | str
+Expect = Anything | Absent | str
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that would alias another one (`a//b`, `./a`) or escape the root; return the key."""
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+        raise StorageError(f"invalid store key {key!r}")
+    return key
 
 
 @runtime_checkable
@@ -64,43 +70,3 @@ class BlobStore(Protocol):
     def local_dir(self) -> str | None:
         """A real directory holding the blobs, if the backend has one (file://)."""
         ...
-
-
-StoreFactory = Callable[[str], BlobStore]
-
-
-def _file_factory(url: str) -> BlobStore:
-    from .file import DirectoryStore
-
-    return DirectoryStore.from_url(url)
-
-
-def _s3_factory(url: str) -> BlobStore:
-    try:
-        from .s3 import S3Store
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigError(f"STATE_URL: s3:// needs boto3 (pip install 'claude-matrix-bot[s3]'): {exc}") from exc
-    return S3Store.from_url(url)
-
-
-def _gcs_factory(url: str) -> BlobStore:
-    try:
-        from .gcs import GCSStore
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigError(
-            f"STATE_URL: gs:// needs google-cloud-storage (pip install 'claude-matrix-bot[gcs]'): {exc}"
-        ) from exc
-    return GCSStore.from_url(url)
-
-
-# scheme -> factory; each cloud SDK is imported inside its factory so a cold
-# start pays only for the backend it uses.
-FACTORIES: dict[str, StoreFactory] = {"file": _file_factory, "s3": _s3_factory, "gs": _gcs_factory}
-
-
-def open_store(url: str) -> BlobStore:
-    scheme = urlparse(url).scheme
-    factory = FACTORIES.get(scheme)
-    if factory is None:
-        raise ConfigError(f"STATE_URL: unsupported scheme {scheme!r}")
-    return factory(url)

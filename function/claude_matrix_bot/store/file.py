@@ -13,13 +13,13 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ..atomic import replace_file
 from ..errors import StorageConflict, StorageError
-from .base import ANY, Expect, _Absent, _Any
+from .base import ANY, Absent, Anything, Expect, check_key
 
 LOCK_NAME = ".store.lock"
 
@@ -42,10 +42,7 @@ class DirectoryStore:
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        # Same rule as the bucket backends: `a//b` or `./a` would alias another key here.
-        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
-            raise StorageError(f"invalid store key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -78,10 +75,10 @@ class DirectoryStore:
             return None
 
     def _check(self, path: Path, key: str, expect: Expect) -> None:
-        if isinstance(expect, _Any):
+        if isinstance(expect, Anything):
             return
         current = self._current_version(path)
-        if isinstance(expect, _Absent):
+        if isinstance(expect, Absent):
             if current is not None:
                 raise StorageConflict(f"{key} already exists")
         elif current != expect:
@@ -93,19 +90,7 @@ class DirectoryStore:
             self._check(path, key, expect)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.chmod(tmp, 0o600)
-                    os.replace(tmp, path)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                    raise
-                _fsync_dir(path.parent)
+                replace_file(path, data)
                 return _version(path.stat())
             except OSError as exc:
                 reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
@@ -132,12 +117,3 @@ class DirectoryStore:
                 if key.startswith(prefix) and not path.name.startswith("."):
                     keys.append(key)
         return sorted(keys)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

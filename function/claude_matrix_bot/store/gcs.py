@@ -32,7 +32,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from requests import RequestException
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import ANY, Expect, _Absent, _Any
+from .base import ANY, Absent, Anything, Expect, check_key
 
 # A cycle runs every five minutes: give up on a dead endpoint quickly.
 TIMEOUT_SEC = 15.0
@@ -85,9 +85,7 @@ class GCSStore:
     # --- key mapping -------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        parts = key.split("/")
-        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise StorageError(f"invalid store key {key!r}")
+        check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _where(self, key: str) -> str:
@@ -117,9 +115,9 @@ class GCSStore:
     def write(self, key: str, data: bytes, *, expect: Expect) -> str:
         blob = self._bucket.blob(self._name(key))
         generation: int | None = None
-        if isinstance(expect, _Absent):
+        if isinstance(expect, Absent):
             generation = 0  # GCS: 0 means "only if no live object exists"
-        elif not isinstance(expect, _Any):
+        elif not isinstance(expect, Anything):
             generation = _generation(expect, self._where(key))
         try:
             blob.upload_from_string(
@@ -138,9 +136,9 @@ class GCSStore:
     def delete(self, key: str, *, expect: Expect = ANY) -> None:
         blob = self._bucket.blob(self._name(key))
         generation: int | None = None
-        if isinstance(expect, _Absent):
+        if isinstance(expect, Absent):
             generation = 0  # 404 when absent (fine), 412 when present (conflict)
-        elif not isinstance(expect, _Any):
+        elif not isinstance(expect, Anything):
             generation = _generation(expect, self._where(key))
         try:
             blob.delete(if_generation_match=generation, timeout=TIMEOUT_SEC, retry=RETRY)

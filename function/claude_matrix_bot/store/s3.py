@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import ANY, Expect, _Absent, _Any
+from .base import ANY, Absent, Anything, Expect, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,9 +83,7 @@ class S3Store:
     # --- key mapping -------------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        parts = key.split("/")
-        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise StorageError(f"invalid store key {key!r}")
+        check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _where(self, key: str) -> str:
@@ -114,9 +112,9 @@ class S3Store:
 
     def write(self, key: str, data: bytes, *, expect: Expect) -> str:
         conditions: dict[str, str] = {}
-        if isinstance(expect, _Absent):
+        if isinstance(expect, Absent):
             conditions["IfNoneMatch"] = "*"
-        elif not isinstance(expect, _Any):
+        elif not isinstance(expect, Anything):
             conditions["IfMatch"] = expect
         try:
             response = self._client.put_object(
@@ -141,12 +139,12 @@ class S3Store:
     def delete(self, key: str, *, expect: Expect = ANY) -> None:
         s3_key = self._key(key)
         try:
-            if isinstance(expect, _Absent):
+            if isinstance(expect, Absent):
                 # "Delete only if absent" is a no-op that must still refuse a present key.
                 if self._exists(s3_key):
                     raise StorageConflict(f"{self._where(key)} exists")
                 return
-            if isinstance(expect, _Any):
+            if isinstance(expect, Anything):
                 self._client.delete_object(Bucket=self.bucket, Key=s3_key)
             else:
                 self._client.delete_object(Bucket=self.bucket, Key=s3_key, IfMatch=expect)

@@ -13,13 +13,11 @@ does not have are removed, so pass a directory dedicated to this tree.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
+from ..atomic import replace_file
 from ..errors import StorageError
 from .base import ABSENT, BlobStore, Expect
 
@@ -59,15 +57,7 @@ def _sha256(data: bytes) -> str:
 def _write_private(path: Path, data: bytes) -> None:
     """Atomically write `data` to `path`, readable by us only (key material)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data, prefix=_TMP_PREFIX, durable=False)
 
 
 def _local_files(local_dir: Path) -> dict[str, Path]:

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def to_unix_ms(moment: datetime) -> int:
+    """`expiresAt` as Claude Code writes it. Exact (timedelta arithmetic, no float), rounded down."""
+    if moment.tzinfo is None:
+        raise ValueError("expires_at must be an aware datetime (UTC)")
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def from_unix_ms(ms: int) -> datetime:
+    """Raises OverflowError for a value outside datetime's range."""
+    return _EPOCH + ms * _MILLISECOND
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import OAuthTokens, StoredTokens
+from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
@@ -71,8 +71,6 @@ MAX_OTHER_WRITER_RETRIES = 8
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
 # Secret names are DNS-1123 subdomains, namespaces DNS-1123 labels; checking
 # them keeps a typo from becoming a request for some other path.
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -175,7 +173,7 @@ class SecretTokenStore:
         data = {
             self.access_key: _b64(stored.access_token),
             self.refresh_key: _b64(stored.refresh_token),
-            self.expires_key: _b64(str(_unix_ms(stored.expires_at))),
+            self.expires_key: _b64(str(to_unix_ms(stored.expires_at))),
         }
         # The same write ends our refresh claim (null deletes the annotation in a merge patch).
         drop_claim = {"annotations": {self.claim_annotation: None}}
@@ -363,7 +361,7 @@ class SecretTokenStore:
         values = {key: self._decode(data, key) for key in self._keys()}
         try:
             millis = int(values[self.expires_key])
-            expires_at = _EPOCH + millis * _MILLISECOND
+            expires_at = from_unix_ms(millis)
         except (ValueError, OverflowError):
             raise StorageError(f"{self.where}: key {self.expires_key} is not a Unix time in milliseconds") from None
         return OAuthTokens(
@@ -469,13 +467,7 @@ def _b64(text: str) -> str:
 
 def _to_millisecond(moment: datetime) -> datetime:
     # The Secret keeps milliseconds; return what a later load() will read back.
-    return _EPOCH + _unix_ms(moment) * _MILLISECOND
-
-
-def _unix_ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("expires_at must be an aware datetime (UTC)")
-    return (moment - _EPOCH) // _MILLISECOND
+    return from_unix_ms(to_unix_ms(moment))
 
 
 def _network_reason(exc: Exception) -> str:

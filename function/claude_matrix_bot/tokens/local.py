@@ -38,13 +38,12 @@ import errno
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
+from ..atomic import fsync_dir, write_temp
 from ..errors import StorageConflict, StorageError
-from .base import OAuthTokens, StoredTokens
+from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
 
 ACCESS_FILE = "accessToken"
 REFRESH_FILE = "refreshToken"
@@ -53,14 +52,6 @@ EXPIRES_FILE = "expiresAt"
 WRITE_ORDER = (REFRESH_FILE, ACCESS_FILE, EXPIRES_FILE)
 SAVE_LOCK = ".tokens.lock"
 REFRESH_LOCK = ".refresh.lock"
-
-
-def to_unix_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_unix_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _version(contents: dict[str, bytes]) -> str:
@@ -170,11 +161,11 @@ class DirectoryTokenStore:
             temps: dict[str, str] = {}
             try:
                 for name in WRITE_ORDER:
-                    temps[name] = self._write_temp(name, contents[name])
+                    temps[name] = str(write_temp(self.directory, contents[name], prefix=f".{name}."))
                 for name in WRITE_ORDER:
                     os.replace(temps[name], self.directory / name)
                     del temps[name]
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except OSError as exc:
                 reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: cannot write the tokens: {reason}") from None
@@ -183,26 +174,3 @@ class DirectoryTokenStore:
                     with contextlib.suppress(OSError):
                         os.unlink(tmp)
         return StoredTokens(tokens, _version(contents))
-
-    def _write_temp(self, name: str, data: bytes) -> str:
-        # mkstemp creates the file 0600: the secret is never readable by others.
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

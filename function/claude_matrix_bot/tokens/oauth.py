@@ -31,17 +31,13 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from ..errors import StorageConflict, StorageError, TokenRefreshError, Unauthorized
+from ..errors import InvalidGrant, StorageConflict, StorageError, TokenRefreshError, Unauthorized
 from ..model import Reading
 from ..settings import OAUTH_CLIENT_ID
 from ..usage import DEFAULT_TIMEOUT, UsageClient, excerpt
 from .base import OAuthTokens, StoredTokens, TokenStore
 
 log = logging.getLogger("claude_matrix_bot.tokens")
-
-
-class InvalidGrant(TokenRefreshError):
-    """The token endpoint said `invalid_grant`: the refresh token was spent or revoked."""
 
 
 # --- the token endpoint -----------------------------------------------------------
