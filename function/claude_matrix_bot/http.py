@@ -118,12 +118,11 @@ def handle(
 
 
 def _status(settings: Settings) -> Response:
-    from .state import CorruptState
     from .status import status_report
 
     try:
         return Response(200, status_report(settings))
-    except (BotError, CorruptState) as exc:
+    except BotError as exc:  # CorruptState included
         return Response(500, {"error": str(exc)})
 
 

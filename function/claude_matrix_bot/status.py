@@ -11,11 +11,11 @@ from typing import Any
 
 from .core import messages
 from .core.forecast import project
-from .errors import StorageError
+from .errors import CorruptState, StorageError
 from .model import is_weekly
 from .settings import Settings
 from .sinks.crosssigning import IDENTITY_FILE, identity_lines, identity_report
-from .state import CorruptState, ExtraUsageState, State, parse_state
+from .state import ExtraUsageState, State, parse_state
 from .store import BlobStore, open_store
 
 STATE_KEY = "state.json"
