@@ -195,7 +195,9 @@ write_private() {
 
 creds="$local_dir/matrix-bot"
 homeserver_url="" user_id="" access_token="" device_id="" room_id=""
-say "Matrix: the bot's own account (log it in once, e.g. with curl on /_matrix/client/v3/login, to get a token and device id)"
+say "Matrix: the bot's own account. Log it in once with (it writes these files and signs the device):"
+say "  MATRIX_CREDS_DIR=$creds STATE_URL=file://$local_dir/state claude-matrix-bot matrix-login --homeserver URL --user NAME"
+say "then press Enter below to keep what it wrote."
 ask homeserver_url "Homeserver URL" "$(current "$creds/homeserver_url")" '^https?://[^[:space:]/]+' no
 ask user_id "Bot user id (@bot:example.org)" "$(current "$creds/user_id")" '^@[^:[:space:]]+:[^[:space:]]+$' no
 ask access_token "Bot access token" "$(current "$creds/access_token")" '^[^[:space:]]+$' yes
