@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TextIO
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -101,12 +102,27 @@ def set_log_format(log_format: str) -> None:
         handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at emit time, like logging's last-resort handler.
+
+    A handler bound to the stderr of the moment it was made keeps writing to a stream that
+    may since have been replaced and closed (a test runner's capture, a daemonising parent):
+    logging then prints an error dump, record arguments included, instead of the line."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Idempotent: entry points call it; tests may call it again."""
     if _our_handler() is not None:
         return
     root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler._cmb = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())
