@@ -71,6 +71,8 @@ class CycleResult:
     # "upstream", "delivery", "storage", "config": which part failed.
     failure: str | None = None
     retry_after: float | None = None
+    # With several accounts (DESIGN §6): each account's own summary, by name.
+    accounts: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -92,6 +94,8 @@ class CycleResult:
             out["failure"] = self.failure
         if self.retry_after is not None:
             out["retry_after"] = self.retry_after
+        if self.accounts:
+            out["accounts"] = dict(self.accounts)
         return out
 
 
@@ -104,27 +108,28 @@ class LoadedState:
     version: str | None  # None: no file yet
 
 
-def load_state(store: BlobStore, now: datetime) -> LoadedState:
-    """Read state.json. A corrupt file is moved aside (never deleted) and the bot
-    re-arms saying so; a future schema raises StateSchemaError and is left alone."""
+def load_state(store: BlobStore, now: datetime, key: str = STATE_KEY) -> LoadedState:
+    """Read state.json (`<account>/state.json` with several accounts). A corrupt file is
+    moved aside (never deleted) and the bot re-arms saying so; a future schema raises
+    StateSchemaError and is left alone."""
     try:
-        data, version = store.read(STATE_KEY)
+        data, version = store.read(key)
     except FileNotFoundError:
         return LoadedState(None, None)
     try:
         return LoadedState(parse_state(data), version)
     except CorruptState as exc:
-        aside = f"{STATE_KEY}.corrupt-{now:%Y%m%dT%H%M%SZ}"
+        aside = f"{key}.corrupt-{now:%Y%m%dT%H%M%SZ}"
         with contextlib.suppress(StorageError):
             # Two corrupt files in one second would collide; keep the first copy.
             store.write(aside, data, expect=ABSENT)
-        log.warning("state.json is unreadable (%s); moved aside to %s and re-arming", exc, aside)
-        note = f"state.json could not be read ({exc}) and was moved aside to {aside}; starting over."
+        log.warning("%s is unreadable (%s); moved aside to %s and re-arming", key, exc, aside)
+        note = f"{key} could not be read ({exc}) and was moved aside to {aside}; starting over."
         return LoadedState(State(note=note), version)
 
 
-def save_state(store: BlobStore, state: State, version: str | None) -> str:
-    return store.write(STATE_KEY, dump_state(state), expect=version if version is not None else ABSENT)
+def save_state(store: BlobStore, state: State, version: str | None, key: str = STATE_KEY) -> str:
+    return store.write(key, dump_state(state), expect=version if version is not None else ABSENT)
 
 
 # --- tokens and usage ------------------------------------------------------------
@@ -162,6 +167,25 @@ def build_token_store(settings: Settings) -> TokenStore:
         assert settings.k8s_oauth_secret_name is not None  # guaranteed by load_settings
         store = SecretTokenStore.from_settings(settings.k8s_oauth_secret_name, settings.k8s_namespace)
     return _RegisteringTokenStore(store)
+
+
+def build_token_stores(settings: Settings) -> dict[str, TokenStore]:
+    """One token store per account of `ACCOUNTS` (DESIGN §6): `OAUTH_TOKENS_DIR/<name>/`,
+    or the one Secret's `<name>.*` keys through one API client."""
+    stores: dict[str, TokenStore] = {}
+    if settings.local_mode:
+        from .tokens.local import DirectoryTokenStore
+
+        for name in settings.accounts:
+            stores[name] = _RegisteringTokenStore(DirectoryTokenStore.for_account(settings.oauth_tokens_dir, name))
+        return stores
+    from .tokens.k8s import SecretTokenStore
+
+    assert settings.k8s_oauth_secret_name is not None  # guaranteed by load_settings
+    secret = SecretTokenStore.from_settings(settings.k8s_oauth_secret_name, settings.k8s_namespace)
+    for name in settings.accounts:
+        stores[name] = _RegisteringTokenStore(secret.for_account(name))
+    return stores
 
 
 def fetch_reading(settings: Settings, now: datetime, token_store: TokenStore | None = None) -> Reading:
@@ -291,6 +315,7 @@ def run_cycle(
     token_store: TokenStore | None = None,
     sink: AlertSink | None = None,
     enforce_min_interval: bool = False,
+    token_stores: dict[str, TokenStore] | None = None,
 ) -> CycleResult:
     now = settings.now()
     try:
@@ -313,6 +338,10 @@ def run_cycle(
         return CycleResult("failed", error=str(exc), failure="storage")
 
     try:
+        if settings.accounts:
+            from .accounts_cycle import accounts_cycle
+
+            return accounts_cycle(settings, store, now, token_stores, sink, enforce_min_interval)
         return _locked_cycle(settings, store, now, token_store, sink, enforce_min_interval)
     except StorageError as exc:
         log.error("state store failed: %s", exc)

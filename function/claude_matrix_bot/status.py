@@ -34,8 +34,21 @@ def _iso(moment: datetime | None) -> str | None:
 def status_report(settings: Settings, store: BlobStore | None = None) -> dict[str, Any]:
     now = settings.now()
     store = store or open_store(settings.state_url)
+    if settings.accounts:
+        # DESIGN §6: every account, each with the report one account would have.
+        accounts = {name: _state_report(settings, store, f"{name}/state.json", now) for name in settings.accounts}
+        return {
+            "state_url": settings.state_url,
+            "now": _iso(now),
+            "armed": all(report["armed"] for report in accounts.values()),
+            "accounts": accounts,
+        }
+    return _state_report(settings, store, STATE_KEY, now)
+
+
+def _state_report(settings: Settings, store: BlobStore, key: str, now: datetime) -> dict[str, Any]:
     try:
-        data, _ = store.read(STATE_KEY)
+        data, _ = store.read(key)
     except FileNotFoundError:
         report = {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
     else:
@@ -146,6 +159,13 @@ def _extra_report(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) ->
 
 
 def format_status(report: dict[str, Any]) -> str:
+    if "accounts" in report:
+        parts = [f"state: {report['state_url']}"]
+        for name, account in report["accounts"].items():
+            lines = format_status(account).splitlines()[1:]  # the state line is said once, above
+            parts.append(f"account {name}:")
+            parts.extend(f"  {line}" for line in lines)
+        return "\n".join(parts)
     now = datetime.fromisoformat(report["now"].replace("Z", "+00:00"))
     lines = [f"state: {report['state_url']}", *identity_lines(report.get("matrix_identity"))]
     if not report["armed"]:
