@@ -175,6 +175,22 @@ def _label_time(ts: float) -> str:
     return f"{moment:%a %H:%M}"
 
 
+def _label_on_limit(axes: Any, label_x: float, span: float, text: str) -> None:
+    """A bold label beside a mark on the 100 % line, turned inwards in the right 40 %."""
+    left = label_x > span * 0.6
+    axes.annotate(
+        text,
+        (label_x, 100),
+        xytext=(-14 if left else 14, -30),
+        textcoords="offset points",
+        ha="right" if left else "left",
+        va="center",
+        fontsize=17,
+        fontweight="bold",
+        color=_VERMILION,
+    )
+
+
 def _style() -> dict[str, Any]:
     # Sizes in points at 100 dpi: 18 pt ≈ 25 px, about 9 px tall on a 360 px-wide phone.
     return {
@@ -319,19 +335,7 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
                 markeredgecolor=_VERMILION,
                 markeredgewidth=3.0,
             )
-            label_x = x(fit.exhausted_at)
-            left = label_x > span * 0.6
-            axes.annotate(
-                f"100% {_label_time(fit.exhausted_at)}",
-                (label_x, 100),
-                xytext=(-14 if left else 14, -30),
-                textcoords="offset points",
-                ha="right" if left else "left",
-                va="center",
-                fontsize=17,
-                fontweight="bold",
-                color=_VERMILION,
-            )
+            _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at)}")
 
     if spec.limit_hit_at is not None and spec.window_start <= spec.limit_hit_at <= spec.resets_at:
         axes.plot(
@@ -343,19 +347,7 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
             markeredgecolor=_PAPER,
             markeredgewidth=1.5,
         )
-        label_x = x(spec.limit_hit_at)
-        left = label_x > span * 0.6
-        axes.annotate(
-            f"limit hit {_label_time(spec.limit_hit_at)}",
-            (label_x, 100),
-            xytext=(-14 if left else 14, -30),
-            textcoords="offset points",
-            ha="right" if left else "left",
-            va="center",
-            fontsize=17,
-            fontweight="bold",
-            color=_VERMILION,
-        )
+        _label_on_limit(axes, x(spec.limit_hit_at), span, f"limit hit {_label_time(spec.limit_hit_at)}")
 
     axes.set_title(spec.title, pad=14)
 
