@@ -30,7 +30,7 @@ synapse: $(SYNAPSE_VENV)/bin/.installed
 
 lint: venv
 	$(BIN)/ruff check function shim tests scripts
-	$(BIN)/ruff format --check function shim || true
+	$(BIN)/ruff format --check function shim tests scripts
 
 typecheck: venv
 	$(BIN)/mypy function shim

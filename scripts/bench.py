@@ -401,8 +401,9 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             alert_requests.append(len(paths))
         refreshes = rig.anthropic.refresh_calls
 
-    rows.append(Row("quiet cycle (nothing to send): usage API requests", f"{usage_per_cycle:g}", "1",
-                    usage_per_cycle == 1))
+    rows.append(
+        Row("quiet cycle (nothing to send): usage API requests", f"{usage_per_cycle:g}", "1", usage_per_cycle == 1)
+    )
     rows.append(Row("quiet cycle: token refreshes", f"{refreshes}", "0", refreshes == 0))
     rows.append(Row("quiet cycle: Matrix requests", f"{matrix_per_cycle:g}", "0", matrix_per_cycle == 0))
     rows.append(
@@ -414,17 +415,31 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             median(handler) <= 0.005,
         )
     )
-    rows.append(Row("  of which: httpx client setup (one per process, 0 once warm)",
-                    ms(median(parts["httpx client setup"])), "—", None))
-    rows.append(Row("  of which: state store writes (lease, state.json; fsync)",
-                    ms(median(parts["state store writes"])), "—", None))
+    rows.append(
+        Row(
+            "  of which: httpx client setup (one per process, 0 once warm)",
+            ms(median(parts["httpx client setup"])),
+            "—",
+            None,
+        )
+    )
+    rows.append(
+        Row(
+            "  of which: state store writes (lease, state.json; fsync)",
+            ms(median(parts["state store writes"])),
+            "—",
+            None,
+        )
+    )
     rows.append(Row("  of which: everything else (framework, lease, state, decide)", ms(median(rest)), "—", None))
     requests = statistics.median_low(alert_requests)
     described = ", ".join(f"{m} {_short_path(p)}" for m, p in paths)
-    rows.append(Row("one-alert cycle, warm store: Matrix requests", f"{requests} ({described})", "≤ 4",
-                    max(alert_requests) <= 4))
-    rows.append(Row("one-alert cycle, warm store: wall time (warm process, HTTP)", ms(median(alert_walls)), "—",
-                    None))
+    rows.append(
+        Row(
+            "one-alert cycle, warm store: Matrix requests", f"{requests} ({described})", "≤ 4", max(alert_requests) <= 4
+        )
+    )
+    rows.append(Row("one-alert cycle, warm store: wall time (warm process, HTTP)", ms(median(alert_walls)), "—", None))
     rows.append(Row("  first delivery ever (cold store): Matrix requests", str(cold_matrix), "—", None))
     return rows
 
@@ -505,14 +520,21 @@ def bench_cli(rig: Rig, runs: int, log: Path) -> list[Row]:
 
     peak = max(matrix_rss) / 1024
     return [
-        Row("CLI cycle, one alert via Matrix: peak RSS", f"{mib(matrix_rss)} (max {peak:.0f} MB)", "≤ 100 MB",
-            peak <= 100),
-        Row("CLI cycle, one alert via stdout: peak RSS", mib(stdout_rss), "≤ 100 MB",
-            max(stdout_rss) / 1024 <= 100),
+        Row(
+            "CLI cycle, one alert via Matrix: peak RSS",
+            f"{mib(matrix_rss)} (max {peak:.0f} MB)",
+            "≤ 100 MB",
+            peak <= 100,
+        ),
+        Row("CLI cycle, one alert via stdout: peak RSS", mib(stdout_rss), "≤ 100 MB", max(stdout_rss) / 1024 <= 100),
         Row("CLI cycle, nothing to send: peak RSS", mib(quiet_rss), "≤ 100 MB", max(quiet_rss) / 1024 <= 100),
         Row("CLI cycle, one alert via Matrix: wall time (new process)", ms(median(matrix_wall)), "—", None),
-        Row("CLI cycle, one alert via Matrix: Matrix requests", f"{statistics.median_low(matrix_requests)}", "≤ 4",
-            max(matrix_requests) <= 4),
+        Row(
+            "CLI cycle, one alert via Matrix: Matrix requests",
+            f"{statistics.median_low(matrix_requests)}",
+            "≤ 4",
+            max(matrix_requests) <= 4,
+        ),
     ]
 
 

@@ -328,14 +328,18 @@ class Demo:
         self.cycle(t0, "http", usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset), "first run: armed baseline")
         self.cycle(t0 + 5 * MINUTE, "cli", usage((13.0, t0 + 2 * HOUR), 18.4, weekly_reset), "quiet")
         self.cycle(
-            t0 + 4 * HOUR, "http", usage((3.0, t0 + 9 * HOUR), 21.0, weekly_reset),
+            t0 + 4 * HOUR,
+            "http",
+            usage((3.0, t0 + 9 * HOUR), 21.0, weekly_reset),
             "5-hour window rolled over naturally: silent",
         )
 
         tue = t0 + day
         self.cycle(tue + HOUR, "cli", usage((40.0, tue + 3 * HOUR), 51.0, weekly_reset), "weekly crosses 50%")
         self.cycle(
-            tue + 6 * HOUR, "http", usage((22.0, tue + 8 * HOUR), 53.0, shifted_reset),
+            tue + 6 * HOUR,
+            "http",
+            usage((22.0, tue + 8 * HOUR), 53.0, shifted_reset),
             "Anthropic moves the active weekly window's reset",
         )
 
@@ -346,23 +350,36 @@ class Demo:
             moment = wed + n * 15 * MINUTE
             week = 56.0 + 1.5 * n
             note = "heavy use: 6 %/h" if n == 0 else ("enough history: burn-rate forecast" if n == 5 else "")
-            self.cycle(moment, "http" if n % 2 == 0 else "cli", usage((30.0 + 4 * n, wed + 3 * HOUR), week,
-                                                                       shifted_reset, 9.0), note)
+            self.cycle(
+                moment,
+                "http" if n % 2 == 0 else "cli",
+                usage((30.0 + 4 * n, wed + 3 * HOUR), week, shifted_reset, 9.0),
+                note,
+            )
 
         # Thursday: the homeserver goes away just as the weekly usage crosses 80%.
         thu = t0 + 3 * day + HOUR  # 10:00
         self.out(f"{clock(thu)}  homeserver stopped")
         self.homeserver.stop()
         try:
-            self.cycle(thu, "http", usage((35.0, thu + 2 * HOUR), 81.0, shifted_reset, 11.0),
-                       "weekly crosses 80%, but Matrix is down")
-            self.cycle(thu + 5 * MINUTE, "cli", usage((36.0, thu + 2 * HOUR), 81.2, shifted_reset, 11.0),
-                       "still down: the alert waits")
+            self.cycle(
+                thu,
+                "http",
+                usage((35.0, thu + 2 * HOUR), 81.0, shifted_reset, 11.0),
+                "weekly crosses 80%, but Matrix is down",
+            )
+            self.cycle(
+                thu + 5 * MINUTE,
+                "cli",
+                usage((36.0, thu + 2 * HOUR), 81.2, shifted_reset, 11.0),
+                "still down: the alert waits",
+            )
         finally:
             self.homeserver.start()
         self.out(f"{clock(thu + 6 * MINUTE)}  homeserver back")
-        self.cycle(thu + 10 * MINUTE, "http", usage((37.0, thu + 2 * HOUR), 81.3, shifted_reset, 11.0),
-                   "delivered late, once")
+        self.cycle(
+            thu + 10 * MINUTE, "http", usage((37.0, thu + 2 * HOUR), 81.3, shifted_reset, 11.0), "delivered late, once"
+        )
 
         # Saturday: the usage API fails three runs in a row (HEALTH_FAILURES), then works.
         sat = t0 + 5 * day  # 09:00
@@ -375,8 +392,12 @@ class Demo:
 
         # Sunday night: the (shifted) weekly reset passes: a new window, silently.
         after = shifted_reset + 5 * MINUTE
-        self.cycle(after, "http", usage((1.0, after + 5 * HOUR), 0.0, after + 7 * day - 5 * MINUTE, 0.0),
-                   "weekly window rolled over naturally: silent")
+        self.cycle(
+            after,
+            "http",
+            usage((1.0, after + 5 * HOUR), 0.0, after + 7 * day - 5 * MINUTE, 0.0),
+            "weekly window rolled over naturally: silent",
+        )
 
     # --- the room ----------------------------------------------------------------------------
 

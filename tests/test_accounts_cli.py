@@ -46,8 +46,9 @@ def _by_account(alerts: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
     return [(str(a["account"]), str(a["kind"]), a.get("threshold")) for a in alerts]
 
 
-def test_two_accounts_over_a_week(tmp_path: Path, anthropic: FakeAnthropic, two_accounts: dict[str, str],
-                                  start: datetime) -> None:
+def test_two_accounts_over_a_week(
+    tmp_path: Path, anthropic: FakeAnthropic, two_accounts: dict[str, str], start: datetime
+) -> None:
     env = two_accounts
     reset = start + 3 * 24 * HOUR
     outputs: list[str] = []
@@ -172,8 +173,9 @@ def test_one_account_failing_fails_the_http_trigger_and_names_it(
     assert json.loads((tmp_path / "state" / "priv" / "state.json").read_text())["armed_at"]
 
 
-def test_the_single_account_layout_is_unchanged(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                                start: datetime) -> None:
+def test_the_single_account_layout_is_unchanged(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     # No ACCOUNTS: tokens in OAUTH_TOKENS_DIR itself, state.json at the root, messages and
     # ids exactly as before (no account name, no `account` field).
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)

@@ -37,10 +37,17 @@ def test_simulated_week(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Pa
     five_reset = start + 3 * HOUR
     outputs: list[str] = []
 
-    def run(now: datetime, five: tuple[float, datetime | None] | None, week: float,
-            week_reset: datetime | None = None, code: int = 0) -> list[dict[str, object]]:
-        anthropic.set_usage(payload(five_hour=five, weekly={"seven_day": (week, week_reset or weekly_reset),
-                                                            "seven_day_opus": None}), jitter=True)
+    def run(
+        now: datetime,
+        five: tuple[float, datetime | None] | None,
+        week: float,
+        week_reset: datetime | None = None,
+        code: int = 0,
+    ) -> list[dict[str, object]]:
+        anthropic.set_usage(
+            payload(five_hour=five, weekly={"seven_day": (week, week_reset or weekly_reset), "seven_day_opus": None}),
+            jitter=True,
+        )
         result = run_cli(env, "run", now=now)
         outputs.extend([result.stdout, result.stderr])
         assert result.code == code, result.stderr
@@ -141,8 +148,9 @@ def _lines(text: str) -> list[dict[str, object]]:
     return out
 
 
-def test_stdout_holds_only_alert_lines(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                       start: datetime) -> None:
+def test_stdout_holds_only_alert_lines(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
     anthropic.set_usage(payload(five_hour=(10.0, start + HOUR), weekly={"seven_day": (60.0, start + 48 * HOUR)}))
     result = run_cli(env, "run", now=start)
@@ -157,8 +165,9 @@ def test_stdout_holds_only_alert_lines(tmp_path: Path, anthropic: FakeAnthropic,
     assert result.stderr, "logs go to stderr"
 
 
-def test_armed_state_is_v2_and_small(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                     start: datetime) -> None:
+def test_armed_state_is_v2_and_small(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
     anthropic.set_usage(payload(five_hour=(10.0, start + HOUR), weekly={"seven_day": (60.0, start + 48 * HOUR)}))
     assert run_cli(env, "run", now=start).code == 0
@@ -180,19 +189,26 @@ def test_bad_environment_names_every_variable(tmp_path: Path) -> None:
     }
     result = run_cli(env, "run")
     assert result.code == 2
-    for name in ("STATE_URL", "WEEKLY_THRESHOLDS", "HEALTH_FAILURES", "NOW_OVERRIDE", "MATRIX_ROOM_ID",
-                 "K8S_OAUTH_SECRET_NAME"):
+    for name in (
+        "STATE_URL",
+        "WEEKLY_THRESHOLDS",
+        "HEALTH_FAILURES",
+        "NOW_OVERRIDE",
+        "MATRIX_ROOM_ID",
+        "K8S_OAUTH_SECRET_NAME",
+    ):
         assert name in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "never-created").exists(), "no I/O before the configuration is valid"
 
 
-def test_upstream_errors_exit_nonzero_without_traceback(tmp_path: Path, anthropic: FakeAnthropic,
-                                                        tokens_dir: Path, start: datetime) -> None:
+def test_upstream_errors_exit_nonzero_without_traceback(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="10")
     anthropic.set_usage(payload(weekly={"seven_day": (10.0, start + 48 * HOUR)}))
-    for status, body in ((403, None), (429, None), (502, "<html>bad gateway</html>"), (200, "{\"five_hour\": ")):
+    for status, body in ((403, None), (429, None), (502, "<html>bad gateway</html>"), (200, '{"five_hour": ')):
         anthropic.fail_next("usage", status, body=body, headers={"Retry-After": "120"} if status == 429 else None)
         result = run_cli(env, "run", now=start)
         assert result.code == 1, (status, result.stderr)
@@ -202,8 +218,9 @@ def test_upstream_errors_exit_nonzero_without_traceback(tmp_path: Path, anthropi
     _no_secrets(anthropic, result.stderr)
 
 
-def test_future_schema_is_refused_and_left_untouched(tmp_path: Path, anthropic: FakeAnthropic,
-                                                     tokens_dir: Path, start: datetime) -> None:
+def test_future_schema_is_refused_and_left_untouched(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     original = b'{"schema": 9, "buckets": {}}\n'
@@ -216,8 +233,9 @@ def test_future_schema_is_refused_and_left_untouched(tmp_path: Path, anthropic: 
     assert anthropic.usage_calls == 0, "nothing is fetched for a state we cannot keep"
 
 
-def test_corrupt_state_is_moved_aside_and_rearms(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                                 start: datetime) -> None:
+def test_corrupt_state_is_moved_aside_and_rearms(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "state.json").write_bytes(b"{not json")
@@ -230,13 +248,16 @@ def test_corrupt_state_is_moved_aside_and_rearms(tmp_path: Path, anthropic: Fake
     assert len(aside) == 1 and aside[0].read_bytes() == b"{not json"
 
 
-def test_v1_state_is_upgraded_without_rearming(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                               start: datetime) -> None:
+def test_v1_state_is_upgraded_without_rearming(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     reset = start + 48 * HOUR
-    v1 = {"seven_day": {"utilization": 55.0, "resets_at": reset.isoformat(), "alerted_thresholds": [50]},
-          "five_hour": {"utilization": 5.0, "resets_at": (start + HOUR).isoformat(), "alerted_thresholds": []}}
+    v1 = {
+        "seven_day": {"utilization": 55.0, "resets_at": reset.isoformat(), "alerted_thresholds": [50]},
+        "five_hour": {"utilization": 5.0, "resets_at": (start + HOUR).isoformat(), "alerted_thresholds": []},
+    }
     (state_dir / "state.json").write_text(json.dumps(v1))
     anthropic.set_usage(payload(five_hour=(6.0, start + HOUR), weekly={"seven_day": (56.0, reset)}))
     result = run_cli(bot_env(tmp_path, anthropic.base_url, anthropic.token_url), "run", now=start)

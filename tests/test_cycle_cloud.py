@@ -55,19 +55,32 @@ def state_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return f"gs://{gcs.bucket}/{prefix}"
 
 
-def test_cycle_keeps_state_in_the_bucket(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path,
-                                         state_url: str) -> None:
+def test_cycle_keeps_state_in_the_bucket(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, state_url: str
+) -> None:
     reset = NOW + timedelta(days=2)
     sink = RecordingSink()
     anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (20.0, reset)}))
-    first = run_cycle(load_settings(bot_env(tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url,
-                                            NOW_OVERRIDE=NOW.isoformat())), sink=sink)
+    first = run_cycle(
+        load_settings(
+            bot_env(
+                tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url, NOW_OVERRIDE=NOW.isoformat()
+            )
+        ),
+        sink=sink,
+    )
     assert first.status == "ok" and [a.kind for a in sink.alerts] == ["armed"]
 
     anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (51.0, reset)}))
     later = NOW + timedelta(minutes=5)
-    second = run_cycle(load_settings(bot_env(tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url,
-                                             NOW_OVERRIDE=later.isoformat())), sink=sink)
+    second = run_cycle(
+        load_settings(
+            bot_env(
+                tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url, NOW_OVERRIDE=later.isoformat()
+            )
+        ),
+        sink=sink,
+    )
     assert second.status == "ok"
     assert [a.kind for a in sink.alerts] == ["armed", "threshold"]
 
@@ -78,8 +91,9 @@ def test_cycle_keeps_state_in_the_bucket(tmp_path: Path, anthropic: FakeAnthropi
     assert "lease.json" not in store.list(), "the lease is released after the cycle"
 
 
-def test_two_cycles_at_the_same_instant_emit_each_alert_once(tmp_path: Path, anthropic: FakeAnthropic,
-                                                              tokens_dir: Path, state_url: str) -> None:
+def test_two_cycles_at_the_same_instant_emit_each_alert_once(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, state_url: str
+) -> None:
     reset = NOW + timedelta(days=2)
     anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (20.0, reset)}))
     sink = RecordingSink()
@@ -87,8 +101,11 @@ def test_two_cycles_at_the_same_instant_emit_each_alert_once(tmp_path: Path, ant
     barrier = threading.Barrier(2)
 
     def trigger(now: datetime) -> None:
-        settings = load_settings(bot_env(tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url,
-                                         NOW_OVERRIDE=now.isoformat()))
+        settings = load_settings(
+            bot_env(
+                tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url, NOW_OVERRIDE=now.isoformat()
+            )
+        )
         barrier.wait()
         results.append(run_cycle(settings, sink=sink))  # type: ignore[arg-type]
 

@@ -38,8 +38,9 @@ def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]
         server.stop()
 
 
-def test_alerts_reach_the_encrypted_room_once(homeserver: Homeserver, tmp_path: Path, anthropic: FakeAnthropic,
-                                               tokens_dir: Path) -> None:
+def test_alerts_reach_the_encrypted_room_once(
+    homeserver: Homeserver, tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
+) -> None:
     suffix = uuid.uuid4().hex[:8]
     bot = homeserver.register(f"watchbot-{suffix}")
     alice = homeserver.register(f"alice-{suffix}")
@@ -47,8 +48,14 @@ def test_alerts_reach_the_encrypted_room_once(homeserver: Homeserver, tmp_path: 
     recipient = Recipient(homeserver.url, alice, tmp_path / "alice-store")
     try:
         room = recipient.create_encrypted_room([bot.user_id])
-        env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, ALERT_SINK="matrix",
-                      MATRIX_ROOM_ID=room, MATRIX_CREDS_DIR=str(creds))
+        env = bot_env(
+            tmp_path,
+            anthropic.base_url,
+            anthropic.token_url,
+            ALERT_SINK="matrix",
+            MATRIX_ROOM_ID=room,
+            MATRIX_CREDS_DIR=str(creds),
+        )
         outputs: list[str] = []
 
         def run(minutes: int, weekly: float, code: int = 0) -> None:

@@ -268,9 +268,7 @@ def test_several_accounts_share_the_one_secret_and_the_unchanged_role() -> None:
     assert settings.k8s_oauth_secret_name == "claude-oauth-tokens"
     (role,) = find(docs, "Role")
     assert role["rules"] == one(build("overlays/knative"), "Role")["rules"]
-    secrets = {
-        v["secret"]["secretName"] for pod in pods(docs) for v in pod.spec["volumes"] if "secret" in v
-    }
+    secrets = {v["secret"]["secretName"] for pod in pods(docs) for v in pod.spec["volumes"] if "secret" in v}
     assert secrets <= OPERATOR_SECRETS, "no Secret per account: the one token Secret holds them all"
 
 

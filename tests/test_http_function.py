@@ -32,8 +32,9 @@ def client(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, monkeypat
     for name, value in bot_env(tmp_path, anthropic.base_url, anthropic.token_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("NOW_OVERRIDE", NOW.isoformat())
-    anthropic.set_usage(payload(five_hour=(12.0, NOW + timedelta(hours=2)),
-                                weekly={"seven_day": (40.0, NOW + timedelta(days=3))}))
+    anthropic.set_usage(
+        payload(five_hour=(12.0, NOW + timedelta(hours=2)), weekly={"seven_day": (40.0, NOW + timedelta(days=3))})
+    )
     app = create_app(target="watch", source=str(REPO / "function" / "main.py"))
     return app.test_client()
 
@@ -86,8 +87,13 @@ def test_structured_cloudevent(client: Any) -> None:
         ({}, b'["a list"]', "application/cloudevents+json"),
         ({}, b'{"specversion": "1.0", "type": "x"}', "application/cloudevents+json"),
     ],
-    ids=["binary-missing-attributes", "binary-bad-specversion", "structured-garbage", "structured-list",
-         "structured-missing-attributes"],
+    ids=[
+        "binary-missing-attributes",
+        "binary-bad-specversion",
+        "structured-garbage",
+        "structured-list",
+        "structured-missing-attributes",
+    ],
 )
 def test_malformed_cloudevents_are_400_and_change_nothing(
     client: Any, anthropic: FakeAnthropic, state_dir: Path, headers: dict[str, str], data: bytes, content_type: str
@@ -116,8 +122,9 @@ def test_other_methods_are_405(client: Any, method: str) -> None:
     assert "GET" in response.headers["Allow"]
 
 
-def test_too_soon_is_429_without_calling_the_api(client: Any, anthropic: FakeAnthropic,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_soon_is_429_without_calling_the_api(
+    client: Any, anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert client.post("/").status_code == 200
     _advance(monkeypatch, 0)
     response = client.post("/")
