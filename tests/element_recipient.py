@@ -70,6 +70,7 @@ def versions() -> dict[str, str]:
 class ElementMessage:
     event_id: str
     decrypted: bool
+    sender_device: str | None = None
     body: str | None = None
     formatted_body: str | None = None
     # Element's shield: "NONE", "GREY" or "RED", and why (EventShieldReason), for decrypted events.

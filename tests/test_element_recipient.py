@@ -10,15 +10,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from claude_matrix_bot.cli import main as cli_main
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
+from claude_matrix_bot.sinks.crosssigning import CrossSigningKeys, foreign_identity_notice
 from claude_matrix_bot.sinks.matrix import MatrixSink
-from tests.element_recipient import ElementDevice, ensure_installed, versions
+from tests.element_recipient import ElementDevice, ElementMessage, ensure_installed, versions
+from tests.fakes.anthropic import FakeAnthropic
+from tests.helpers import CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
 from tests.synapse import Account, Homeserver
+from tests.test_cross_signing import assert_chain, keys_query, only_key
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
@@ -142,3 +148,145 @@ def test_an_identity_pin_admits_a_newly_signed_phone_without_a_config_change(
     [second] = [m for m in phone.messages(room_id, bot.user_id, 2) if m.body == "alert p-2"]
     assert second.decrypted
     assert [m.body for m in laptop.messages(room_id, bot.user_id, 2)] == ["alert p-1", "alert p-2"]
+
+
+# --- the real CLI: matrix-login, several cycles ----------------------------------------------------
+
+T0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+RESET = T0 + timedelta(days=3)
+
+
+def first_lines(messages: list[ElementMessage]) -> list[str]:
+    return [(m.body or "").splitlines()[0] for m in messages]
+
+
+def test_a_new_device_from_matrix_login_is_signed_and_read_when_only_signed_devices_are_trusted(
+    homeserver: Homeserver,
+    tmp_path: Path,
+    devices: list[ElementDevice],
+    anthropic: FakeAnthropic,
+    tokens_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`matrix-login`, a cycle, `matrix-login --new-device`, more cycles: the new device is
+    signed by the bot's self-signing key, and Element reads it like the first one."""
+    localpart = f"bot-{uuid.uuid4().hex[:8]}"
+    bot = homeserver.register(localpart)
+    alice = homeserver.register(f"alice-{localpart}")
+    password_file = tmp_path / "password"
+    password_file.write_text(bot.password + "\n")
+    creds = tmp_path / "creds"
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        ALERT_SINK="matrix",
+        MATRIX_CREDS_DIR=str(creds),
+        MATRIX_STORE_PASSPHRASE="store secret",
+    )
+    for name in ("STATE_URL", "MATRIX_CREDS_DIR", "MATRIX_STORE_PASSPHRASE"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("MATRIX_PASSWORD_FILE", str(password_file))
+    login = ["matrix-login", "--homeserver", homeserver.url, "--user", localpart]
+    outputs: list[str] = []
+
+    def run(minutes: int, weekly: float) -> None:
+        anthropic.set_usage(payload(weekly={"seven_day": (weekly, RESET)}), jitter=True)
+        result = run_cli(env, "run", now=T0 + timedelta(minutes=minutes), timeout=120)
+        outputs.extend([result.stdout, result.stderr])
+        assert result.code == 0, result.stderr
+
+    assert cli_main(login) == 0
+    first_device = (creds / "device_id").read_text().strip()
+    master = assert_chain(keys_query(homeserver, bot, bot.user_id), bot.user_id, first_device)
+    laptop = element(homeserver, alice, devices)
+    env["MATRIX_ROOM_ID"] = room_id = laptop.create_encrypted_room([bot.user_id])
+    run(0, 30.0)  # armed, by the first device
+
+    assert cli_main([*login, "--new-device"]) == 0
+    new_device = (creds / "device_id").read_text().strip()
+    assert new_device != first_device
+    # The same identity signs the new device: device <- self-signing <- master, checked independently.
+    assert assert_chain(keys_query(homeserver, alice, bot.user_id), bot.user_id, new_device) == master
+    run(10, 52.0)  # passed 50 %, by the new device
+
+    shown = laptop.messages(room_id, bot.user_id, 2)
+    assert [(m.decrypted, m.shield, m.shield_reason) for m in shown] == [(True, "NONE", None)] * 2
+    assert first_lines(shown) == ["📊 Claude usage watch armed", "🟠 Weekly (all models) usage passed 50%"]
+    assert [m.sender_device for m in shown] == [first_device, new_device]
+    status = laptop.device_status(bot.user_id, new_device)
+    assert status["known"] and status["signed_by_owner"] is True
+    laptop.set_isolation("only_signed")
+    assert [m.decrypted for m in laptop.messages(room_id, bot.user_id, 2)] == [True, True]
+    # A phone that runs with the rule from the start reads the new device's next alert.
+    phone = element(homeserver, alice, devices, isolation="only_signed")
+    run(20, 81.0)
+    [latest] = [m for m in phone.messages(room_id, bot.user_id, 3) if m.sender_device == new_device and m.decrypted]
+    assert (first_lines([latest]), latest.shield) == (["🔴 Weekly (all models) usage passed 80%"], "NONE")
+
+    login_output = capsys.readouterr()
+    assert_no_secrets(
+        issued_secrets(anthropic) | {bot.password, "store secret", (creds / "access_token").read_text().strip()},
+        *outputs,
+        login_output.out,
+        login_output.err,
+    )
+
+
+def test_a_foreign_identity_is_kept_alerts_still_decrypt_and_the_warning_is_said_once(
+    homeserver: Homeserver,
+    tmp_path: Path,
+    devices: list[ElementDevice],
+    anthropic: FakeAnthropic,
+    tokens_dir: Path,
+) -> None:
+    """The account already has a master key the bot does not hold (uploaded before the bot's
+    first delivery): several cycles later it is still that key, every alert went out and
+    decrypts in Element's default mode (red shield), and the notice was said once in the
+    log and once in the armed message, while `status` keeps showing it."""
+    bot, alice = users(homeserver, tmp_path)
+    foreign = CrossSigningKeys.generate(bot.user_id)
+    homeserver.admin_request(bot, "POST", "/_matrix/client/v3/keys/device_signing/upload", foreign.upload_body())
+    laptop = element(homeserver, alice, devices)
+    room_id = laptop.create_encrypted_room([bot.user_id])
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        ALERT_SINK="matrix",
+        MATRIX_ROOM_ID=room_id,
+        MATRIX_CREDS_DIR=str(tmp_path / "creds"),
+    )
+    notice = foreign_identity_notice(bot.user_id, foreign.master.public)
+    runs: list[CliResult] = []
+    statuses: list[CliResult] = []
+
+    # armed, quiet, passed 50 %, passed 80 %: each cycle its own process, as in production.
+    for minutes, weekly in ((0, 30.0), (5, 31.0), (10, 52.0), (15, 81.0)):
+        anthropic.set_usage(payload(weekly={"seven_day": (weekly, RESET)}), jitter=True)
+        result = run_cli(env, "run", now=T0 + timedelta(minutes=minutes), timeout=120)
+        assert result.code == 0, result.stderr
+        runs.append(result)
+        statuses.append(run_cli(env, "status", now=T0 + timedelta(minutes=minutes + 1)))
+
+    published = keys_query(homeserver, alice, bot.user_id)
+    assert only_key(published["master_keys"][bot.user_id]) == foreign.master.public  # untouched
+    assert [r.stderr.count(notice) for r in runs] == [1, 0, 0, 0]
+    for status in statuses:
+        assert status.code == 0, status.stderr
+        assert status.stdout.count(notice) == 1
+    shown = laptop.messages(room_id, bot.user_id, 3)
+    assert first_lines(shown) == [
+        "📊 Claude usage watch armed",
+        "🟠 Weekly (all models) usage passed 50%",
+        "🔴 Weekly (all models) usage passed 80%",
+    ]
+    assert [(m.body or "").count(notice) for m in shown] == [1, 0, 0]
+    # What the notice says Element does: decrypts, with a red shield...
+    assert [(m.decrypted, m.shield, m.shield_reason) for m in shown] == [(True, "RED", "UNSIGNED_DEVICE")] * 3
+    # ...and nothing at all once only signed devices are trusted.
+    laptop.set_isolation("only_signed")
+    assert [m.failure for m in laptop.messages(room_id, bot.user_id, 3)] == ["UNSIGNED_SENDER_DEVICE"] * 3
+    texts = [text for r in runs + statuses for text in (r.stdout, r.stderr)]
+    assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *texts)

@@ -195,7 +195,12 @@ const ops = {
         const out = [];
         for (const event of await roomEvents(room_id, sender)) {
             await client.decryptEventIfNeeded(event);
-            const entry = { event_id: event.getId(), decrypted: !event.isDecryptionFailure() };
+            const entry = {
+                event_id: event.getId(),
+                decrypted: !event.isDecryptionFailure(),
+                // The sending device, as the encrypted event names it (which of the bot's devices).
+                sender_device: event.getWireContent().device_id ?? null,
+            };
             if (entry.decrypted) {
                 const content = event.getContent();
                 entry.body = content.body;
