@@ -60,6 +60,9 @@ def full_state() -> State:
                 history=((1767355200, 49.0), (1767355500, 50.25), (1767355800, 51.5)),
                 forecast_fired=True,
                 shifted_to=(WEEK_RESET + timedelta(hours=2),),
+                # 11:00 and 13:00, none at 12:00: a gap is kept as a gap.
+                hourly=((1767351600, 47.0), (1767358800, 51.5)),
+                passed=((50, 1767355500),),
             ),
             "seven_day_opus": BucketState(),
             "five_hour": BucketState(utilization=3.0, resets_at=FIVE_RESET, window=FIVE_RESET),
@@ -90,6 +93,28 @@ def test_v2_round_trip_keeps_every_field() -> None:
     assert data.endswith(b"\n")
     # Times are written as UTC instants.
     assert doc["buckets"]["seven_day"]["window"] == "2026-01-08T06:59:59.600974Z"
+    # DESIGN §7's hourly samples: the first whole hour, then one value (or null) per hour.
+    assert doc["buckets"]["seven_day"]["hourly"] == [1767351600, [47.0, None, 51.5]]
+    assert doc["buckets"]["seven_day"]["passed"] == [[50, 1767355500]]
+    assert "hourly" not in doc["buckets"]["five_hour"], "nothing written for a bucket without samples"
+
+
+def test_a_v2_file_from_before_hourly_samples_upgrades_from_its_history() -> None:
+    # The previous release wrote no `hourly`/`passed`: read as empty, and the next
+    # cycle starts the hourly series from the window's recent history (DESIGN §4).
+    doc = json.loads(dump_state(full_state()))
+    for key in ("hourly", "passed"):
+        del doc["buckets"]["seven_day"][key]
+    old = parse_state(json.dumps(doc).encode())
+    assert old.buckets["seven_day"].hourly == () and old.buckets["seven_day"].passed == ()
+    assert old.buckets["seven_day"].history == full_state().buckets["seven_day"].history
+
+    now = T0 + timedelta(hours=1, minutes=5)
+    after = decide(old, reading(now, {"seven_day": (53.0, WEEK_RESET + timedelta(hours=2))}), now, DecideConfig())
+    week = after.state.buckets["seven_day"]
+    # 12:00 from the history's first sample of that hour, 13:00 from this reading.
+    assert week.hourly == ((1767355200, 49.0), (1767358800, 53.0))
+    assert parse_state(dump_state(after.state)) == after.state
 
 
 def test_times_in_other_offsets_or_naive_are_read_as_utc() -> None:
@@ -223,6 +248,14 @@ CORRUPT = {
     "shifted-text": _v2(buckets__seven_day__shifted_to="2026-01-08T06:59:59Z"),
     "thresholds-object": _v2(buckets__seven_day__alerted_thresholds={"50": True}),
     "bucket-number": _v2(buckets__seven_day=12),
+    "hourly-not-a-pair": _v2(buckets__seven_day__hourly=[1767351600]),
+    "hourly-values-not-a-list": _v2(buckets__seven_day__hourly=[1767351600, 47.0]),
+    "hourly-not-a-whole-hour": _v2(buckets__seven_day__hourly=[1767351601, [47.0]]),
+    "hourly-first-null": _v2(buckets__seven_day__hourly=[None, [47.0]]),
+    "hourly-value-text": _v2(buckets__seven_day__hourly=[1767351600, ["47"]]),
+    "passed-not-a-list": _v2(buckets__seven_day__passed={"50": 1767355500}),
+    "passed-triple": _v2(buckets__seven_day__passed=[[50, 1767355500, 1]]),
+    "passed-null": _v2(buckets__seven_day__passed=[[50, None]]),
     "alert-not-object": _v2(outbox=["cmb-x"]),
     "alert-without-id": _v2(outbox=[{"kind": "armed", "plain": "", "html": ""}]),
     "alert-details-text": _v2(outbox=[{"id": "x", "kind": "armed", "plain": "", "html": "", "details": "oops"}]),

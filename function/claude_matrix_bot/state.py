@@ -6,10 +6,14 @@
 Size is bounded whatever the uptime: history is trimmed to the forecast window
 and capped in count, shift dedup keeps only a few recent values, and the outbox
 only holds undelivered alerts. The extra-usage record is one fixed-size object
-and the unknown-number list is capped in count and length.
+and the unknown-number list is capped in count and length. The chart's hourly
+samples (DESIGN §7) are one per hour of the current weekly window, written as
+`[first_hour, [values]]` (a value per hour, `null` for an hour with no reading):
+a full week of four weekly buckets costs about 3 KB.
 
 Schema (DESIGN §4): the extra-usage record, the unknown-number list and a bucket's
-`is_active`/`severity` are new optional keys of v2. An older v2 reader ignores them
+`is_active`/`severity`, and its `hourly` samples and `passed` times, are new optional
+keys of v2. An older v2 reader ignores them
 (it cannot misread them), so they do not bump the schema; a missing one reads as
 "never seen", which starts a new spend period at the next reading.
 """
@@ -29,6 +33,9 @@ SCHEMA = 2
 # A trigger storm is refused after MIN_INTERVAL_SEC, but the cap keeps the file
 # small even if that is set to 0: 6 h at one sample a minute.
 MAX_HISTORY_SAMPLES = 360
+# A week and a day: a window whose reset moved later lasts longer than seven days.
+MAX_HOURLY_SAMPLES = 8 * 24
+HOUR_SEC = 3600
 MAX_SHIFT_MEMORY = 4
 MAX_OUTBOX = 200
 MAX_UNKNOWN_NUMBERS = 20
@@ -55,6 +62,12 @@ class BucketState:
     # The server's judgement at the last reading (limits[] `is_active`, `severity`).
     is_active: bool | None = None
     severity: str | None = None
+    # The current window at one sample per hour (DESIGN §7): the chart and the digest
+    # draw the whole window from these. Times are whole hours; values one decimal.
+    hourly: tuple[Sample, ...] = ()
+    # When this window passed each threshold and the limit (100): (percent, Unix
+    # seconds), for the weekly digest. A threshold already past at arming has no time.
+    passed: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +175,10 @@ def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
         # a state must read back equal to what was decided.
         "history": [[t, u] for t, u in bucket.history],
     }
+    if bucket.hourly:
+        out["hourly"] = _hourly_to_json(bucket.hourly)
+    if bucket.passed:
+        out["passed"] = [[percent, t] for percent, t in bucket.passed]
     if bucket.is_active is not None:
         out["is_active"] = bucket.is_active
     if bucket.severity is not None:
@@ -202,7 +219,52 @@ def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
         shifted_to=shifted[-MAX_SHIFT_MEMORY:],
         is_active=_flag(raw.get("is_active")),
         severity=_text(raw.get("severity")),
+        hourly=_hourly_from_json(raw.get("hourly"), f"{where}.hourly"),
+        passed=_passed_from_json(raw.get("passed"), f"{where}.passed"),
     )
+
+
+def _hourly_to_json(hourly: tuple[Sample, ...]) -> list[Any]:
+    """`[first_hour, [value or null per hour]]`: a time per sample would triple the size."""
+    first = hourly[0][0]
+    values: list[float | None] = [None] * ((hourly[-1][0] - first) // HOUR_SEC + 1)
+    for t, u in hourly:
+        values[(t - first) // HOUR_SEC] = u
+    return [first, values]
+
+
+def _hourly_from_json(raw: object, where: str) -> tuple[Sample, ...]:
+    if raw is None:
+        return ()  # written before hourly samples existed: the next cycles fill them
+    if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], list)):
+        raise CorruptState(f"{where}: expected [first_hour, [values]]")
+    first = _number(raw[0], where)
+    if first is None or first != int(first) or first % HOUR_SEC:
+        raise CorruptState(f"{where}: the first hour is not a whole hour")
+    values = raw[1]
+    skip = max(0, len(values) - MAX_HOURLY_SAMPLES)
+    samples: list[Sample] = []
+    for index, value in enumerate(values[skip:], start=skip):
+        number = _number(value, where)
+        if number is not None:
+            samples.append((int(first) + index * HOUR_SEC, number))
+    return tuple(samples)
+
+
+def _passed_from_json(raw: object, where: str) -> tuple[tuple[int, int], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise CorruptState(f"{where}: expected a list")
+    out: dict[int, int] = {}
+    for pair in raw:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise CorruptState(f"{where}: expected [percent, time] pairs")
+        percent, moment = _number(pair[0], where), _number(pair[1], where)
+        if percent is None or moment is None:
+            raise CorruptState(f"{where}: null entry")
+        out.setdefault(int(percent), int(moment))
+    return tuple(sorted(out.items()))
 
 
 def _flag(value: object) -> bool | None:

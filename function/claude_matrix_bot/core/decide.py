@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
 from ..settings import Settings
 from ..state import (
+    HOUR_SEC,
     MAX_HISTORY_SAMPLES,
+    MAX_HOURLY_SAMPLES,
     MAX_SHIFT_MEMORY,
     BucketState,
     ExtraUsageState,
@@ -229,6 +231,7 @@ def _bucket_step(
         if state.window is None:
             state = replace(state, window=new_resets)
 
+    before = state.utilization
     state = replace(
         state,
         utilization=current.utilization,
@@ -238,6 +241,7 @@ def _bucket_step(
     )
     if not weekly:
         return state, alerts
+    state = _record_window(state, before, now_ts, config.thresholds)
 
     # Weekly thresholds: once per threshold per window; on arming, thresholds already
     # exceeded are shown in the baseline and marked as said (DESIGN §1).
@@ -308,6 +312,36 @@ def _bucket_step(
                 )
             )
     return state, alerts
+
+
+def _record_window(state: BucketState, before: float | None, now_ts: int, thresholds: tuple[int, ...]) -> BucketState:
+    """The whole window for the chart and the digest (DESIGN §7): at most one sample an
+    hour (the hour's first reading, at the whole hour), and when each threshold and the
+    limit were passed. A mark is timed only when a reading below it is followed by one
+    at or above it in this window: a mark already past when the window was first seen
+    (arming mid-window, an outage across the rollover) has no known time."""
+    utilization = state.utilization
+    assert utilization is not None  # called with the reading just taken
+    hour = now_ts - now_ts % HOUR_SEC
+    # A state written before hourly samples existed still has this window's recent
+    # history: start from it, so an upgrade mid-window keeps what it knows.
+    hourly = list(state.hourly or _first_per_hour(state.history))
+    if not hourly or hourly[-1][0] < hour:
+        hourly.append((hour, round(utilization, 1)))
+    oldest = hour - (MAX_HOURLY_SAMPLES - 1) * HOUR_SEC
+    passed = dict(state.passed)
+    if before is not None:
+        for mark in sorted({*thresholds, 100}):
+            if before < mark <= utilization:
+                passed.setdefault(mark, now_ts)
+    return replace(state, hourly=tuple(s for s in hourly if s[0] >= oldest), passed=tuple(sorted(passed.items())))
+
+
+def _first_per_hour(samples: tuple[Sample, ...]) -> tuple[Sample, ...]:
+    first: dict[int, float] = {}
+    for t, u in samples:
+        first.setdefault(t - t % HOUR_SEC, round(u, 1))
+    return tuple(sorted(first.items()))
 
 
 def _overage_on(extra: ExtraUsage) -> bool:

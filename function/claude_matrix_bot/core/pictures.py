@@ -132,5 +132,6 @@ def current_chart(
 
 
 def chart_samples(bucket: BucketState) -> tuple[Sample, ...]:
-    """Everything the state holds about the current window, oldest first."""
-    return merge_samples(bucket.history)
+    """Everything the state holds about the current window, oldest first: the hourly
+    samples of the whole window and the recent readings at full resolution."""
+    return merge_samples(bucket.hourly, bucket.history)
