@@ -290,3 +290,60 @@ def test_a_foreign_identity_is_kept_alerts_still_decrypt_and_the_warning_is_said
     assert [m.failure for m in laptop.messages(room_id, bot.user_id, 3)] == ["UNSIGNED_SENDER_DEVICE"] * 3
     texts = [text for r in runs + statuses for text in (r.stdout, r.stderr)]
     assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *texts)
+
+
+def test_two_accounts_alerts_reach_element_in_one_session_each_led_by_its_name(
+    homeserver: Homeserver, tmp_path: Path, devices: list[ElementDevice], anthropic: FakeAnthropic
+) -> None:
+    """ACCOUNTS=work,priv (DESIGN §6): each cycle delivers both accounts' alerts through one
+    Matrix session, and Element reads every one led by its account's name, with that
+    account's numbers."""
+    bot, alice = users(homeserver, tmp_path)
+    for name in ("work", "priv"):
+        anthropic.write_tokens_dir(tmp_path / "tokens" / name, account=name)
+    laptop = element(homeserver, alice, devices)
+    room_id = laptop.create_encrypted_room([bot.user_id])
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        ACCOUNTS="work,priv",
+        ALERT_SINK="matrix",
+        MATRIX_ROOM_ID=room_id,
+        MATRIX_CREDS_DIR=str(tmp_path / "creds"),
+        LOG_LEVEL="DEBUG",  # the sink numbers its requests: "matrix request 1" opens a session
+    )
+    runs: list[CliResult] = []
+
+    def cycle(minutes: int, work: float, priv: float) -> CliResult:
+        anthropic.set_usage(payload(weekly={"seven_day": (work, RESET)}), jitter=True, account="work")
+        anthropic.set_usage(payload(weekly={"seven_day": (priv, RESET)}), jitter=True, account="priv")
+        result = run_cli(env, "run", now=T0 + timedelta(minutes=minutes), timeout=120)
+        assert result.code == 0, result.stderr
+        runs.append(result)
+        return result
+
+    cycle(0, 36.0, 12.0)  # both armed
+    cycle(10, 52.0, 51.0)  # both passed 50 %
+    cycle(20, 53.0, 81.0)  # only priv: passed 80 %
+
+    assert [r.stderr.count("matrix request 1:") for r in runs] == [1, 1, 1], "one Matrix session per cycle"
+    shown = laptop.messages(room_id, bot.user_id, 5)
+    assert all(m.decrypted and m.shield == "NONE" for m in shown)
+    assert first_lines(shown) == [
+        "work · 📊 Claude usage watch armed",
+        "priv · 📊 Claude usage watch armed",
+        "work · 🟠 Weekly (all models) usage passed 50%",
+        "priv · 🟠 Weekly (all models) usage passed 50%",
+        "priv · 🔴 Weekly (all models) usage passed 80%",
+    ]
+    # Each message carries its own account's numbers, never the other's.
+    bodies = [m.body or "" for m in shown]
+    assert "Weekly (all models): 36%" in bodies[0] and "12%" not in bodies[0]
+    assert "Weekly (all models): 12%" in bodies[1] and "36%" not in bodies[1]
+    assert "Now at 52%." in bodies[2] and "Now at 51%." in bodies[3]
+    assert "Now at 81%." in bodies[4]
+    for message, name in zip(shown, ("work", "priv", "work", "priv", "priv"), strict=True):
+        assert (message.formatted_body or "").startswith(f"<b>{name} · ")
+    texts = [text for r in runs for text in (r.stdout, r.stderr)]
+    assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *texts)
