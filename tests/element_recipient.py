@@ -10,6 +10,7 @@ runs by itself when `node_modules` is missing or was installed from another lock
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -78,6 +79,21 @@ class ElementMessage:
     shield_reason: str | None = None
     # Why not (DecryptionFailureCode), for the others.
     failure: str | None = None
+    msgtype: str | None = None
+    # An m.image's encrypted media (`file`: url, key, iv, hashes), its `info`, and a plain
+    # `url` (which encrypted media must not have).
+    file: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ElementImage:
+    """An encrypted image as Element fetched and decrypted it."""
+
+    data: bytes = field(repr=False)
+    sha256: str  # of the decrypted bytes, hex
+    ciphertext_sha256: str  # of what the homeserver served, unpadded base64 (as in `file.hashes`)
 
 
 @dataclass
@@ -177,6 +193,14 @@ class ElementDevice:
         """The room's encrypted events from `sender` (at least `count`), as Element shows them."""
         answer = self.call("messages", room_id=room_id, sender=sender, count=count)
         return [ElementMessage(**event) for event in answer["events"]]
+
+    def download_image(self, message: ElementMessage) -> ElementImage:
+        """Download, check and decrypt an m.image's media, as Element does to show it."""
+        assert message.file is not None, f"{message.event_id} carries no encrypted file"
+        answer = self.call("download_image", file=message.file)
+        data = base64.b64decode(answer["data"])
+        assert len(data) == answer["bytes"]
+        return ElementImage(data=data, sha256=answer["sha256"], ciphertext_sha256=answer["ciphertext_sha256"])
 
     def close(self) -> None:
         process, self._process = self._process, None

@@ -7,6 +7,7 @@ an unsigned sender gets a red shield, and under "exclude insecure devices"
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_matrix_bot.charts import PNG_SIGNATURE
 from claude_matrix_bot.cli import main as cli_main
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
@@ -347,3 +349,61 @@ def test_two_accounts_alerts_reach_element_in_one_session_each_led_by_its_name(
         assert (message.formatted_body or "").startswith(f"<b>{name} · ")
     texts = [text for r in runs for text in (r.stdout, r.stderr)]
     assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *texts)
+
+
+def test_the_forecast_chart_downloads_decrypts_and_is_the_picture_the_bot_drew(
+    homeserver: Homeserver, tmp_path: Path, devices: list[ElementDevice], anthropic: FakeAnthropic, tokens_dir: Path
+) -> None:
+    """DESIGN §7 as Element shows it: the m.image after the forecast alert is downloaded from
+    the authenticated media API, its ciphertext checked against `file.hashes`, decrypted with
+    WebCrypto's AES-CTR, and the PNG is the one a twin bot with the stdout sink, fed the same
+    readings at the same instants, reports by `image_sha256`."""
+    bot, alice = users(homeserver, tmp_path)
+    laptop = element(homeserver, alice, devices)
+    room_id = laptop.create_encrypted_room([bot.user_id])
+    mpl = str(tmp_path / "mpl")
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        ALERT_SINK="matrix",
+        MATRIX_ROOM_ID=room_id,
+        MATRIX_CREDS_DIR=str(tmp_path / "creds"),
+        MPLCONFIGDIR=mpl,
+    )
+    twin_dir = tmp_path / "twin"
+    anthropic.write_tokens_dir(twin_dir / "tokens")
+    twin_env = bot_env(twin_dir, anthropic.base_url, anthropic.token_url, MPLCONFIGDIR=mpl)
+    twin_alerts: list[dict[str, object]] = []
+    outputs: list[str] = []
+
+    def run(which: dict[str, str], now: datetime) -> CliResult:
+        result = run_cli(which, "run", now=now, timeout=120)
+        assert result.code == 0, result.stderr
+        outputs.extend([result.stdout, result.stderr])
+        return result
+
+    # A steady burn raises one forecast (as in test_charts); no jitter, so both bots read the same.
+    for step in range(9):
+        anthropic.set_usage(payload(weekly={"seven_day": (40.0 + 2.5 * step, RESET)}))
+        now = T0 + timedelta(minutes=12 * step)
+        run(env, now)
+        twin_alerts += run(twin_env, now).alerts
+
+    [forecast] = [a for a in twin_alerts if a["kind"] == "forecast"]
+    shown = laptop.messages(room_id, bot.user_id, len(twin_alerts) + 1)
+    assert all(m.decrypted and m.shield == "NONE" for m in shown)
+    assert [m.msgtype for m in shown] == ["m.text"] * len(twin_alerts) + ["m.image"]
+    text, image = shown[-2:]
+    assert text.body == forecast["plain"], "the picture comes right after its forecast"
+    assert image.file is not None and image.info is not None
+    assert image.url is None, "encrypted media names its URL only inside `file`"
+    assert image.info["mimetype"] == "image/png" and image.info["size"] == forecast["image_bytes"]
+
+    picture = laptop.download_image(image)
+
+    assert picture.ciphertext_sha256 == image.file["hashes"]["sha256"]
+    assert picture.data.startswith(PNG_SIGNATURE)
+    assert picture.sha256 == hashlib.sha256(picture.data).hexdigest() == forecast["image_sha256"]
+    assert len(picture.data) == forecast["image_bytes"]
+    assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *outputs)
