@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from claude_matrix_bot.core.accounts import for_account, label_alert
 from claude_matrix_bot.core.decide import DecideConfig, decide, record_failure
-from claude_matrix_bot.model import BucketReading, Reading
+from claude_matrix_bot.model import Alert, BucketReading, Reading
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 RESET = NOW + timedelta(days=2)
@@ -70,3 +70,20 @@ def test_a_decision_without_alerts_is_unchanged() -> None:
     armed = decide(None, _reading(10.0), NOW, CONFIG)
     quiet = decide(armed.state.with_outbox(()), _reading(10.5), NOW + timedelta(minutes=5), CONFIG)
     assert for_account(quiet, "work") == quiet
+
+
+def test_a_picture_names_the_account_too_and_the_alert_keeps_the_rest_of_its_chart() -> None:
+    from tests.test_core_digest import busy_week, roll_over
+
+    (digest,) = roll_over(busy_week())
+    labelled = label_alert(digest, "priv")
+
+    chart, original = labelled.details["chart"], digest.details["chart"]
+    assert chart["title"] == "priv · " + original["title"]
+    assert {k: v for k, v in chart.items() if k != "title"} == {k: v for k, v in original.items() if k != "title"}
+    assert digest.details["chart"] is original and not original["title"].startswith("priv"), "the input is untouched"
+    assert label_alert(alert_without_chart(), "priv").details == {"account": "priv", "threshold": 50}
+
+
+def alert_without_chart() -> Alert:
+    return Alert(id="cmb-threshold-x", kind="threshold", plain="p", html="<b>p</b>", details={"threshold": 50})

@@ -295,7 +295,8 @@ def test_rollover_is_silent_and_starts_a_new_window() -> None:
     assert kinds(watch.see({"seven_day": (85.0, WEEK_RESET)}, at=T0 + 2 * HOUR)) == ["threshold"]
     first_window_ids = {a.id for a in watch.log if a.kind == "threshold"}
     after = WEEK_RESET + 5 * MIN
-    assert watch.see({"seven_day": (0.0, NEXT_WEEK_RESET)}, at=after) == []
+    # No shift and no threshold: only the closed window's digest (DESIGN §7).
+    assert kinds(watch.see({"seven_day": (0.0, NEXT_WEEK_RESET)}, at=after)) == ["digest"]
     state = watch.bucket("seven_day")
     assert state.window == NEXT_WEEK_RESET
     assert state.alerted_thresholds == ()
@@ -313,7 +314,9 @@ def test_rollover_after_a_stale_expired_reading_and_a_null_resets() -> None:
     watch.see({"seven_day": (60.0, WEEK_RESET)}, at=T0 + HOUR)
     assert watch.see({"seven_day": (60.0, WEEK_RESET)}, at=WEEK_RESET + MIN) == []
     assert watch.see({"seven_day": (0.0, None)}, at=WEEK_RESET + 6 * MIN) == []
-    assert watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 11 * MIN) == []
+    # One rollover: no shift, the closed window's digest once (DESIGN §7).
+    assert kinds(watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 11 * MIN)) == ["digest"]
+    assert watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 16 * MIN) == []
     assert watch.bucket("seven_day").window == NEXT_WEEK_RESET
     assert watch.bucket("seven_day").alerted_thresholds == ()
 

@@ -7,18 +7,42 @@ argument): no mocks, no clock, no I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+import pytest
+
+from claude_matrix_bot.charts import ChartSpec
+from claude_matrix_bot.core.decide import DecideConfig, decide
+from claude_matrix_bot.core.digest import busiest_day, summarize
 from claude_matrix_bot.core.pictures import chart_samples
-from claude_matrix_bot.state import MAX_HOURLY_SAMPLES, dump_state, parse_state
-from tests.test_core_decide import DAY, HOUR, MIN, NEXT_WEEK_RESET, T0, WEEK_RESET, Watch, armed_watch, jitter
+from claude_matrix_bot.model import Alert
+from claude_matrix_bot.state import MAX_HOURLY_SAMPLES, BucketState, State, dump_state, parse_state
+from tests.test_core_decide import (
+    CFG,
+    DAY,
+    HOUR,
+    MIN,
+    NEXT_WEEK_RESET,
+    T0,
+    WEEK_RESET,
+    Watch,
+    armed_watch,
+    jitter,
+    kinds,
+    reading,
+)
 
 T0_TS = int(T0.timestamp())  # 12:00 UTC, a whole hour
 H = 3600
+DAY_S = 86400
 
 
 def ts(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def iso(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat()
 
 
 # --- hourly samples (DESIGN §7: "at most one per hour", the current window only) --------------
@@ -123,8 +147,6 @@ def test_a_mark_already_past_when_the_window_is_first_seen_has_no_time() -> None
 
 
 def test_custom_thresholds_are_timed_too() -> None:
-    from claude_matrix_bot.core.decide import DecideConfig
-
     watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(25, 90)))
     watch.see({"seven_day": (30.0, WEEK_RESET)}, at=T0 + HOUR)
     assert watch.bucket("seven_day").passed == ((25, T0_TS + H),)
@@ -137,3 +159,216 @@ def test_every_window_state_reads_back_equal() -> None:
         watch.see({"seven_day": (value, WEEK_RESET if hour < 6 * 24 else NEXT_WEEK_RESET)}, at=T0 + hour * HOUR)
         assert watch.state is not None
         assert parse_state(dump_state(watch.state)) == watch.state
+
+
+# --- the weekly digest (DESIGN §7: at each natural weekly rollover, once, used buckets only) ----
+
+
+def busy_week(config: DecideConfig = CFG, *, until: datetime = WEEK_RESET) -> Watch:
+    """Armed at 12:00 on Fri 2 Jan at 2 %, then a reading every hour to the reset: 1 point an
+    hour on weekdays' working hours (08-18 UTC), 8 an hour on Tue 6 Jan, capped at 100:
+    7 % on Friday, 17 % on Monday, 50 % and 80 % on Tuesday, the limit on Wednesday 10:00."""
+    watch = armed_watch(weekly=2.0, config=config)
+    value = 2.0
+    moment = T0 + HOUR
+    while moment < until:
+        if moment.weekday() < 5 and 8 <= moment.hour < 18:
+            value = min(100.0, value + (8.0 if moment.day == 6 else 1.0))
+        watch.see({"seven_day": (value, WEEK_RESET)}, at=moment)
+        moment += HOUR
+    return watch
+
+
+def roll_over(watch: Watch, *buckets: str, at: datetime = WEEK_RESET + 5 * MIN) -> list[Alert]:
+    return watch.see(dict.fromkeys(buckets or ("seven_day",), (0.5, NEXT_WEEK_RESET)), at=at)
+
+
+def test_the_digest_sums_up_the_closed_window() -> None:
+    watch = busy_week()
+    week = watch.bucket("seven_day")
+    [digest] = roll_over(watch)
+
+    assert digest.kind == "digest" and digest.bucket == "seven_day"
+    d = digest.details
+    assert d["peak"] == 100.0
+    tuesday = datetime(2026, 1, 6, tzinfo=UTC)
+    assert d["passed"] == {"50": (tuesday + 12 * HOUR).isoformat(), "80": (tuesday + 15 * HOUR).isoformat()}
+    assert d["limit_hit"] is True and d["limit_hit_at"] == (tuesday + DAY + 10 * HOUR).isoformat()
+    assert week.passed == ((50, ts(tuesday + 12 * HOUR)), (80, ts(tuesday + 15 * HOUR)), (100, ts(tuesday + 34 * HOUR)))
+    assert d["busiest_day"] == "2026-01-06"
+    assert d["resets_at"] == WEEK_RESET.isoformat()
+    assert d["window_start"] == (WEEK_RESET - 7 * DAY).isoformat()
+
+    plain = digest.plain
+    assert plain.startswith("📅 Weekly (all models): the week to Thu 8 Jan in review")
+    assert "Window Thu 1 Jan 07:00 UTC to Thu 8 Jan 07:00 UTC." in plain
+    assert "Peak 100%, on Wed 7 Jan." in plain
+    assert "50%: passed Tue 6 Jan 12:00 UTC." in plain and "80%: passed Tue 6 Jan 15:00 UTC." in plain
+    assert "Limit: hit Wed 7 Jan 10:00 UTC, 21h before the reset." in plain
+    assert "Busiest day: Tue 6 Jan (+80% of the limit)." in plain
+    assert digest.html.startswith("<b>📅 Weekly (all models)")
+
+
+def test_the_digest_carries_the_whole_window_as_its_chart() -> None:
+    watch = busy_week()
+    week = watch.bucket("seven_day")
+    [digest] = roll_over(watch)
+    spec = ChartSpec.from_json(digest.details["chart"])
+    assert spec.samples == chart_samples(week)
+    assert len(spec.samples) >= 5 * 24, "the whole window, not the forecast's six hours"
+    assert spec.resets_at == ts(WEEK_RESET) and spec.window_start == ts(WEEK_RESET - 7 * DAY)
+    assert spec.limit_hit_at == week.passed[2][1]
+    assert spec.fit is None, "a closed window: nothing projected"
+    assert spec.thresholds == (50, 80)
+    assert "peak 100%" in spec.title
+
+
+def test_no_chart_with_charts_disabled_and_no_digest_with_the_digest_disabled() -> None:
+    [text_only] = roll_over(busy_week(DecideConfig(charts_enabled=False)))
+    assert text_only.kind == "digest" and "chart" not in text_only.details
+    assert roll_over(busy_week(DecideConfig(digest_enabled=False))) == []
+
+
+def test_once_per_rollover_and_a_new_id_per_window() -> None:
+    watch = busy_week()
+    [first] = roll_over(watch)
+    assert watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 10 * MIN) == []
+    # The next window: used, then closed naturally as well, gets its own digest.
+    watch.see({"seven_day": (20.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + DAY)
+    [second] = watch.see({"seven_day": (0.0, NEXT_WEEK_RESET + 7 * DAY)}, at=NEXT_WEEK_RESET + MIN)
+    assert second.kind == "digest" and second.id != first.id
+    assert second.details["passed"] == {}
+    assert "50%: not reached." in second.plain and "Limit: not hit." in second.plain
+
+
+def test_the_same_rollover_decided_twice_gives_the_same_digest() -> None:
+    watch = busy_week()
+    before = watch.state
+    now = WEEK_RESET + 5 * MIN
+    one = decide(before, reading(now, {"seven_day": (0.5, NEXT_WEEK_RESET)}), now, CFG)
+    two = decide(before, reading(now, {"seven_day": (0.5, jitter(NEXT_WEEK_RESET, 7))}), now, CFG)
+    assert [a.id for a in one.alerts] == [a.id for a in two.alerts]
+    assert one.alerts == two.alerts
+
+
+def test_a_moved_reset_is_no_rollover_and_sends_no_digest() -> None:
+    watch = busy_week(until=WEEK_RESET - DAY)
+    alerts = watch.see({"seven_day": (70.0, WEEK_RESET + 6 * HOUR)}, at=WEEK_RESET - DAY + HOUR)
+    assert kinds(alerts) == ["reset_shift"]
+    # The moved window ends at its new reset; its digest comes then, once.
+    assert watch.see({"seven_day": (70.0, WEEK_RESET + 6 * HOUR)}, at=WEEK_RESET + HOUR) == []
+    [digest] = watch.see({"seven_day": (0.0, NEXT_WEEK_RESET + 6 * HOUR)}, at=WEEK_RESET + 6 * HOUR + MIN)
+    assert digest.kind == "digest"
+    assert digest.details["resets_at"] == (WEEK_RESET + 6 * HOUR).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("values", "digest"),
+    [
+        ([0.0, 0.0, 0.0], False),  # present but unused all week
+        ([None, None, None], False),  # the API left it out all week
+        ([0.0, 0.5, 0.5], True),  # used a little
+        ([None, 3.0, None], True),  # used, then left out before the rollover
+    ],
+)
+def test_only_used_buckets_get_a_digest(values: list[float | None], digest: bool) -> None:
+    watch = armed_watch(weekly=1.0)
+    for hour, value in enumerate(values, start=1):
+        resets = None if value is None else WEEK_RESET
+        watch.see(
+            {"seven_day": (1.0, WEEK_RESET), "seven_day_opus": None if value is None else (value, resets)},
+            at=T0 + hour * HOUR,
+        )
+    alerts = roll_over(watch, "seven_day", "seven_day_opus")
+    assert sorted(a.bucket or "" for a in alerts) == (["seven_day", "seven_day_opus"] if digest else ["seven_day"])
+
+
+def test_every_used_weekly_bucket_gets_its_own_digest_and_five_hour_none() -> None:
+    watch = armed_watch(weekly=5.0)
+    watch.see(
+        {"five_hour": (40.0, T0 + 3 * HOUR), "seven_day": (30.0, WEEK_RESET), "seven_day_sonnet": (60.0, WEEK_RESET)},
+        at=T0 + HOUR,
+    )
+    watch.see({"five_hour": (0.0, T0 + 9 * HOUR), "seven_day": (31.0, WEEK_RESET)}, at=T0 + 4 * HOUR)
+    alerts = roll_over(watch, "seven_day", "seven_day_sonnet")
+    assert [(a.kind, a.bucket) for a in alerts] == [("digest", "seven_day"), ("digest", "seven_day_sonnet")]
+    assert len({a.id for a in alerts}) == 2
+
+
+def test_thresholds_past_before_the_watch_saw_the_window_are_said_so() -> None:
+    watch = armed_watch(weekly=85.0)  # armed late in a heavy week
+    watch.see({"seven_day": (100.0, WEEK_RESET)}, at=T0 + HOUR)
+    [digest] = roll_over(watch)
+    assert digest.details["passed"] == {"50": None, "80": None}
+    assert digest.details["limit_hit_at"] == iso(T0_TS + H)
+    assert "50%: already past when the watch first saw this window." in digest.plain
+    assert "80%: already past when the watch first saw this window." in digest.plain
+
+
+def test_a_window_the_bot_never_sampled_gets_no_digest() -> None:
+    # Upgraded from a v1 file: one number, no sample of the window: nothing to sum up.
+    previous = State(buckets={"seven_day": BucketState(utilization=62.0, resets_at=WEEK_RESET, window=WEEK_RESET)})
+    now = WEEK_RESET + 5 * MIN
+    assert decide(previous, reading(now, {"seven_day": (0.0, NEXT_WEEK_RESET)}), now, CFG).alerts == ()
+
+
+def test_back_after_a_long_outage_the_old_window_gets_its_digest() -> None:
+    watch = busy_week(until=T0 + 2 * DAY)
+    # Nothing read for ten days: the first reading is two windows on.
+    [digest] = watch.see({"seven_day": (12.0, NEXT_WEEK_RESET + 7 * DAY)}, at=T0 + 12 * DAY)
+    assert digest.details["resets_at"] == WEEK_RESET.isoformat()
+
+
+# --- the pure parts, table by table -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected"),
+    [
+        ([], (None, 0.0)),
+        ([(T0_TS, 5.0)], (None, 0.0)),
+        ([(T0_TS, 5.0), (T0_TS + H, 5.0)], (None, 0.0)),
+        ([(T0_TS, 5.0), (T0_TS + H, 9.0)], (T0.date(), 4.0)),
+        # Falls count for nothing; a rise after midnight counts for the next day.
+        ([(T0_TS, 5.0), (T0_TS + 11 * H, 15.0), (T0_TS + 13 * H, 2.0), (T0_TS + 14 * H, 7.0)], (T0.date(), 10.0)),
+        ([(T0_TS, 5.0), (T0_TS + 11 * H, 8.0), (T0_TS + 13 * H, 12.0)], ((T0 + DAY).date(), 4.0)),
+        # A tie goes to the earlier day.
+        ([(T0_TS, 0.0), (T0_TS + H, 3.0), (T0_TS + DAY_S, 3.0), (T0_TS + DAY_S + H, 6.0)], (T0.date(), 3.0)),
+    ],
+)
+def test_busiest_day_table(samples: list[tuple[int, float]], expected: tuple[object, float]) -> None:
+    assert busiest_day(samples) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "summary"),
+    [
+        (BucketState(), None),
+        (BucketState(utilization=40.0, resets_at=WEEK_RESET), None),  # no samples
+        (BucketState(resets_at=WEEK_RESET, hourly=((T0_TS, 0.0), (T0_TS + H, 0.0))), None),  # unused
+        (BucketState(hourly=((T0_TS, 5.0),)), None),  # no reset time to place the window
+        (
+            BucketState(resets_at=None, window=WEEK_RESET, hourly=((T0_TS, 5.0), (T0_TS + H, 55.0))),
+            {"peak": 55.0, "passed": [(50, None)], "limit": None},
+        ),
+        (
+            BucketState(
+                resets_at=WEEK_RESET,
+                hourly=((T0_TS, 45.0), (T0_TS + H, 100.0)),
+                history=((T0_TS + H + 600, 100.0),),
+                passed=((50, T0_TS + H), (100, T0_TS + H)),
+            ),
+            {"peak": 100.0, "passed": [(50, T0_TS + H), (80, None)], "limit": (100, T0_TS + H)},
+        ),
+    ],
+)
+def test_summarize_table(state: BucketState, summary: dict[str, object] | None) -> None:
+    got = summarize("seven_day", state, (50, 80))
+    if summary is None:
+        assert got is None
+        return
+    assert got is not None
+    assert got.peak == summary["peak"]
+    assert [(p.percent, ts(p.at) if p.at else None) for p in got.passed] == summary["passed"]
+    limit = summary["limit"]
+    assert (None if got.limit is None else (got.limit.percent, ts(got.limit.at) if got.limit.at else None)) == limit

@@ -100,10 +100,13 @@ def test_simulated_week(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Pa
     alerts = run(now, (5.0, after + 5 * HOUR), 81.0)
     assert [(a["kind"], a.get("threshold")) for a in alerts] == [("threshold", 80)]
 
-    # Weekly rollover (its reset passed): silent, and a new window alerts afresh.
+    # Weekly rollover (its reset passed): no shift, the closed window's digest (DESIGN §7)
+    # with its picture, and a new window alerts afresh.
     now = weekly_reset + timedelta(minutes=7)
     new_reset = weekly_reset + timedelta(days=7)
-    assert run(now, (1.0, now + 5 * HOUR), 3.0, new_reset) == []
+    alerts = run(now, (1.0, now + 5 * HOUR), 3.0, new_reset)
+    assert [(a["kind"], a["bucket"]) for a in alerts] == [("digest", "seven_day")]
+    assert alerts[0]["peak"] == 81.0 and alerts[0]["image_bytes"]
     alerts = run(now + HOUR, (1.0, now + 5 * HOUR), 55.0, new_reset)
     assert [(a["kind"], a.get("threshold")) for a in alerts] == [("threshold", 50)]
 

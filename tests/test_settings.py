@@ -351,3 +351,14 @@ def test_any_environment_gives_settings_or_one_config_error(env: dict[str, str])
         message = str(exc)
         assert named(message) <= set(VARIABLES)
         assert named(message)
+
+
+@pytest.mark.parametrize("name", ["CHARTS_ENABLED", "DIGEST_ENABLED"])
+def test_pictures_and_the_digest_are_on_by_default_and_validated(name: str) -> None:
+    # DESIGN §3: `CHARTS_ENABLED`, `DIGEST_ENABLED` | on, on.
+    field = name.lower()
+    assert getattr(load_settings(MINIMAL), field) is True
+    assert getattr(load_settings({**MINIMAL, name: "false"}), field) is False
+    assert getattr(load_settings({**MINIMAL, name: "on"}), field) is True
+    message = config_error({**MINIMAL, name: "weekly", "FORECAST_ENABLED": "maybe"})
+    assert named(message) == {name, "FORECAST_ENABLED"}, "named together with every other bad value"

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 # The source of truth for alert kinds: the outbox and the stdout sink accept these only.
-AlertKind = Literal["armed", "threshold", "reset_shift", "forecast", "degraded", "recovered", "extra_usage"]
+AlertKind = Literal["armed", "threshold", "reset_shift", "forecast", "degraded", "recovered", "extra_usage", "digest"]
 
 FIVE_HOUR = "five_hour"
 WEEKLY_PREFIX = "seven_day"

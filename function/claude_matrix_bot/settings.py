@@ -104,6 +104,7 @@ class Settings:
     accounts: tuple[str, ...] = ()
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
     charts_enabled: bool = True  # DESIGN §7: the forecast alert carries a chart
+    digest_enabled: bool = True  # DESIGN §7: a weekly digest at each natural weekly rollover
     log_format: LogFormat = "text"
     matrix_exclude_insecure_devices: bool = False
     matrix_password_file: Path | None = None  # matrix-login only
@@ -373,6 +374,7 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         accounts=c.parse("ACCOUNTS", (), _accounts),
         extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
         charts_enabled=c.boolean("CHARTS_ENABLED", defaults.charts_enabled),
+        digest_enabled=c.boolean("DIGEST_ENABLED", defaults.digest_enabled),
         log_format=c.parse("LOG_FORMAT", defaults.log_format, _log_format),
         matrix_exclude_insecure_devices=c.boolean("MATRIX_EXCLUDE_INSECURE_DEVICES", False),
         matrix_password_file=Path(password_file) if (password_file := c.raw("MATRIX_PASSWORD_FILE")) else None,

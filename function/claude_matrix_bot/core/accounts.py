@@ -31,12 +31,17 @@ def label_alert(alert: Alert, account: str) -> Alert:
         html = f"<b>{escape(account)}{SEPARATOR}{html[3:]}"
     else:
         html = f"{escape(account)}{SEPARATOR}{html}"
+    details = {"account": account, **alert.details}
+    chart = details.get("chart")
+    if isinstance(chart, dict) and isinstance(chart.get("title"), str):
+        # The picture says whose it is too: in a gallery or a notification it stands alone.
+        details["chart"] = {**chart, "title": f"{account}{SEPARATOR}{chart['title']}"}
     return replace(
         alert,
         id=f"{_ID_PREFIX}{account}-{rest}",
         plain=f"{account}{SEPARATOR}{alert.plain}",
         html=html,
-        details={"account": account, **alert.details},
+        details=details,
     )
 
 

@@ -14,9 +14,7 @@ from datetime import datetime, timedelta
 from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
 from ..settings import Settings
 from ..state import (
-    HOUR_SEC,
     MAX_HISTORY_SAMPLES,
-    MAX_HOURLY_SAMPLES,
     MAX_SHIFT_MEMORY,
     BucketState,
     ExtraUsageState,
@@ -24,7 +22,7 @@ from ..state import (
     Sample,
     State,
 )
-from . import messages, pictures
+from . import digest, messages, pictures
 from .forecast import Projection, project
 
 
@@ -39,6 +37,7 @@ class DecideConfig:
     health_failures: int = 3
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
     charts_enabled: bool = True
+    digest_enabled: bool = True
 
     @classmethod
     def from_settings(cls, s: Settings) -> DecideConfig:
@@ -52,6 +51,7 @@ class DecideConfig:
             health_failures=s.health_failures,
             extra_usage_thresholds=s.extra_usage_thresholds,
             charts_enabled=s.charts_enabled,
+            digest_enabled=s.digest_enabled,
         )
 
 
@@ -213,6 +213,8 @@ def _bucket_step(
                 # window starts a new history and new dedup (DESIGN §1, §forecast).
                 # Within the tolerance: the old value is jittered and our clock may
                 # trail the API's, which rolls over at …:59:59.6, just before a cron tick.
+                # The closed window gets its digest (DESIGN §7); a moved reset never comes here.
+                alerts.extend(_digest(name, old, now, config))
                 state = BucketState(window=new_resets)
             elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
                 # Reset shift: an active window's anchor moved. Once per distinct value.
@@ -241,7 +243,7 @@ def _bucket_step(
     )
     if not weekly:
         return state, alerts
-    state = _record_window(state, before, now_ts, config.thresholds)
+    state = digest.record_window(state, before, now_ts, config.thresholds)
 
     # Weekly thresholds: once per threshold per window; on arming, thresholds already
     # exceeded are shown in the baseline and marked as said (DESIGN §1).
@@ -312,36 +314,6 @@ def _bucket_step(
                 )
             )
     return state, alerts
-
-
-def _record_window(state: BucketState, before: float | None, now_ts: int, thresholds: tuple[int, ...]) -> BucketState:
-    """The whole window for the chart and the digest (DESIGN §7): at most one sample an
-    hour (the hour's first reading, at the whole hour), and when each threshold and the
-    limit were passed. A mark is timed only when a reading below it is followed by one
-    at or above it in this window: a mark already past when the window was first seen
-    (arming mid-window, an outage across the rollover) has no known time."""
-    utilization = state.utilization
-    assert utilization is not None  # called with the reading just taken
-    hour = now_ts - now_ts % HOUR_SEC
-    # A state written before hourly samples existed still has this window's recent
-    # history: start from it, so an upgrade mid-window keeps what it knows.
-    hourly = list(state.hourly or _first_per_hour(state.history))
-    if not hourly or hourly[-1][0] < hour:
-        hourly.append((hour, round(utilization, 1)))
-    oldest = hour - (MAX_HOURLY_SAMPLES - 1) * HOUR_SEC
-    passed = dict(state.passed)
-    if before is not None:
-        for mark in sorted({*thresholds, 100}):
-            if before < mark <= utilization:
-                passed.setdefault(mark, now_ts)
-    return replace(state, hourly=tuple(s for s in hourly if s[0] >= oldest), passed=tuple(sorted(passed.items())))
-
-
-def _first_per_hour(samples: tuple[Sample, ...]) -> tuple[Sample, ...]:
-    first: dict[int, float] = {}
-    for t, u in samples:
-        first.setdefault(t - t % HOUR_SEC, round(u, 1))
-    return tuple(sorted(first.items()))
 
 
 def _overage_on(extra: ExtraUsage) -> bool:
@@ -432,6 +404,40 @@ def _forecast_chart(
         fit_start=state.history[0][0] if state.history else None,
     )
     return {"chart": spec.to_json()}
+
+
+def _digest(name: str, closed: BucketState, now: datetime, config: DecideConfig) -> list[Alert]:
+    """The weekly digest of a window that just rolled over naturally: once per rollover
+    (its id is the closed window's), none for the five-hour bucket or an unused window."""
+    if not (config.digest_enabled and is_weekly(name)):
+        return []
+    summary = digest.summarize(name, closed, config.thresholds)
+    if summary is None:
+        return []
+    details: dict[str, object] = {
+        "window_start": summary.started_at.isoformat(),
+        "resets_at": summary.ended_at.isoformat(),
+        "peak": summary.peak,
+        "passed": {str(p.percent): p.at.isoformat() if p.at else None for p in summary.passed},
+        "limit_hit_at": summary.limit.at.isoformat() if summary.limit and summary.limit.at else None,
+        "limit_hit": summary.limit is not None,
+        "busiest_day": summary.busiest_day.isoformat() if summary.busiest_day else None,
+    }
+    if config.charts_enabled:
+        limit_at = summary.limit.at if summary.limit else None
+        spec = pictures.digest_chart(
+            name,
+            summary.samples,
+            resets_at=summary.ended_at,
+            now=now,
+            thresholds=config.thresholds,
+            peak=summary.peak,
+            limit_hit_at=int(limit_at.timestamp()) if limit_at else None,
+        )
+        details["chart"] = spec.to_json()
+    rendered = messages.render_digest(summary, config.thresholds)
+    ident = alert_id("digest", name, _key(closed.window or summary.ended_at))
+    return [_make("digest", ident, rendered, now, bucket=name, **details)]
 
 
 def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from html import escape
+from typing import TYPE_CHECKING
 
 from ..model import FIVE_HOUR, WEEKLY_PREFIX, ExtraUsage, is_weekly
 from .forecast import Projection
+
+if TYPE_CHECKING:  # digest imports pictures, which imports this module
+    from .digest import WindowSummary
 
 _KNOWN_LABELS = {
     FIVE_HOUR: "5-hour session",
@@ -302,4 +306,37 @@ def render_recovered(since: datetime | None, failures: int, now: datetime) -> Re
     title = "✅ Claude usage watch recovered"
     outage = f" after {fmt_duration(now - since)}" if since else ""
     lines = [f"Working again{outage} ({failures} failed runs)."]
+    return _render(title, lines)
+
+
+def fmt_day(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def render_digest(summary: WindowSummary, thresholds: Sequence[int]) -> Rendered:
+    """The weekly digest (DESIGN §7): peak, each threshold's time, the limit, the busiest day."""
+    label = bucket_label(summary.bucket)
+    title = f"📅 {label}: the week to {fmt_day(round_minute(summary.ended_at).date())} in review"
+    lines = [
+        f"Window {fmt_time(summary.started_at)} to {fmt_time(summary.ended_at)}.",
+        f"Peak {fmt_pct(summary.peak)}, on {fmt_day(summary.peak_on)}.",
+    ]
+    reached = {p.percent: p for p in summary.passed}
+    for threshold in sorted({t for t in thresholds if t < 100}):
+        passed = reached.get(threshold)
+        if passed is None:
+            lines.append(f"{threshold}%: not reached.")
+        elif passed.at is None:
+            lines.append(f"{threshold}%: already past when the watch first saw this window.")
+        else:
+            lines.append(f"{threshold}%: passed {fmt_time(passed.at)}.")
+    limit = summary.limit
+    if limit is None:
+        lines.append("Limit: not hit.")
+    elif limit.at is None:
+        lines.append("Limit: hit, before the watch first saw this window.")
+    else:
+        lines.append(f"Limit: hit {fmt_time(limit.at)}, {fmt_duration(summary.ended_at - limit.at)} before the reset.")
+    if summary.busiest_day is not None:
+        lines.append(f"Busiest day: {fmt_day(summary.busiest_day)} (+{fmt_pct(summary.busiest_gain)} of the limit).")
     return _render(title, lines)
