@@ -276,30 +276,33 @@ def test_the_stdout_sink_names_the_picture_by_digest() -> None:
     assert "image_sha256" not in second and "image_bytes" not in second
 
 
-def _state_with_window(tmp_path: Path) -> Path:
+def _state_with_window(tmp_path: Path, key: str = "state.json", *, rise: float = 0.5) -> Path:
     resets_at = datetime.fromtimestamp(RESET, UTC)
-    history = tuple((RESET - 3 * 86400 + i * 600, 40.0 + i * 0.5) for i in range(12))
+    history = tuple((RESET - 3 * 86400 + i * 600, 40.0 + i * rise) for i in range(12))
     state = State(
         buckets={
-            "seven_day": BucketState(utilization=45.5, resets_at=resets_at, window=resets_at, history=history),
+            "seven_day": BucketState(
+                utilization=history[-1][1], resets_at=resets_at, window=resets_at, history=history
+            ),
             "seven_day_opus": BucketState(utilization=None, resets_at=None),
             "five_hour": BucketState(utilization=3.0, resets_at=resets_at),
         },
         armed_at=resets_at,
     )
     state_dir = tmp_path / "state"
-    state_dir.mkdir()
-    (state_dir / "state.json").write_bytes(dump_state(state))
+    (state_dir / key).parent.mkdir(parents=True, exist_ok=True)
+    (state_dir / key).write_bytes(dump_state(state))
     return state_dir
 
 
-def _chart_cli(tmp_path: Path, state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _chart_cli(tmp_path: Path, state_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(REPO / "function"),
         "STATE_URL": state_dir.as_uri(),
         "NOW_OVERRIDE": datetime.fromtimestamp(RESET - 3 * 86400 + 11 * 600, UTC).isoformat(),
         "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        **extra,
     }
     return subprocess.run(
         [sys.executable, "-m", "claude_matrix_bot", "chart", *args],
@@ -345,6 +348,47 @@ def test_the_chart_command_refuses_clearly(tmp_path: Path) -> None:
     assert "cannot write" in unwritable.stderr
     assert "no state yet" in no_state.stderr and "run a cycle first" in no_state.stderr
     assert not out.exists()
+
+
+def test_the_chart_command_draws_each_account_of_several(tmp_path: Path) -> None:
+    """DESIGN §6/§7: with ACCOUNTS, `--account NAME` draws `<name>/state.json`."""
+    state_dir = _state_with_window(tmp_path, "work/state.json", rise=0.5)
+    _state_with_window(tmp_path, "priv/state.json", rise=2.0)
+    pictures: dict[str, bytes] = {}
+    for name in ("work", "priv"):
+        out = tmp_path / f"{name}.png"
+        proc = _chart_cli(tmp_path, state_dir, "--account", name, "--out", str(out), ACCOUNTS="work,priv")
+        assert proc.returncode == 0, proc.stderr
+        assert f"{name} seven_day" in proc.stdout
+        pictures[name] = out.read_bytes()
+        assert png_dimensions(pictures[name]) == (1000, 500)
+    assert pictures["work"] != pictures["priv"], "each account's own window"
+
+
+def test_the_chart_command_with_accounts_refuses_a_name_it_does_not_know(tmp_path: Path) -> None:
+    state_dir = _state_with_window(tmp_path, "work/state.json")
+    out = tmp_path / "x.png"
+    several = {"ACCOUNTS": "work,priv"}
+
+    unknown = _chart_cli(tmp_path, state_dir, "--account", "home", "--out", str(out), **several)
+    unnamed = _chart_cli(tmp_path, state_dir, "--out", str(out), **several)
+    no_accounts = _chart_cli(tmp_path, state_dir, "--account", "work", "--out", str(out))
+    no_state_yet = _chart_cli(tmp_path, state_dir, "--account", "priv", "--out", str(out), **several)
+
+    # A name that is not configured is a usage error (exit 2), like a bad setting.
+    for proc in (unknown, unnamed, no_accounts):
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert "--account home" in unknown.stderr and "work, priv" in unknown.stderr
+    assert "name one with --account" in unnamed.stderr
+    assert "ACCOUNTS is not set" in no_accounts.stderr
+    # A configured account whose first cycle has not run yet: nothing to draw (exit 1).
+    assert no_state_yet.returncode == 1 and "priv/state.json" in no_state_yet.stderr
+    assert not out.exists()
+    # One account configured: it is the default.
+    only = _chart_cli(tmp_path, state_dir, "--out", str(out), ACCOUNTS="work")
+    assert only.returncode == 0, only.stderr
+    assert "work seven_day" in only.stdout
 
 
 @pytest.mark.parametrize("charts_enabled", ["1", "0"])

@@ -60,6 +60,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _chart_state_key(settings: Settings, account: str | None) -> str:
+    """Which state file `chart` draws from: state.json, or `<account>/state.json` with
+    ACCOUNTS (DESIGN §6). An account that is not configured is a usage error (exit 2)."""
+    from .accounts_cycle import state_key
+
+    if not settings.accounts:
+        if account is not None:
+            raise ConfigError(f"--account {account}: ACCOUNTS is not set, so there is one account and no names")
+        return "state.json"
+    names = ", ".join(settings.accounts)
+    if account is None:
+        if len(settings.accounts) == 1:
+            return state_key(settings.accounts[0])
+        raise ConfigError(f"several accounts ({names}): name one with --account")
+    if account not in settings.accounts:
+        raise ConfigError(f"--account {account}: not one of ACCOUNTS ({names})")
+    return state_key(account)
+
+
 def cmd_chart(args: argparse.Namespace) -> int:
     """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
     from .charts import png_dimensions, render_png
@@ -70,14 +89,15 @@ def cmd_chart(args: argparse.Namespace) -> int:
     from .store import open_store
 
     settings = _settings(need_tokens=False)
+    key = _chart_state_key(settings, args.account)
     try:
-        data, _ = open_store(settings.state_url).read("state.json")
+        data, _ = open_store(settings.state_url).read(key)
     except FileNotFoundError:
-        raise BotError(f"no state yet under {settings.state_url}: run a cycle first") from None
+        raise BotError(f"no state yet ({key} under {settings.state_url}): run a cycle first") from None
     try:
         state = parse_state(data)
     except CorruptState as exc:
-        raise BotError(f"state.json cannot be read ({exc}); the next cycle moves it aside") from None
+        raise BotError(f"{key} cannot be read ({exc}); the next cycle moves it aside") from None
     weekly = sorted(name for name, bucket in state.buckets.items() if is_weekly(name) and bucket.resets_at)
     if not weekly:
         raise BotError("no weekly bucket with a window in the state yet: nothing to draw")
@@ -105,7 +125,8 @@ def cmd_chart(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
         raise BotError(f"cannot write {out}: {exc.strerror or exc}") from None
     width, height = png_dimensions(png)
-    print(f"{out}: {name}, {width}x{height} PNG, {len(png)} bytes, {len(spec.samples)} samples")
+    who = f"{args.account or settings.accounts[0]} " if settings.accounts else ""
+    print(f"{out}: {who}{name}, {width}x{height} PNG, {len(png)} bytes, {len(spec.samples)} samples")
     return EXIT_OK
 
 
@@ -143,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     chart = sub.add_parser("chart", help="draw a weekly bucket's current window as a PNG (from state, nothing sent)")
     chart.add_argument("--bucket", help="weekly bucket, e.g. seven_day_opus (default: seven_day)")
+    chart.add_argument("--account", help="with ACCOUNTS: whose window to draw, e.g. work (DESIGN §6)")
     chart.add_argument("--out", type=Path, required=True, help="where to write the PNG")
     chart.set_defaults(func=cmd_chart)
     login = sub.add_parser(
