@@ -407,3 +407,37 @@ def test_the_forecast_chart_downloads_decrypts_and_is_the_picture_the_bot_drew(
     assert picture.sha256 == hashlib.sha256(picture.data).hexdigest() == forecast["image_sha256"]
     assert len(picture.data) == forecast["image_bytes"]
     assert_no_secrets(issued_secrets(anthropic) | {bot.access_token}, *outputs)
+
+
+def test_with_two_accounts_a_foreign_identity_is_said_in_one_armed_message(
+    homeserver: Homeserver, tmp_path: Path, devices: list[ElementDevice], anthropic: FakeAnthropic
+) -> None:
+    """Both accounts arm in the same delivery: the notice about the account's foreign
+    identity belongs to the bot's Matrix account, not to either Claude account, so it is
+    said once, in the first armed message."""
+    bot, alice = users(homeserver, tmp_path)
+    foreign = CrossSigningKeys.generate(bot.user_id)
+    homeserver.admin_request(bot, "POST", "/_matrix/client/v3/keys/device_signing/upload", foreign.upload_body())
+    for name in ("work", "priv"):
+        anthropic.write_tokens_dir(tmp_path / "tokens" / name, account=name)
+        anthropic.set_usage(payload(weekly={"seven_day": (20.0, RESET)}), account=name)
+    laptop = element(homeserver, alice, devices)
+    room_id = laptop.create_encrypted_room([bot.user_id])
+    env = bot_env(
+        tmp_path,
+        anthropic.base_url,
+        anthropic.token_url,
+        ACCOUNTS="work,priv",
+        ALERT_SINK="matrix",
+        MATRIX_ROOM_ID=room_id,
+        MATRIX_CREDS_DIR=str(tmp_path / "creds"),
+    )
+    notice = foreign_identity_notice(bot.user_id, foreign.master.public)
+
+    result = run_cli(env, "run", now=T0, timeout=120)
+
+    assert result.code == 0, result.stderr
+    assert result.stderr.count(notice) == 1
+    shown = laptop.messages(room_id, bot.user_id, 2)
+    assert first_lines(shown) == ["work · 📊 Claude usage watch armed", "priv · 📊 Claude usage watch armed"]
+    assert [(m.body or "").count(notice) for m in shown] == [1, 0]

@@ -819,10 +819,12 @@ class _Delivery:
             # a chart that cannot be drawn is logged there and the text goes out alone.
             picture = picture_for(alert.details, alert_id=alert.id)
             plain, html = alert.plain, alert.html
-            if alert.kind == "armed" and self.identity_notice:
-                # Said once, where the person setting the bot up looks first.
-                plain += f"\n\n⚠️ {self.identity_notice}"
-                html += f"<p>⚠️ {escape(self.identity_notice)}</p>"
+            notice = self.identity_notice if alert.kind == "armed" else None
+            if notice:
+                # Said once, where the person setting the bot up looks first: in the first
+                # armed message only (with ACCOUNTS, several accounts arm together).
+                plain += f"\n\n⚠️ {notice}"
+                html += f"<p>⚠️ {escape(notice)}</p>"
             content = {
                 "msgtype": "m.text",
                 "body": plain,
@@ -834,6 +836,8 @@ class _Delivery:
             )
             if not isinstance(response, RoomSendResponse):
                 raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
+            if notice:
+                self.identity_notice = None
             if picture is not None:
                 # Delivered only with its picture: a failed upload keeps the alert queued,
                 # and the retry's text reuses its transaction id (no duplicate text).
