@@ -10,6 +10,7 @@ for a picture that cannot be drawn gets None and a log line, never an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ from PIL import Image
 
 from claude_matrix_bot.charts import (
     PNG_SIGNATURE,
+    WIDTH_PX,
     ChartSpec,
     Fit,
     picture_for,
@@ -191,6 +193,33 @@ def test_a_projection_beyond_the_reset_is_clipped() -> None:
     png = render_png(late)
     assert png_dimensions(png) == (1000, 500)
     assert _colour_pixels(png, "#D55E00") > 100, "the fitted line is drawn up to the reset"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "work-laptop · Weekly Oauth Apps Cowork: week to Thu 18 Jan, peak 100%",  # smaller type
+        "Weekly " + "Very Long Model Name " * 40,  # smaller type and cut short
+    ],
+)
+def test_a_long_title_stays_inside_the_picture(title: str) -> None:
+    # An account's name and a long bucket name must not run off the right edge, where a
+    # phone would show half a word; the right margin of the title band stays blank.
+    png = render_png(dataclasses.replace(synthetic_window(), title=title))
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    band = image.crop((WIDTH_PX - 12, 0, WIDTH_PX, 70))
+    assert all(pixel == (255, 255, 255) for pixel in band.get_flattened_data())
+    left = image.crop((80, 25, 400, 65))
+    assert _colour_pixels_of(left, "#1A1A1A") > 200, "the title is still there, in the ink colour"
+
+
+def _colour_pixels_of(image: Image.Image, hex_colour: str, *, tolerance: int = 10) -> int:
+    target = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return sum(
+        1
+        for pixel in image.get_flattened_data()
+        if all(abs(int(c) - t) <= tolerance for c, t in zip(pixel, target, strict=True))
+    )
 
 
 def test_spec_round_trips_through_json() -> None:

@@ -25,7 +25,7 @@ import io
 import logging
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -48,6 +48,7 @@ _GRID = "#E3E3E3"
 _PAPER = "#FFFFFF"
 
 Sample = tuple[int, float]  # (Unix seconds, utilization percent)
+_MIN_TITLE_PT = 14  # still about 5 px tall on a 360 px-wide phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,12 +234,8 @@ def render_png(spec: ChartSpec) -> bytes:
 
 
 def _draw(figure: Any, spec: ChartSpec) -> None:
-    hours = 3600.0
-    x0 = spec.window_start
-
-    def x(ts: float) -> float:  # hours since the window began
-        return (ts - x0) / hours
-
+    """The chart, part by part, in the order the parts are drawn (later ones on top)."""
+    x = _hours_since(spec.window_start)
     span = x(spec.resets_at)
     axes = figure.add_axes((0.085, 0.13, 0.80, 0.72))
     axes.set_xlim(0, span)
@@ -247,9 +244,26 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
     axes.set_yticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
     axes.grid(axis="y", color=_GRID, linewidth=1)
     axes.set_axisbelow(True)
+    _draw_days(axes, spec.window_start, span)
+    _draw_levels(axes, spec.thresholds)
+    _draw_reset(axes, x(spec.resets_at), span, spec.resets_at)
+    _draw_usage(axes, spec, x, span)
+    _draw_fit(axes, spec, x, span)
+    _draw_limit_hit(axes, spec, x, span)
+    _draw_title(figure, axes, spec.title)
 
-    # Days: a tick at each UTC midnight, the weekday written under the middle of the day.
-    first_midnight = (_moment(x0).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
+
+def _hours_since(start: int) -> Callable[[float], float]:
+    def x(ts: float) -> float:  # hours since the window began: the x axis
+        return (ts - start) / 3600.0
+
+    return x
+
+
+def _draw_days(axes: Any, start: int, span: float) -> None:
+    """A tick at each UTC midnight, the weekday written under the middle of the day."""
+    x = _hours_since(start)
+    first_midnight = (_moment(start).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
     midnights = [x(first_midnight + d * 86400) for d in range(8) if 0 < x(first_midnight + d * 86400) < span]
     axes.set_xticks(midnights, [""] * len(midnights))
     axes.tick_params(axis="x", length=8)
@@ -261,37 +275,36 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
     axes.set_xticks([h for h, _ in inside], [name for _, name in inside], minor=True)
     axes.tick_params(axis="x", which="minor", length=0, pad=8)
 
-    # The limit and the thresholds, labelled at the right edge.
+
+def _draw_levels(axes: Any, thresholds: tuple[int, ...]) -> None:
+    """The limit and the thresholds, labelled at the right edge."""
     axes.axhline(100, color=_INK, linewidth=1.6)
+    _label_right(axes, 100, "limit", _INK)
+    for threshold in sorted(set(thresholds)):
+        if 0 < threshold < 100:
+            axes.axhline(threshold, color=_MUTED, linewidth=1.4, linestyle=(0, (6, 4)))
+            _label_right(axes, threshold, f"{threshold}%", _MUTED)
+
+
+def _label_right(axes: Any, level: float, text: str, colour: str) -> None:
     axes.annotate(
-        "limit",
-        (1.0, 100),
+        text,
+        (1.0, level),
         xycoords=("axes fraction", "data"),
         xytext=(8, 0),
         textcoords="offset points",
         va="center",
         fontsize=16,
-        color=_INK,
+        color=colour,
     )
-    for threshold in sorted(set(spec.thresholds)):
-        if 0 < threshold < 100:
-            axes.axhline(threshold, color=_MUTED, linewidth=1.4, linestyle=(0, (6, 4)))
-            axes.annotate(
-                f"{threshold}%",
-                (1.0, threshold),
-                xycoords=("axes fraction", "data"),
-                xytext=(8, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=16,
-                color=_MUTED,
-            )
 
-    # The reset, a vertical line at the window's end (drawn inside so it stays visible).
-    reset_x = min(span, x(spec.resets_at)) - span * 0.002
+
+def _draw_reset(axes: Any, reset_at_x: float, span: float, resets_at: int) -> None:
+    """The reset, a vertical line at the window's end (drawn inside so it stays visible)."""
+    reset_x = min(span, reset_at_x) - span * 0.002
     axes.axvline(reset_x, color=_INK, linewidth=2.0, linestyle=(0, (2, 3)))
     axes.annotate(
-        f"reset {_label_time(spec.resets_at)}",
+        f"reset {_label_time(resets_at)}",
         (reset_x, 104),
         xytext=(-8, 0),
         textcoords="offset points",
@@ -301,55 +314,83 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
         color=_INK,
     )
 
+
+def _draw_usage(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
     samples = sorted((t, u) for t, u in spec.samples if spec.window_start <= t <= spec.resets_at)
-    if samples:
-        xs = [x(t) for t, _ in samples]
-        ys = [max(0.0, min(u, 100.0)) for _, u in samples]
-        axes.fill_between(xs, ys, 0, color=_BLUE, alpha=0.12, linewidth=0)
-        axes.plot(xs, ys, color=_BLUE, linewidth=3.5, solid_capstyle="round", solid_joinstyle="round")
-        last_t, last_u = samples[-1]
-        axes.plot([x(last_t)], [min(last_u, 100.0)], marker="o", markersize=11, color=_BLUE)
-    else:
+    if not samples:
         axes.text(span / 2, 54, "no samples in this window yet", ha="center", va="center", color=_MUTED)
+        return
+    xs = [x(t) for t, _ in samples]
+    ys = [max(0.0, min(u, 100.0)) for _, u in samples]
+    axes.fill_between(xs, ys, 0, color=_BLUE, alpha=0.12, linewidth=0)
+    axes.plot(xs, ys, color=_BLUE, linewidth=3.5, solid_capstyle="round", solid_joinstyle="round")
+    last_t, last_u = samples[-1]
+    axes.plot([x(last_t)], [min(last_u, 100.0)], marker="o", markersize=11, color=_BLUE)
 
-    if spec.fit is not None and spec.fit.exhausted_at > spec.fit.start:
-        fit = spec.fit
-        end = min(fit.exhausted_at, spec.resets_at)
-        slope = (100.0 - fit.start_utilization) / (fit.exhausted_at - fit.start)
-        end_u = fit.start_utilization + slope * (end - fit.start)
-        axes.plot(
-            [x(fit.start), x(end)],
-            [fit.start_utilization, end_u],
-            color=_VERMILION,
-            linewidth=3.0,
-            linestyle=(0, (5, 3)),
-        )
-        if fit.exhausted_at <= spec.resets_at:
-            # Projected exhaustion: a hollow diamond (shape as well as colour) on the limit.
-            axes.plot(
-                [x(fit.exhausted_at)],
-                [100],
-                marker="D",
-                markersize=15,
-                markerfacecolor=_PAPER,
-                markeredgecolor=_VERMILION,
-                markeredgewidth=3.0,
-            )
-            _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at)}")
 
-    if spec.limit_hit_at is not None and spec.window_start <= spec.limit_hit_at <= spec.resets_at:
+def _draw_fit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+    """The forecast's line up to the reset, and where it reaches 100 % when that is sooner."""
+    fit = spec.fit
+    if fit is None or fit.exhausted_at <= fit.start:
+        return
+    end = min(fit.exhausted_at, spec.resets_at)
+    slope = (100.0 - fit.start_utilization) / (fit.exhausted_at - fit.start)
+    end_u = fit.start_utilization + slope * (end - fit.start)
+    axes.plot(
+        [x(fit.start), x(end)],
+        [fit.start_utilization, end_u],
+        color=_VERMILION,
+        linewidth=3.0,
+        linestyle=(0, (5, 3)),
+    )
+    if fit.exhausted_at <= spec.resets_at:
+        # Projected exhaustion: a hollow diamond (shape as well as colour) on the limit.
         axes.plot(
-            [x(spec.limit_hit_at)],
+            [x(fit.exhausted_at)],
             [100],
-            marker="X",
-            markersize=16,
-            color=_VERMILION,
-            markeredgecolor=_PAPER,
-            markeredgewidth=1.5,
+            marker="D",
+            markersize=15,
+            markerfacecolor=_PAPER,
+            markeredgecolor=_VERMILION,
+            markeredgewidth=3.0,
         )
-        _label_on_limit(axes, x(spec.limit_hit_at), span, f"limit hit {_label_time(spec.limit_hit_at)}")
+        _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at)}")
 
-    axes.set_title(spec.title, pad=14)
+
+def _draw_limit_hit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+    hit = spec.limit_hit_at
+    if hit is None or not spec.window_start <= hit <= spec.resets_at:
+        return
+    axes.plot(
+        [x(hit)],
+        [100],
+        marker="X",
+        markersize=16,
+        color=_VERMILION,
+        markeredgecolor=_PAPER,
+        markeredgewidth=1.5,
+    )
+    _label_on_limit(axes, x(hit), span, f"limit hit {_label_time(hit)}")
+
+
+def _draw_title(figure: Any, axes: Any, title: str) -> None:
+    """The title, in the largest size that fits the image's width (an account's name and a
+    long bucket name would otherwise run off the right edge), cut short below 14 pt."""
+    text = axes.set_title(title, pad=14)
+    renderer = figure.canvas.get_renderer()
+    room = figure.bbox.width - text.get_window_extent(renderer).x0 - 10
+    size = float(text.get_fontsize())
+    while text.get_window_extent(renderer).width > room and size > _MIN_TITLE_PT:
+        size -= 1
+        text.set_fontsize(size)
+    width = text.get_window_extent(renderer).width
+    if width > room:
+        # Cut in proportion first (a title from a damaged outbox may be very long), then by letters.
+        title = title[: max(1, int(len(title) * room / width))]
+        text.set_text(title + "…")
+        while text.get_window_extent(renderer).width > room and len(title) > 1:
+            title = title[:-1]
+            text.set_text(title.rstrip() + "…")
 
 
 # --- what the sinks call ------------------------------------------------------------------
