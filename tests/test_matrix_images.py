@@ -175,3 +175,24 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_text_alone(room: Room, caplog: 
     assert history.bodies() == ["forecast broken", "threshold"]
     assert history.images == ()
     assert "could not draw the chart of alert cmb-forecast-broken" in caplog.text
+
+
+def test_the_weekly_digest_reaches_the_room_with_its_chart(room: Room) -> None:
+    """DESIGN §7: the digest the core decides at a natural rollover, through the sink: its
+    text, then its window's chart as an encrypted m.image the recipient decrypts."""
+    from tests.test_core_digest import busy_week, roll_over
+
+    [digest] = roll_over(busy_week())
+    expected = render_png(ChartSpec.from_json(digest.details["chart"]))
+
+    report = room.sink().deliver([digest])
+
+    assert report.delivered == (digest.id,) and report.error is None
+    history = room.recipient.history(room.room_id)
+    [text] = history.decrypted
+    [image] = history.images
+    assert history.order == (text.event_id, image.event_id)
+    assert text.body == digest.plain and text.body.startswith("📅 Weekly (all models): the week to Thu 8 Jan")
+    assert image.body == "Chart: Weekly (all models): week to Thu 8 Jan, peak 100%"
+    assert image.info == {"mimetype": "image/png", "size": len(expected), "w": 1000, "h": 500}
+    assert room.recipient.download_image(image) == expected
