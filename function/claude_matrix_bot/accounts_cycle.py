@@ -21,7 +21,7 @@ from typing import Any
 from .core.accounts import for_account
 from .core.decide import DecideConfig, Decision, decide, drop_delivered, record_failure
 from .cycle import CycleResult, build_token_stores, explain, fetch_reading, load_state, open_sink, save_state
-from .errors import ConfigError, DeliveryError, RateLimited, StorageError, UpstreamError
+from .errors import BotError, ConfigError, DeliveryError, RateLimited, StorageError, UpstreamError
 from .logs import redact
 from .settings import Settings
 from .sinks.base import AlertSink
@@ -30,10 +30,6 @@ from .store import BlobStore
 from .tokens.base import TokenStore
 
 log = logging.getLogger("claude_matrix_bot.cycle")
-
-# Which failure the whole cycle reports when accounts failed differently:
-# the one an operator must act on first (HTTP status and exit code follow it).
-_FAILURE_RANK = {"config": 0, "storage": 1, "upstream": 2, "delivery": 3}
 
 
 def state_key(account: str) -> str:
@@ -51,19 +47,19 @@ class _Account:
     new_alerts: int = 0
     delivered: int = 0
     error: str | None = None
-    failure: str | None = None
+    family: type[BotError] | None = None  # what failed, if anything
     retry_after: float | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "status": "failed" if self.failure else "ok",
+            "status": "failed" if self.family else "ok",
             "new_alerts": self.new_alerts,
             "delivered": self.delivered,
             "pending": len(self.state.outbox) if self.state else 0,
         }
-        if self.failure:
+        if self.family:
             out["error"] = self.error
-            out["failure"] = self.failure
+            out["failure"] = self.family.failure
         if self.retry_after is not None:
             out["retry_after"] = self.retry_after
         return out
@@ -96,7 +92,7 @@ def accounts_cycle(
     try:
         stores = token_stores if token_stores is not None else build_token_stores(settings)
     except ConfigError as exc:
-        return CycleResult("failed", error=str(exc), failure="config")
+        return CycleResult.failed(str(exc), type(exc))
     config = DecideConfig.from_settings(settings)
 
     for account in accounts:
@@ -117,10 +113,10 @@ def accounts_cycle(
         pending = sum(len(a.state.outbox) for a in accounts if a.state)
         log.error("delivery failed, %d alert(s) kept for the next run: %s", pending, delivery_error)
         for account in accounts:
-            if account.failure is None and account.state is not None and account.state.outbox:
-                account.error, account.failure = delivery_error, "delivery"
+            if account.family is None and account.state is not None and account.state.outbox:
+                account.error, account.family = delivery_error, DeliveryError
 
-    failed = [a for a in accounts if a.failure]
+    failed = [a for a in accounts if a.family]
     result = CycleResult(
         "failed" if failed else "ok",
         new_alerts=sum(a.new_alerts for a in accounts),
@@ -130,7 +126,8 @@ def accounts_cycle(
     )
     if not failed:
         return result
-    worst = min(failed, key=lambda a: _FAILURE_RANK.get(a.failure or "", len(_FAILURE_RANK)))
+    # The family an operator must act on first (errors.BotError.precedence).
+    worst = min(failed, key=lambda a: a.family.precedence if a.family else BotError.precedence)
     retry_after = [a.retry_after for a in failed if a.retry_after is not None]
     return CycleResult(
         "failed",
@@ -138,7 +135,7 @@ def accounts_cycle(
         delivered=result.delivered,
         pending=result.pending,
         error="; ".join(f"{a.name}: {a.error}" for a in failed),
-        failure=worst.failure,
+        family=worst.family,
         retry_after=max(retry_after) if retry_after else None,
         accounts=result.accounts,
     )
@@ -155,7 +152,7 @@ def _decide_account(
     try:
         reading = fetch_reading(settings, now, token_store)
     except ConfigError as exc:
-        account.error, account.failure = str(exc), "config"
+        account.error, account.family = str(exc), type(exc)
         log.error("%s: %s", account.name, exc)
         return None
     except (UpstreamError, StorageError) as exc:
@@ -163,7 +160,7 @@ def _decide_account(
         # this account's health that suffers, and its degraded alert says what to do.
         summary, hint = explain(exc)
         log.error("%s: usage check failed: %s", account.name, summary)
-        account.error, account.failure = summary, "upstream"
+        account.error, account.family = summary, UpstreamError
         if isinstance(exc, RateLimited):
             account.retry_after = exc.retry_after
         return record_failure(account.state, summary, hint, now, config)

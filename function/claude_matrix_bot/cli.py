@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import BotError, ConfigError
+from .errors import BotError
 from .logs import configure_logging, cycle_scope, register_secret, set_log_format
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot")
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 def _settings(*, need_tokens: bool) -> Settings:
@@ -190,12 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except BotError as exc:  # its family says the exit code (a ConfigError: 2)
         print(f"claude-matrix-bot: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except BotError as exc:
-        print(f"claude-matrix-bot: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.exit_code
     return code
 
 

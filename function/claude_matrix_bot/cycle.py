@@ -68,19 +68,40 @@ class CycleResult:
     delivered: int = 0
     pending: int = 0
     error: str | None = None
-    # "upstream", "delivery", "storage", "config": which part failed.
-    failure: str | None = None
+    # The error family of what failed: it says the failure word, the exit code and the
+    # HTTP status itself (errors.py).
+    family: type[BotError] | None = None
     retry_after: float | None = None
     # With several accounts (DESIGN §6): each account's own summary, by name.
     accounts: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    @classmethod
+    def failed(cls, error: str, family: type[BotError], **counts: Any) -> CycleResult:
+        return cls("failed", error=error, family=family, **counts)
+
+    @property
+    def failure(self) -> str | None:
+        """"upstream", "delivery", "storage", "config": which part failed."""
+        return self.family.failure if self.family is not None else None
 
     @property
     def exit_code(self) -> int:
         """CLI contract (DESIGN §3): 0 when the work is done or there was nothing to do
         (another cycle holding the lease included), non-zero when something failed."""
-        if self.status != "failed":
+        if self.status != "failed" or self.family is None:
             return 0
-        return 2 if self.failure == "config" else 1
+        return self.family.exit_code
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP trigger's answer (http.py's table)."""
+        if self.status == "busy":
+            return LeaseHeld.http_status
+        if self.status == "too_soon":
+            return 429
+        if self.status != "failed" or self.family is None:
+            return 200
+        return self.family.http_status
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -324,7 +345,7 @@ def run_cycle(
         token_store = token_store or build_token_store(settings)
         store = store or open_store(settings.state_url)
     except ConfigError as exc:
-        return CycleResult("failed", error=str(exc), failure="config")
+        return CycleResult.failed(str(exc), type(exc))
 
     from .store.lease import acquire_lease, release_lease
 
@@ -335,7 +356,7 @@ def run_cycle(
         return CycleResult("busy")
     except StorageError as exc:
         log.error("state store unusable: %s", exc)
-        return CycleResult("failed", error=str(exc), failure="storage")
+        return CycleResult.failed(str(exc), type(exc))
 
     try:
         if settings.accounts:
@@ -345,7 +366,7 @@ def run_cycle(
         return _locked_cycle(settings, store, now, token_store, sink, enforce_min_interval)
     except StorageError as exc:
         log.error("state store failed: %s", exc)
-        return CycleResult("failed", error=redact(str(exc)), failure="storage")
+        return CycleResult.failed(redact(str(exc)), type(exc))
     finally:
         try:
             release_lease(store, lease)
@@ -378,7 +399,7 @@ def _locked_cycle(
     try:
         reading = fetch_reading(settings, now, token_store)
     except ConfigError as exc:
-        return CycleResult("failed", error=str(exc), failure="config")
+        return CycleResult.failed(str(exc), type(exc))
     except (UpstreamError, StorageError) as exc:
         upstream_error = exc
         summary, hint = explain(exc)
@@ -408,9 +429,9 @@ def _locked_cycle(
             status="failed",
             error=explain(upstream_error)[0],
             # the error's own family: a token Secret refused by RBAC is "storage", not "upstream"
-            failure=upstream_error.failure,
+            family=type(upstream_error),
             retry_after=retry_after,
         )
     if delivery_error:
-        return replace(result, status="failed", error=delivery_error, failure="delivery")
+        return replace(result, status="failed", error=delivery_error, family=DeliveryError)
     return result

@@ -6,8 +6,10 @@ reason about this small vocabulary. Messages never carry a secret.
 
 Each family carries what the shell needs as class attributes, the way h11's
 `ProtocolError` carries `error_status_hint`: `failure` (the word in the cycle's
-JSON result), `exit_code` (the CLI's, DESIGN §3) and `http_status` (the HTTP
-trigger's answer). The entry points read them; nothing maps strings.
+JSON result), `exit_code` (the CLI's, DESIGN §3), `http_status` (the HTTP
+trigger's answer) and `precedence` (with several accounts failing differently, the
+cycle reports the family an operator must act on first: the lowest). The entry
+points read them; nothing maps strings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class BotError(Exception):
     failure: ClassVar[str] = "error"
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+    precedence: ClassVar[int] = 4
 
 
 class ConfigError(BotError):
@@ -29,6 +32,7 @@ class ConfigError(BotError):
     failure = "config"
     exit_code = 2
     http_status = 500
+    precedence = 0
 
 
 class MissingExtra(ConfigError, ImportError):
@@ -48,6 +52,7 @@ class UpstreamError(BotError):
 
     failure = "upstream"
     http_status = 502  # Bad Gateway: our upstream failed us
+    precedence = 2
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -111,6 +116,7 @@ class StorageError(BotError):
 
     failure = "storage"
     http_status = 500
+    precedence = 1
 
 
 class StorageConflict(StorageError):
@@ -143,3 +149,4 @@ class DeliveryError(BotError):
 
     failure = "delivery"
     http_status = 503  # the homeserver is unavailable; the alerts wait in the outbox
+    precedence = 3

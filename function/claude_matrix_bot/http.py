@@ -34,7 +34,6 @@ MAX_BODY_BYTES = 64 * 1024
 CE_REQUIRED = ("specversion", "type", "source", "id")
 STRUCTURED_CE = "application/cloudevents+json"
 TOKEN_HEADER = "ce-triggertoken"  # noqa: S105 (a header name, not a secret); a PingSource sets it through ceOverrides.extensions.triggertoken
-_FAILURE_STATUS = {"upstream": 502, "delivery": 503, "storage": 500, "config": 500}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,7 @@ def handle(
         settings = load_settings(env if env is not None else os.environ, check_files=method == "POST")
     except ConfigError as exc:
         log.error("%s", exc)
-        return Response(500, {"status": "failed", "failure": "config", "error": str(exc)})
+        return Response(exc.http_status, {"status": "failed", "failure": exc.failure, "error": str(exc)})
     register_secret(settings.trigger_token, settings.matrix_store_passphrase)
     set_log_format(settings.log_format)
 
@@ -123,7 +122,7 @@ def _status(settings: Settings) -> Response:
     try:
         return Response(200, status_report(settings))
     except BotError as exc:  # CorruptState included
-        return Response(500, {"error": str(exc)})
+        return Response(exc.http_status, {"error": str(exc)})
 
 
 def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
@@ -157,14 +156,10 @@ def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
     payload = result.to_json()
     if event is not None:
         payload["event"] = {"id": event.get("id"), "type": event.get("type")}
-    if result.status == "ok":
-        return Response(200, payload)
-    if result.status == "busy":
-        return Response(409, payload)
     if result.status == "too_soon":
         retry = max(1, int((result.retry_after or 1) + 0.999))
-        return Response(429, payload, {"Retry-After": str(retry)})
-    return Response(_FAILURE_STATUS.get(result.failure or "", 500), payload)
+        return Response(result.http_status, payload, {"Retry-After": str(retry)})
+    return Response(result.http_status, payload)
 
 
 def _cloudevent(h: _Headers, body: bytes) -> tuple[dict[str, Any] | None, str | None]:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..charts import Picture, picture_for
+from ..errors import DeliveryError
 from ..model import Alert
 from ..settings import TrustedDevice
 from .base import DeliveryReport
@@ -82,7 +83,7 @@ LOGIN_HINT = (
 )
 
 
-class _Stopped(Exception):
+class _Stopped(DeliveryError):
     """Ends a delivery early with a message meant for a person (never a secret)."""
 
 
