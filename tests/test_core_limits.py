@@ -325,7 +325,7 @@ def test_extra_usage_thresholds_setting(value: str | None, expected: tuple[int, 
         env["EXTRA_USAGE_THRESHOLDS"] = value
     settings_ = load_settings(env)
     assert settings_.extra_usage_thresholds == expected
-    assert DecideConfig.from_settings(settings_).extra_usage_thresholds == expected
+    assert settings_.decide_config().extra_usage_thresholds == expected
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "50,150"])

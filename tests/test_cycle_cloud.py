@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_matrix_bot.cycle import CycleResult, run_cycle
+from claude_matrix_bot.compose import run
+from claude_matrix_bot.result import CycleResult
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.base import DeliveryReport
@@ -61,7 +62,7 @@ def test_cycle_keeps_state_in_the_bucket(
     reset = NOW + timedelta(days=2)
     sink = RecordingSink()
     anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (20.0, reset)}))
-    first = run_cycle(
+    first = run(
         load_settings(
             bot_env(
                 tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url, NOW_OVERRIDE=NOW.isoformat()
@@ -73,7 +74,7 @@ def test_cycle_keeps_state_in_the_bucket(
 
     anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (51.0, reset)}))
     later = NOW + timedelta(minutes=5)
-    second = run_cycle(
+    second = run(
         load_settings(
             bot_env(
                 tmp_path, anthropic.base_url, anthropic.token_url, STATE_URL=state_url, NOW_OVERRIDE=later.isoformat()
@@ -107,7 +108,7 @@ def test_two_cycles_at_the_same_instant_emit_each_alert_once(
             )
         )
         barrier.wait()
-        results.append(run_cycle(settings, sink=sink))  # type: ignore[arg-type]
+        results.append(run(settings, sink=sink))  # type: ignore[arg-type]
 
     for step, usage in enumerate((20.0, 55.0, 85.0)):
         anthropic.set_usage(payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (usage, reset)}))

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from claude_matrix_bot.cycle import run_cycle
+from claude_matrix_bot.compose import run
 from claude_matrix_bot.httpclient import reset_shared_client, shared_client
 from claude_matrix_bot.settings import load_settings
 from tests.fakes.anthropic import FakeAnthropic
@@ -34,10 +34,10 @@ def test_cycles_of_one_process_share_one_client_for_usage_and_refresh(
     built = count_clients(monkeypatch)
     settings = load_settings(bot_env(tmp_path, anthropic.base_url, anthropic.token_url))
     for _ in range(3):
-        assert run_cycle(settings).status == "ok"
+        assert run(settings).status == "ok"
     # A cycle whose access token is about to expire refreshes it through the same client.
     anthropic.write_tokens_dir(tokens_dir, expires_in=30)
-    assert run_cycle(settings).status == "ok"
+    assert run(settings).status == "ok"
     assert anthropic.usage_calls == 4 and anthropic.refresh_calls == 1
     assert len(built) == 1, f"{len(built)} httpx clients built for 4 cycles"
     assert built[0] is shared_client()

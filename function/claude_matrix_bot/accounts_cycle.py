@@ -12,7 +12,6 @@ delivered. The cycle fails if any account failed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,21 +19,15 @@ from typing import Any
 
 from .core.accounts import for_account
 from .core.decide import DecideConfig, Decision, decide, drop_delivered, record_failure
-from .cycle import CycleResult, build_token_stores, explain, fetch_reading, load_state, open_sink, save_state
+from .cycle import CycleConfig, deliver, log_alerts, too_soon
 from .errors import BotError, ConfigError, DeliveryError, RateLimited, StorageError, UpstreamError
-from .logs import redact
-from .settings import Settings
-from .sinks.base import AlertSink
+from .hints import explain
+from .ports import Ports
+from .result import CycleResult
 from .state import State
-from .store import BlobStore
-from .tokens.base import TokenStore
+from .state_file import load_state, save_state, state_key
 
 log = logging.getLogger("claude_matrix_bot.cycle")
-
-
-def state_key(account: str) -> str:
-    """Where an account's state lives under STATE_URL (DESIGN §6)."""
-    return f"{account}/state.json"
 
 
 @dataclass
@@ -50,12 +43,16 @@ class _Account:
     family: type[BotError] | None = None  # what failed, if anything
     retry_after: float | None = None
 
+    @property
+    def pending(self) -> int:
+        return len(self.state.outbox) if self.state else 0
+
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "status": "failed" if self.family else "ok",
             "new_alerts": self.new_alerts,
             "delivered": self.delivered,
-            "pending": len(self.state.outbox) if self.state else 0,
+            "pending": self.pending,
         }
         if self.family:
             out["error"] = self.error
@@ -65,100 +62,73 @@ class _Account:
         return out
 
 
-def accounts_cycle(
-    settings: Settings,
-    store: BlobStore,
-    now: datetime,
-    token_stores: dict[str, TokenStore] | None,
-    sink: AlertSink | None,
-    enforce_min_interval: bool,
-) -> CycleResult:
+def accounts_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
     accounts: list[_Account] = []
-    for name in settings.accounts:
-        loaded = load_state(store, now, state_key(name))
+    for name in config.accounts:
+        loaded = load_state(ports.state, now, state_key(name))
         accounts.append(_Account(name, loaded.state, loaded.version))
 
     # MIN_INTERVAL_SEC: every account is polled in every cycle, so the latest poll counts.
     polls = [a.state.health.last_attempt_at for a in accounts if a.state and a.state.health.last_attempt_at]
-    if enforce_min_interval and polls:
-        elapsed = (now - max(polls)).total_seconds()
-        if 0 <= elapsed < settings.min_interval_sec:
-            return CycleResult(
-                "too_soon",
-                pending=sum(len(a.state.outbox) for a in accounts if a.state),
-                retry_after=settings.min_interval_sec - elapsed,
-            )
-
-    try:
-        stores = token_stores if token_stores is not None else build_token_stores(settings)
-    except ConfigError as exc:
-        return CycleResult.failed(str(exc), type(exc))
-    config = DecideConfig.from_settings(settings)
+    early = too_soon(config, max(polls) if polls else None, now, sum(a.pending for a in accounts))
+    if early is not None:
+        return early
 
     for account in accounts:
-        decision = _decide_account(settings, account, stores[account.name], now, config)
+        decision = _decide_account(ports, account, now, config.decide)
         if decision is None:
             continue
         decision = for_account(decision, account.name)
-        for alert in decision.alerts:
-            log.info(
-                "%s: alert %s %s%s", account.name, alert.kind, alert.id, f" ({alert.bucket})" if alert.bucket else ""
-            )
+        log_alerts(decision, account.name)
         account.new_alerts = len(decision.alerts)
         account.state = decision.state
-        account.version = save_state(store, decision.state, account.version, state_key(account.name))
+        account.version = save_state(ports.state, decision.state, account.version, state_key(account.name))
 
-    delivery_error = _deliver(settings, store, accounts, sink)
+    delivery_error = _deliver(ports, accounts)
     if delivery_error:
-        pending = sum(len(a.state.outbox) for a in accounts if a.state)
+        pending = sum(a.pending for a in accounts)
         log.error("delivery failed, %d alert(s) kept for the next run: %s", pending, delivery_error)
         for account in accounts:
-            if account.family is None and account.state is not None and account.state.outbox:
+            if account.family is None and account.pending:
                 account.error, account.family = delivery_error, DeliveryError
+    return _result(accounts)
 
+
+def _result(accounts: list[_Account]) -> CycleResult:
+    """The whole cycle's summary: failed if any account failed, with the family an
+    operator must act on first (errors.BotError.precedence)."""
     failed = [a for a in accounts if a.family]
-    result = CycleResult(
-        "failed" if failed else "ok",
-        new_alerts=sum(a.new_alerts for a in accounts),
-        delivered=sum(a.delivered for a in accounts),
-        pending=sum(len(a.state.outbox) for a in accounts if a.state),
-        accounts=tuple((a.name, a.summary()) for a in accounts),
-    )
+    counts: dict[str, Any] = {
+        "new_alerts": sum(a.new_alerts for a in accounts),
+        "delivered": sum(a.delivered for a in accounts),
+        "pending": sum(a.pending for a in accounts),
+        "accounts": tuple((a.name, a.summary()) for a in accounts),
+    }
     if not failed:
-        return result
-    # The family an operator must act on first (errors.BotError.precedence).
+        return CycleResult("ok", **counts)
     worst = min(failed, key=lambda a: a.family.precedence if a.family else BotError.precedence)
+    assert worst.family is not None
     retry_after = [a.retry_after for a in failed if a.retry_after is not None]
-    return CycleResult(
-        "failed",
-        new_alerts=result.new_alerts,
-        delivered=result.delivered,
-        pending=result.pending,
-        error="; ".join(f"{a.name}: {a.error}" for a in failed),
-        family=worst.family,
+    return CycleResult.failed(
+        "; ".join(f"{a.name}: {a.error}" for a in failed),
+        worst.family,
         retry_after=max(retry_after) if retry_after else None,
-        accounts=result.accounts,
+        **counts,
     )
 
 
-def _decide_account(
-    settings: Settings,
-    account: _Account,
-    token_store: TokenStore,
-    now: datetime,
-    config: DecideConfig,
-) -> Decision | None:
+def _decide_account(ports: Ports, account: _Account, now: datetime, config: DecideConfig) -> Decision | None:
     """This account's decision, or None when it could not even be recorded (configuration)."""
     try:
-        reading = fetch_reading(settings, now, token_store)
+        reading = ports.usage.read(ports.tokens[account.name], now)
     except ConfigError as exc:
         account.error, account.family = str(exc), type(exc)
         log.error("%s: %s", account.name, exc)
         return None
     except (UpstreamError, StorageError) as exc:
-        # Token-store trouble counts like an upstream failure, as with one account: it is
-        # this account's health that suffers, and its degraded alert says what to do.
-        summary, hint = explain(exc)
+        # Token-store trouble counts like an upstream failure: it is this account's
+        # health that suffers, and its degraded alert says what to do.
+        summary, hint = explain(exc, ports.redactor)
         log.error("%s: usage check failed: %s", account.name, summary)
         account.error, account.family = summary, UpstreamError
         if isinstance(exc, RateLimited):
@@ -167,17 +137,12 @@ def _decide_account(
     return decide(account.state, reading, now, config)
 
 
-def _deliver(settings: Settings, store: BlobStore, accounts: list[_Account], sink: AlertSink | None) -> str | None:
+def _deliver(ports: Ports, accounts: list[_Account]) -> str | None:
     """Every account's outbox through one sink, opened once and only when there is something to send."""
     outbox = [alert for account in accounts if account.state for alert in account.state.outbox]
     if not outbox:
         return None
-    try:
-        with contextlib.ExitStack() as stack:
-            target = sink if sink is not None else stack.enter_context(open_sink(settings, store))
-            report = target.deliver(outbox)
-    except DeliveryError as exc:
-        return redact(str(exc))
+    report, error = deliver(ports, outbox)
     done = set(report.delivered)
     for account in accounts:
         state = account.state
@@ -185,5 +150,5 @@ def _deliver(settings: Settings, store: BlobStore, accounts: list[_Account], sin
             continue
         account.delivered = sum(1 for alert in state.outbox if alert.id in done)
         account.state = drop_delivered(state, report.delivered)
-        account.version = save_state(store, account.state, account.version, state_key(account.name))
-    return redact(report.error) if report.error else None
+        account.version = save_state(ports.state, account.state, account.version, state_key(account.name))
+    return error

@@ -33,11 +33,11 @@ def _settings(*, need_tokens: bool) -> Settings:
 
 
 def cmd_run(_: argparse.Namespace) -> int:
-    from .cycle import run_cycle
+    from .compose import run
 
     settings = _settings(need_tokens=True)
     with cycle_scope():
-        result = run_cycle(settings)
+        result = run(settings)
         summary = json.dumps(result.to_json())
         if result.status == "failed":
             log.error("cycle failed: %s", summary)

@@ -150,9 +150,9 @@ def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
     elif data.strip() and content_type not in ("application/json", "text/plain", ""):
         return Response(415, {"error": f"unsupported content type {content_type!r}"})
 
-    from .cycle import run_cycle
+    from .compose import run
 
-    result = run_cycle(settings, enforce_min_interval=True)
+    result = run(settings, enforce_min_interval=True)
     payload = result.to_json()
     if event is not None:
         payload["event"] = {"id": event.get("id"), "type": event.get("type")}

@@ -22,24 +22,45 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TextIO
 
-_secrets: set[str] = set()
-_lock = threading.Lock()
 MASK = "[redacted]"
+# Very short values would mask ordinary words; real tokens are long.
+MIN_SECRET_CHARS = 8
+
+
+class Redactor:
+    """The secrets this process has seen, and their masking: text that quotes one
+    gets MASK in its place. Thread-safe: a warm HTTP instance serves threads."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            self._secrets.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+
+    def __call__(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+_default = Redactor()
+
+
+def default_redactor() -> Redactor:
+    return _default
 
 
 def register_secret(*values: str | None) -> None:
-    with _lock:
-        # Very short values would mask ordinary words; real tokens are long.
-        _secrets.update(v for v in values if v and len(v) >= 8)
+    _default.add(*values)
 
 
 def redact(text: str) -> str:
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+    return _default(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
+from .core.decide import DecideConfig
 from .errors import ConfigError
 
 DEFAULT_USER_AGENT = "claude-code/2.0.55"
@@ -50,6 +51,8 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 T = TypeVar("T")
+# The decision's defaults are the settings' defaults: one source (core/decide.py).
+_DECIDE = DecideConfig()
 
 
 IDENTITY_PIN = "master"
@@ -83,18 +86,18 @@ class Settings:
     k8s_oauth_secret_name: str | None = None
     k8s_namespace: str | None = None
     oauth_refresh_leeway_sec: int = 600
-    weekly_thresholds: tuple[int, ...] = (50, 80)
+    weekly_thresholds: tuple[int, ...] = _DECIDE.thresholds
     state_url: str = "file:///state"
-    forecast_enabled: bool = True
-    forecast_window_sec: int = 21600
-    forecast_min_samples: int = 6
-    forecast_min_span_sec: int = 3600
+    forecast_enabled: bool = _DECIDE.forecast_enabled
+    forecast_window_sec: int = _DECIDE.forecast_window_sec
+    forecast_min_samples: int = _DECIDE.forecast_min_samples
+    forecast_min_span_sec: int = _DECIDE.forecast_min_span_sec
     alert_sink: AlertSinkName = "matrix"
     anthropic_base_url: str = DEFAULT_BASE_URL
     anthropic_token_url: str = DEFAULT_TOKEN_URL
     now_override: datetime | None = None
-    reset_shift_tolerance_sec: int = 60
-    health_failures: int = 3
+    reset_shift_tolerance_sec: int = _DECIDE.shift_tolerance_sec
+    health_failures: int = _DECIDE.health_failures
     anthropic_user_agent: str = DEFAULT_USER_AGENT
     trigger_token: str | None = field(default=None, repr=False)
     min_interval_sec: int = 60
@@ -102,9 +105,9 @@ class Settings:
     matrix_store_passphrase: str | None = field(default=None, repr=False)
     # `ACCOUNTS` (DESIGN §6); empty: the single-account layout of every earlier release.
     accounts: tuple[str, ...] = ()
-    extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
-    charts_enabled: bool = True  # DESIGN §7: the forecast alert carries a chart
-    digest_enabled: bool = True  # DESIGN §7: a weekly digest at each natural weekly rollover
+    extra_usage_thresholds: tuple[int, ...] = _DECIDE.extra_usage_thresholds
+    charts_enabled: bool = _DECIDE.charts_enabled  # DESIGN §7: the forecast alert carries a chart
+    digest_enabled: bool = _DECIDE.digest_enabled  # DESIGN §7: a weekly digest at each natural weekly rollover
     log_format: LogFormat = "text"
     matrix_exclude_insecure_devices: bool = False
     matrix_password_file: Path | None = None  # matrix-login only
@@ -112,6 +115,21 @@ class Settings:
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
         return self.now_override if self.now_override is not None else datetime.now(UTC)
+
+    def decide_config(self) -> DecideConfig:
+        """What the pure core needs of these settings."""
+        return DecideConfig(
+            thresholds=self.weekly_thresholds,
+            shift_tolerance_sec=self.reset_shift_tolerance_sec,
+            forecast_enabled=self.forecast_enabled,
+            forecast_window_sec=self.forecast_window_sec,
+            forecast_min_samples=self.forecast_min_samples,
+            forecast_min_span_sec=self.forecast_min_span_sec,
+            health_failures=self.health_failures,
+            extra_usage_thresholds=self.extra_usage_thresholds,
+            charts_enabled=self.charts_enabled,
+            digest_enabled=self.digest_enabled,
+        )
 
 
 class _Collector:

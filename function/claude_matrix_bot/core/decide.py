@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
-from ..settings import Settings
 from ..state import (
     MAX_HISTORY_SAMPLES,
     MAX_SHIFT_MEMORY,
@@ -38,21 +37,6 @@ class DecideConfig:
     extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
     charts_enabled: bool = True
     digest_enabled: bool = True
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> DecideConfig:
-        return cls(
-            thresholds=s.weekly_thresholds,
-            shift_tolerance_sec=s.reset_shift_tolerance_sec,
-            forecast_enabled=s.forecast_enabled,
-            forecast_window_sec=s.forecast_window_sec,
-            forecast_min_samples=s.forecast_min_samples,
-            forecast_min_span_sec=s.forecast_min_span_sec,
-            health_failures=s.health_failures,
-            extra_usage_thresholds=s.extra_usage_thresholds,
-            charts_enabled=s.charts_enabled,
-            digest_enabled=s.digest_enabled,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..charts import Picture, picture_for
 from ..errors import DeliveryError
+from ..logs import Redactor
 from ..model import Alert
 from ..settings import TrustedDevice
 from .base import DeliveryReport
@@ -155,6 +156,7 @@ class MatrixSink:
         store_passphrase: str | None = None,
         timeout: float = 30.0,
         exclude_insecure_devices: bool = False,
+        redactor: Redactor | None = None,
     ) -> None:
         self.creds_dir = creds_dir
         self.room_id = room_id
@@ -163,6 +165,8 @@ class MatrixSink:
         self._store_passphrase = store_passphrase
         self.timeout = timeout
         self.exclude_insecure_devices = exclude_insecure_devices
+        # Learns the access token when the sink reads it, so the logs never show it.
+        self.redactor = redactor
 
     def __repr__(self) -> str:
         return f"MatrixSink(room_id={self.room_id!r}, store_dir={str(self.store_dir)!r})"
@@ -240,6 +244,8 @@ class _Delivery:
         client: AsyncClient | None = None
         try:
             self.creds = MatrixCredentials.from_dir(self.sink.creds_dir)
+            if self.sink.redactor is not None:
+                self.sink.redactor.add(self.creds.access_token)
             client = self._client(self.creds)
             # A whole delivery is bounded too: nio's own sync path can wait without limit.
             async with asyncio.timeout(self.sink.timeout * 6):

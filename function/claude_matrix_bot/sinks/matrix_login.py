@@ -43,7 +43,7 @@ class LoginRequest:
 
 def matrix_login(settings: Settings, request: LoginRequest, out: TextIO = sys.stdout) -> int:
     """Do the setup; 0 when the device is ready and cross-signed, 1 otherwise."""
-    from ..cycle import open_key_store
+    from ..compose import matrix_sink, open_key_store
     from ..store import open_store
 
     homeserver = request.homeserver_url.rstrip("/")
@@ -65,7 +65,7 @@ def matrix_login(settings: Settings, request: LoginRequest, out: TextIO = sys.st
             print(f"logged in {creds.user_id} as a new device {creds.device_id}; credentials in {creds_dir}", file=out)
         if request.reset_cross_signing and password is None:
             password = _password(settings)
-        sink = MatrixSink(creds_dir, room_id="", store_dir=key_dir, store_passphrase=settings.matrix_store_passphrase)
+        sink = matrix_sink(settings, key_dir, room_id="")
         report = sink.prime(password=password, reset_cross_signing=request.reset_cross_signing)
     if report.error is not None:
         print(f"claude-matrix-bot: matrix-login: {report.error}", file=sys.stderr)

@@ -1,0 +1,44 @@
+"""What went wrong and what to do: the words of the degraded alert and of `status`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import (
+    BadResponse,
+    BotError,
+    Forbidden,
+    NoUsageLimit,
+    RateLimited,
+    ServerError,
+    StorageError,
+    TokenRefreshError,
+    Unauthorized,
+    UpstreamTimeout,
+)
+
+
+def explain(exc: BotError, redact: Callable[[str], str]) -> tuple[str, str]:
+    """(what went wrong, what to do). The text is redacted: it reaches state.json,
+    the room and HTTP answers."""
+    return redact(str(exc)), _hint(exc)
+
+
+def _hint(exc: BotError) -> str:
+    if isinstance(exc, TokenRefreshError):
+        return "re-bootstrap the Claude OAuth tokens (scripts/bootstrap-local.sh) and update the Secret"
+    if isinstance(exc, Unauthorized):
+        return "the OAuth tokens were revoked or expired: re-bootstrap them"
+    if isinstance(exc, Forbidden):
+        return "the token lacks the user:profile scope: log in with Claude Code again and re-bootstrap"
+    if isinstance(exc, RateLimited):
+        return "check that ANTHROPIC_USER_AGENT looks like claude-code/<version>; otherwise it will pass"
+    if isinstance(exc, ServerError | UpstreamTimeout):
+        return "the Anthropic API is having trouble; nothing to do unless it persists"
+    if isinstance(exc, NoUsageLimit):
+        return exc.hint
+    if isinstance(exc, BadResponse):
+        return "the usage endpoint changed its answer: look for a newer release of the bot"
+    if isinstance(exc, StorageError):
+        return "check the token Secret, its RBAC Role, or OAUTH_TOKENS_DIR"
+    return ""

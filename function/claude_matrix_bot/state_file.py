@@ -1,0 +1,51 @@
+"""state.json under STATE_URL: read (a corrupt file moved aside) and written compare-and-swap."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import CorruptState, StorageError
+from .state import State, dump_state, parse_state
+from .store import ABSENT, BlobStore
+
+log = logging.getLogger("claude_matrix_bot.cycle")
+
+STATE_KEY = "state.json"
+
+
+def state_key(account: str) -> str:
+    """Where an account's state lives under STATE_URL (DESIGN §6)."""
+    return f"{account}/{STATE_KEY}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedState:
+    state: State | None  # None: first run ever
+    version: str | None  # None: no file yet
+
+
+def load_state(store: BlobStore, now: datetime, key: str = STATE_KEY) -> LoadedState:
+    """Read state.json (`<account>/state.json` with several accounts). A corrupt file is
+    moved aside (never deleted) and the bot re-arms saying so; a future schema raises
+    StateSchemaError and is left alone."""
+    try:
+        data, version = store.read(key)
+    except FileNotFoundError:
+        return LoadedState(None, None)
+    try:
+        return LoadedState(parse_state(data), version)
+    except CorruptState as exc:
+        aside = f"{key}.corrupt-{now:%Y%m%dT%H%M%SZ}"
+        with contextlib.suppress(StorageError):
+            # Two corrupt files in one second would collide; keep the first copy.
+            store.write(aside, data, expect=ABSENT)
+        log.warning("%s is unreadable (%s); moved aside to %s and re-arming", key, exc, aside)
+        note = f"{key} could not be read ({exc}) and was moved aside to {aside}; starting over."
+        return LoadedState(State(note=note), version)
+
+
+def save_state(store: BlobStore, state: State, version: str | None, key: str = STATE_KEY) -> str:
+    return store.write(key, dump_state(state), expect=version if version is not None else ABSENT)
