@@ -37,7 +37,7 @@ from claude_matrix_bot.sinks.crosssigning import (
     verify_signature,
 )
 from claude_matrix_bot.sinks.matrix import MatrixSink
-from claude_matrix_bot.status import format_status, status_report
+from claude_matrix_bot.status import collect, format_status
 from tests.matrix_recipient import Recipient
 from tests.synapse import Account, Homeserver
 
@@ -370,11 +370,12 @@ def test_matrix_login_sets_up_a_signed_device_and_keeps_it(
     for output in (first, again, reset):
         for secret in (bot.password, token, "store secret"):
             assert secret not in output.out + output.err
-    status = status_report(
+    snapshot = collect(
         load_settings({"LOCAL_MODE": "1", "ALERT_SINK": "stdout", "STATE_URL": f"file://{tmp_path / 'state'}"})
     )
+    status = snapshot.to_json()
     assert status["matrix_identity"]["master_key"] == new_master
-    assert f"master key {new_master}" in format_status(status)
+    assert f"master key {new_master}" in format_status(snapshot)
 
 
 def test_matrix_login_without_a_password_source_says_so(

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from claude_matrix_bot.errors import LeaseHeld
-from claude_matrix_bot.store.base import ABSENT, ANY
-from claude_matrix_bot.store.lease import LEASE_KEY, Lease, acquire_lease, read_lease, release_lease
+from claude_matrix_bot.store.base import ABSENT, ANY, BlobStore
+from claude_matrix_bot.store.lease import LEASE_KEY, Lease, acquire_lease, release_lease
 
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend
@@ -27,6 +27,22 @@ if TYPE_CHECKING:
 NOW = datetime(2026, 1, 2, 19, 0, tzinfo=UTC)
 TTL = 240
 RACERS = 8
+
+
+def read_lease(store: BlobStore) -> Lease | None:
+    """The lease on record, as the file says it (None: no lease). The tests' own reader:
+    the bot never reads a lease except to take it (acquire_lease)."""
+    try:
+        data, version = store.read(LEASE_KEY)
+    except FileNotFoundError:
+        return None
+    record = json.loads(data)
+    return Lease(
+        record["holder"],
+        datetime.fromisoformat(record["acquired_at"]),
+        datetime.fromisoformat(record["expires_at"]),
+        version,
+    )
 
 
 def test_free_store_is_acquired_and_recorded(backend: Backend) -> None:

@@ -294,7 +294,7 @@ def test_kubeconfig_fallback_outside_a_cluster(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(fake, tmp_path / "kubeconfig")))
 
-    store = SecretTokenStore.from_settings(fake.secret_name, fake.namespace, namespace_file=tmp_path / "absent")
+    store = SecretTokenStore(fake.secret_name, fake.namespace, namespace_file=tmp_path / "absent")
 
     assert store.load().tokens == OAuthTokens(ACCESS, REFRESH, EXPIRES)
     assert fake.requests[-1].authorization == f"Bearer {fake.bearer_token}"
@@ -308,7 +308,7 @@ def test_namespace_from_the_service_account_file(
     namespace_file = tmp_path / "namespace"
     namespace_file.write_text("claude-bot\n")
 
-    store = SecretTokenStore.from_settings(fake.secret_name, None, namespace_file=namespace_file)
+    store = SecretTokenStore(fake.secret_name, None, namespace_file=namespace_file)
 
     assert store.namespace == "claude-bot"
     assert store.load().version == fake.resource_version()
@@ -320,7 +320,7 @@ def test_namespace_from_the_kubeconfig_context_when_there_is_no_service_account(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(fake, tmp_path / "kubeconfig", namespace="claude-bot")))
 
-    store = SecretTokenStore.from_settings(fake.secret_name, None, namespace_file=tmp_path / "absent")
+    store = SecretTokenStore(fake.secret_name, None, namespace_file=tmp_path / "absent")
 
     assert store.namespace == "claude-bot"
     assert store.load().tokens.access_token == ACCESS
@@ -333,7 +333,7 @@ def test_no_namespace_anywhere_names_k8s_namespace(
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(fake, tmp_path / "kubeconfig")))
 
     with pytest.raises(ConfigError, match="K8S_NAMESPACE"):
-        SecretTokenStore.from_settings(fake.secret_name, None, namespace_file=tmp_path / "absent")
+        SecretTokenStore(fake.secret_name, None, namespace_file=tmp_path / "absent")
 
     assert fake.requests == []
 
@@ -343,7 +343,7 @@ def test_no_credentials_at_all_is_a_config_error(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
 
     with pytest.raises(ConfigError, match="no Kubernetes credentials") as error:
-        SecretTokenStore.from_settings("claude-oauth-tokens", "claude-bot")
+        SecretTokenStore("claude-oauth-tokens", "claude-bot")
 
     assert "kubeconfig" in str(error.value)
 

@@ -47,14 +47,10 @@ def cmd_run(_: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, status_report
+    from .status import collect, format_status
 
-    settings = _settings(need_tokens=False)
-    report = status_report(settings)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_status(report))
+    snapshot = collect(_settings(need_tokens=False))
+    print(json.dumps(snapshot.to_json(), indent=2) if args.json else format_status(snapshot))
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from .errors import CorruptState, StateSchemaError
+from .isotime import iso as _iso
 from .model import Alert, AlertKind, ExtraUsage
 
 SCHEMA = 2
@@ -115,10 +116,6 @@ class State:
 
 
 # --- encoding ------------------------------------------------------------------
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse_time(value: object, where: str) -> datetime | None:
@@ -378,22 +375,26 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
     }
 
 
+def health_to_json(health: Health) -> dict[str, Any]:
+    """The health counters as state.json and `status` show them."""
+    return {
+        "consecutive_failures": health.consecutive_failures,
+        "degraded": health.degraded,
+        "failing_since": _iso(health.failing_since),
+        "last_error": health.last_error,
+        "last_success_at": _iso(health.last_success_at),
+        "last_attempt_at": _iso(health.last_attempt_at),
+    }
+
+
 def dump_state(state: State) -> bytes:
-    health = state.health
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "armed_at": _iso(state.armed_at),
         "note": state.note,
         "buckets": {name: _bucket_to_json(b) for name, b in sorted(state.buckets.items())},
         "outbox": [_alert_to_json(a) for a in state.outbox],
-        "health": {
-            "consecutive_failures": health.consecutive_failures,
-            "degraded": health.degraded,
-            "failing_since": _iso(health.failing_since),
-            "last_error": health.last_error,
-            "last_success_at": _iso(health.last_success_at),
-            "last_attempt_at": _iso(health.last_attempt_at),
-        },
+        "health": health_to_json(state.health),
     }
     if state.extra_usage is not None:
         doc["extra_usage"] = _extra_to_json(state.extra_usage)

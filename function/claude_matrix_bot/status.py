@@ -1,68 +1,88 @@
 """What `claude-matrix-bot status` and `GET /` show: buckets, history, forecast, health.
 
 Read-only (no lease, no API call) and secret-free by construction: it only
-looks at state.json, which never holds a secret.
+looks at state.json, which never holds a secret. `collect` reads once; the JSON
+(`status --json`, `GET /`) and the text are both drawn from the typed state, so
+the text never parses back the times the JSON wrote.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from .core import messages
-from .core.forecast import project
+from .core.forecast import Projection, project
 from .errors import CorruptState, StorageError
+from .isotime import iso
 from .model import is_weekly
 from .settings import Settings
 from .sinks.crosssigning import IDENTITY_FILE, identity_lines, identity_report
-from .state import ExtraUsageState, State, parse_state
+from .state import BucketState, ExtraUsageState, State, health_to_json, parse_state
+from .state_file import STATE_KEY, state_key
 from .store import BlobStore, open_store
 
-STATE_KEY = "state.json"
-# identity.json in the Matrix key store (cycle.NIO_PREFIX): public values only.
+# identity.json in the Matrix key store (compose.NIO_PREFIX): public values only.
 MATRIX_IDENTITY_KEY = f"nio/{IDENTITY_FILE}"
+NO_PROJECTION = "not enough data or not rising"
 
 
 class UnreadableState(StorageError):
     """`status` found a state.json it cannot understand (exit 1, HTTP 500; never a traceback)."""
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One state.json as `status` found it (None: no file yet) and the bot's Matrix identity."""
+
+    state: State | None
+    identity: dict[str, Any] | None
 
 
-def status_report(settings: Settings, store: BlobStore | None = None) -> dict[str, Any]:
-    now = settings.now()
-    store = store or open_store(settings.state_url)
-    if settings.accounts:
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    settings: Settings
+    now: datetime
+    views: dict[str, _View]  # by account name with ACCOUNTS, else the one under ""
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.settings.accounts:
+            return _view_json(self, self.views[""])
         # DESIGN §6: every account, each with the report one account would have.
-        accounts = {name: _state_report(settings, store, f"{name}/state.json", now) for name in settings.accounts}
+        accounts = {name: _view_json(self, view) for name, view in self.views.items()}
         return {
-            "state_url": settings.state_url,
-            "now": _iso(now),
+            "state_url": self.settings.state_url,
+            "now": iso(self.now),
             "armed": all(report["armed"] for report in accounts.values()),
             "accounts": accounts,
         }
-    return _state_report(settings, store, STATE_KEY, now)
 
 
-def _state_report(settings: Settings, store: BlobStore, key: str, now: datetime) -> dict[str, Any]:
+def collect(settings: Settings, store: BlobStore | None = None) -> Snapshot:
+    store = store or open_store(settings.state_url)
+    identity = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
+    keys = {name: state_key(name) for name in settings.accounts} if settings.accounts else {"": STATE_KEY}
+    views = {name: _View(_read_state(settings, store, key), identity) for name, key in keys.items()}
+    return Snapshot(settings, settings.now(), views)
+
+
+def status_report(settings: Settings, store: BlobStore | None = None) -> dict[str, Any]:
+    return collect(settings, store).to_json()
+
+
+def _read_state(settings: Settings, store: BlobStore, key: str) -> State | None:
+    data = _read_or_none(store, key)
+    if data is None:
+        return None
     try:
-        data, _ = store.read(key)
-    except FileNotFoundError:
-        report = {"state_url": settings.state_url, "armed": False, "now": _iso(now), "buckets": {}}
-    else:
-        try:
-            state = parse_state(data)
-        except CorruptState as exc:
-            # status only reads: the file stays as it is for the next run to move aside.
-            raise UnreadableState(
-                f"state.json under {settings.state_url} cannot be read ({exc}); it was left untouched. "
-                "The next run moves it aside (state.json.corrupt-<time>) and re-arms, saying so in the room."
-            ) from None
-        report = _report(settings, state, now)
-    report["matrix_identity"] = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
-    return report
+        return parse_state(data)
+    except CorruptState as exc:
+        # status only reads: the file stays as it is for the next run to move aside.
+        raise UnreadableState(
+            f"state.json under {settings.state_url} cannot be read ({exc}); it was left untouched. "
+            "The next run moves it aside (state.json.corrupt-<time>) and re-arms, saying so in the room."
+        ) from None
 
 
 def _read_or_none(store: BlobStore, key: str) -> bytes | None:
@@ -72,72 +92,90 @@ def _read_or_none(store: BlobStore, key: str) -> bytes | None:
         return None
 
 
-def _report(settings: Settings, state: State, now: datetime) -> dict[str, Any]:
-    buckets: dict[str, Any] = {}
-    for name, bucket in sorted(state.buckets.items()):
-        entry: dict[str, Any] = {
-            "label": messages.bucket_label(name),
-            "utilization": bucket.utilization,
-            "resets_at": _iso(bucket.resets_at),
+def _armed(state: State | None) -> bool:
+    return state is not None and (state.armed_at is not None or bool(state.buckets))
+
+
+def _projection(snapshot: Snapshot, bucket: BucketState) -> Projection | None:
+    if bucket.utilization is None or not bucket.history:
+        return None
+    settings = snapshot.settings
+    return project(
+        bucket.history,
+        now=snapshot.now,
+        current=bucket.utilization,
+        min_samples=settings.forecast_min_samples,
+        min_span_sec=settings.forecast_min_span_sec,
+    )
+
+
+def _span_sec(bucket: BucketState) -> int:
+    history = bucket.history
+    return history[-1][0] - history[0][0] if len(history) > 1 else 0
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
+    state = view.state
+    settings = snapshot.settings
+    report: dict[str, Any]
+    if state is None:
+        report = {"state_url": settings.state_url, "armed": False, "now": iso(snapshot.now), "buckets": {}}
+    else:
+        report = {
+            "state_url": settings.state_url,
+            "armed": _armed(state),
+            "armed_at": iso(state.armed_at),
+            "now": iso(snapshot.now),
+            "buckets": {name: _bucket_json(snapshot, name, b) for name, b in sorted(state.buckets.items())},
+            "outbox": [{"id": a.id, "kind": a.kind, "bucket": a.bucket} for a in state.outbox],
+            "health": health_to_json(state.health),
+            "extra_usage": _extra_json(state.extra_usage, settings.extra_usage_thresholds),
+            # Numbers the last answer carried where this release does not read (DESIGN §1).
+            "unknown_numbers": list(state.unknown_numbers),
         }
-        if bucket.is_active is not None:
-            entry["is_active"] = bucket.is_active
-        if bucket.severity is not None:
-            entry["severity"] = bucket.severity
-        if is_weekly(name):
-            history = bucket.history
-            entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
-            entry["history"] = {
-                "samples": len(history),
-                "span_sec": history[-1][0] - history[0][0] if len(history) > 1 else 0,
-            }
-            forecast: dict[str, Any] = {
-                "enabled": settings.forecast_enabled,
-                "fired_this_window": bucket.forecast_fired,
-            }
-            if bucket.utilization is not None and history:
-                projection = project(
-                    history,
-                    now=now,
-                    current=bucket.utilization,
-                    min_samples=settings.forecast_min_samples,
-                    min_span_sec=settings.forecast_min_span_sec,
-                )
-                if projection is not None:
-                    forecast.update(
-                        burn_rate_per_hour=round(projection.slope_per_hour, 3),
-                        projected_at=_iso(projection.exhausted_at),
-                        before_reset=bucket.resets_at is not None and projection.exhausted_at < bucket.resets_at,
-                        samples=projection.samples,
-                    )
-                else:
-                    forecast["projection"] = "not enough data or not rising"
-            entry["forecast"] = forecast
-        buckets[name] = entry
-    health = state.health
-    report: dict[str, Any] = {
-        "state_url": settings.state_url,
-        "armed": state.armed_at is not None or bool(state.buckets),
-        "armed_at": _iso(state.armed_at),
-        "now": _iso(now),
-        "buckets": buckets,
-        "outbox": [{"id": a.id, "kind": a.kind, "bucket": a.bucket} for a in state.outbox],
-        "health": {
-            "consecutive_failures": health.consecutive_failures,
-            "degraded": health.degraded,
-            "failing_since": _iso(health.failing_since),
-            "last_error": health.last_error,
-            "last_success_at": _iso(health.last_success_at),
-            "last_attempt_at": _iso(health.last_attempt_at),
-        },
-        "extra_usage": _extra_report(state.extra_usage, settings.extra_usage_thresholds),
-        # Numbers the last answer carried where this release does not read (DESIGN §1).
-        "unknown_numbers": list(state.unknown_numbers),
-    }
+    report["matrix_identity"] = view.identity
     return report
 
 
-def _extra_report(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
+def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "label": messages.bucket_label(name),
+        "utilization": bucket.utilization,
+        "resets_at": iso(bucket.resets_at),
+    }
+    if bucket.is_active is not None:
+        entry["is_active"] = bucket.is_active
+    if bucket.severity is not None:
+        entry["severity"] = bucket.severity
+    if is_weekly(name):
+        entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
+        entry["history"] = {"samples": len(bucket.history), "span_sec": _span_sec(bucket)}
+        forecast: dict[str, Any] = {
+            "enabled": snapshot.settings.forecast_enabled,
+            "fired_this_window": bucket.forecast_fired,
+        }
+        projection = _projection(snapshot, bucket)
+        if projection is not None:
+            forecast.update(
+                burn_rate_per_hour=round(projection.slope_per_hour, 3),
+                projected_at=iso(projection.exhausted_at),
+                before_reset=_before_reset(bucket, projection),
+                samples=projection.samples,
+            )
+        elif bucket.utilization is not None and bucket.history:
+            forecast["projection"] = NO_PROJECTION
+        entry["forecast"] = forecast
+    return entry
+
+
+def _before_reset(bucket: BucketState, projection: Projection) -> bool:
+    return bucket.resets_at is not None and projection.exhausted_at < bucket.resets_at
+
+
+def _extra_json(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
     if extra is None:
         return None
     last = extra.last
@@ -151,80 +189,88 @@ def _extra_report(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) ->
         "disabled_reason": last.disabled_reason,
         "source": last.source,
         "summary": messages.extra_status(last),
-        "period_start": _iso(extra.period_start),
+        "period_start": iso(extra.period_start),
         "started_alerted": extra.started_alerted,
         "alerted_thresholds": list(extra.alerted_thresholds),
         "thresholds": list(thresholds),
     }
 
 
-def format_status(report: dict[str, Any]) -> str:
-    if "accounts" in report:
-        parts = [f"state: {report['state_url']}"]
-        for name, account in report["accounts"].items():
-            lines = format_status(account).splitlines()[1:]  # the state line is said once, above
-            parts.append(f"account {name}:")
-            parts.extend(f"  {line}" for line in lines)
-        return "\n".join(parts)
-    now = datetime.fromisoformat(report["now"].replace("Z", "+00:00"))
-    lines = [f"state: {report['state_url']}", *identity_lines(report.get("matrix_identity"))]
-    if not report["armed"]:
+# --- text ----------------------------------------------------------------------------------
+
+
+def format_status(snapshot: Snapshot) -> str:
+    if not snapshot.settings.accounts:
+        return "\n".join(_view_lines(snapshot, snapshot.views[""]))
+    parts = [f"state: {snapshot.settings.state_url}"]
+    for name, view in snapshot.views.items():
+        parts.append(f"account {name}:")
+        # The state line is said once, above.
+        lines = "\n".join(_view_lines(snapshot, view)).splitlines()[1:]
+        parts.extend(f"  {line}" for line in lines)
+    return "\n".join(parts)
+
+
+def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
+    now, state = snapshot.now, view.state
+    lines = [f"state: {snapshot.settings.state_url}", *identity_lines(view.identity)]
+    if state is None or not _armed(state):
         lines.append("not armed yet: the first successful run posts the baseline")
-        return "\n".join(lines)
-    health = report["health"]
-    if health["last_success_at"]:
-        last_ok = datetime.fromisoformat(health["last_success_at"].replace("Z", "+00:00"))
-        lines.append(f"last success: {messages.fmt_when(last_ok, now)}")
-    if health["consecutive_failures"]:
+        return lines
+    health = state.health
+    if health.last_success_at:
+        lines.append(f"last success: {messages.fmt_when(health.last_success_at, now)}")
+    if health.consecutive_failures:
         lines.append(
-            f"FAILING: {health['consecutive_failures']} run(s) in a row"
-            + (" (degraded alert sent)" if health["degraded"] else "")
-            + f"; last error: {health['last_error']}"
+            f"FAILING: {health.consecutive_failures} run(s) in a row"
+            + (" (degraded alert sent)" if health.degraded else "")
+            + f"; last error: {health.last_error}"
         )
-    for name, b in report["buckets"].items():
-        if b["utilization"] is None:
-            lines.append(f"{b['label']} ({name}): not in use")
-            continue
-        resets = datetime.fromisoformat(b["resets_at"].replace("Z", "+00:00")) if b["resets_at"] else None
-        pct = messages.fmt_pct(b["utilization"])
-        judgement = messages.fmt_binding(b.get("is_active") is True, b.get("severity"))
-        lines.append(
-            f"{b['label']} ({name}): {pct}, resets {messages.fmt_when(resets, now)}"
-            + (f" ({judgement})" if judgement else "")
-        )
-        if "history" in b:
-            hist = b["history"]
-            lines.append(
-                f"  thresholds alerted: {b['alerted_thresholds'] or 'none'}; history: {hist['samples']} samples "
-                f"over {messages.fmt_duration(_seconds(hist['span_sec']))}"
-            )
-            fc = b["forecast"]
-            if "projected_at" in fc:
-                at = datetime.fromisoformat(fc["projected_at"].replace("Z", "+00:00"))
-                verdict = "BEFORE the reset" if fc["before_reset"] else "after the reset"
-                lines.append(
-                    f"  forecast: {fc['burn_rate_per_hour']:.2f}%/h, 100% {messages.fmt_when(at, now)} ({verdict})"
-                )
-            else:
-                lines.append(f"  forecast: {fc.get('projection', 'n/a')}")
-    extra = report.get("extra_usage")
-    if extra:
-        since = datetime.fromisoformat(extra["period_start"].replace("Z", "+00:00"))
-        said = ["started"] if extra["started_alerted"] else []
-        said += [f"{t}%" for t in extra["alerted_thresholds"]]
-        lines.append(f"Extra usage: {extra['summary']}")
-        lines.append(f"  spend period since {messages.fmt_when(since, now)}; alerted: {', '.join(said) or 'none'}")
-    if report.get("unknown_numbers"):
+    for name, bucket in sorted(state.buckets.items()):
+        lines.extend(_bucket_lines(snapshot, name, bucket))
+    if state.extra_usage:
+        lines.extend(_extra_lines(state.extra_usage, now))
+    if state.unknown_numbers:
         lines.append(
             "numbers under keys this release does not read (the endpoint may have changed): "
-            + ", ".join(report["unknown_numbers"])
+            + ", ".join(state.unknown_numbers)
         )
-    if report["outbox"]:
-        lines.append(f"undelivered alerts: {len(report['outbox'])}")
-    return "\n".join(lines)
+    if state.outbox:
+        lines.append(f"undelivered alerts: {len(state.outbox)}")
+    return lines
 
 
-def _seconds(value: int) -> Any:
-    from datetime import timedelta
+def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[str]:
+    label, now = messages.bucket_label(name), snapshot.now
+    if bucket.utilization is None:
+        return [f"{label} ({name}): not in use"]
+    pct = messages.fmt_pct(bucket.utilization)
+    judgement = messages.fmt_binding(bucket.is_active is True, bucket.severity)
+    lines = [
+        f"{label} ({name}): {pct}, resets {messages.fmt_when(bucket.resets_at, now)}"
+        + (f" ({judgement})" if judgement else "")
+    ]
+    if not is_weekly(name):
+        return lines
+    lines.append(
+        f"  thresholds alerted: {list(bucket.alerted_thresholds) or 'none'}; history: {len(bucket.history)} samples "
+        f"over {messages.fmt_duration(timedelta(seconds=_span_sec(bucket)))}"
+    )
+    projection = _projection(snapshot, bucket)
+    if projection is not None:
+        verdict = "BEFORE the reset" if _before_reset(bucket, projection) else "after the reset"
+        rate = round(projection.slope_per_hour, 3)  # as the JSON says it
+        when = messages.fmt_when(projection.exhausted_at, now)
+        lines.append(f"  forecast: {rate:.2f}%/h, 100% {when} ({verdict})")
+    else:
+        lines.append(f"  forecast: {NO_PROJECTION if bucket.history else 'n/a'}")
+    return lines
 
-    return timedelta(seconds=value)
+
+def _extra_lines(extra: ExtraUsageState, now: datetime) -> list[str]:
+    said = ["started"] if extra.started_alerted else []
+    said += [f"{t}%" for t in extra.alerted_thresholds]
+    return [
+        f"Extra usage: {messages.extra_status(extra.last)}",
+        f"  spend period since {messages.fmt_when(extra.period_start, now)}; alerted: {', '.join(said) or 'none'}",
+    ]

@@ -460,9 +460,3 @@ def record_failure(previous: State | None, error: str, hint: str, now: datetime,
 def drop_delivered(state: State, delivered: tuple[str, ...]) -> State:
     done = set(delivered)
     return state.with_outbox(tuple(a for a in state.outbox if a.id not in done))
-
-
-def history_span(state: BucketState) -> timedelta:
-    if len(state.history) < 2:
-        return timedelta(0)
-    return timedelta(seconds=state.history[-1][0] - state.history[0][0])

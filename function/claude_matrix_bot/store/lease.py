@@ -77,15 +77,6 @@ def _decode(data: bytes, version: str) -> Lease | None:
     return Lease(holder, acquired_at, expires_at, version)
 
 
-def read_lease(store: BlobStore) -> Lease | None:
-    """The lease on record (live or not), or None when there is none or it is corrupt."""
-    try:
-        data, version = store.read(LEASE_KEY)
-    except FileNotFoundError:
-        return None
-    return _decode(data, version)
-
-
 def acquire_lease(store: BlobStore, *, holder: str, now: datetime, ttl_sec: int) -> Lease:
     """Take the lease for `ttl_sec` from `now`, or raise LeaseHeld.
 

@@ -129,17 +129,6 @@ class SecretTokenStore:
             account=account,
         )
 
-    @classmethod
-    def from_settings(
-        cls,
-        name: str,
-        namespace: str | None = None,
-        *,
-        namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
-    ) -> SecretTokenStore:
-        """The store for `K8S_OAUTH_SECRET_NAME` / `K8S_NAMESPACE`, with in-cluster or kubeconfig credentials."""
-        return cls(name, namespace, namespace_file=namespace_file)
-
     def __repr__(self) -> str:
         account = f", account={self.account!r}" if self.account else ""
         return f"SecretTokenStore(name={self.name!r}, namespace={self.namespace!r}{account})"
