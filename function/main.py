@@ -18,6 +18,7 @@ import flask
 import functions_framework
 
 from claude_matrix_bot.http import RequestBody, handle
+from claude_matrix_bot.logs import Redactor
 
 # A refused body is read and thrown away, up to this much and this long, before the
 # connection closes (see _refusal).
@@ -25,12 +26,14 @@ DRAIN_MAX_BYTES = 32 * 1024 * 1024
 DRAIN_MAX_SEC = 5.0
 DRAIN_READ_TIMEOUT_SEC = 2.0
 _CHUNK = 64 * 1024
+# This process's one redactor: a warm instance keeps masking every secret it has seen.
+REDACTOR = Redactor()
 
 
 @functions_framework.http
 def watch(request: flask.Request) -> flask.Response:
     body = RequestBody(request.stream.read, request.content_length)
-    response = handle(request.method, dict(request.headers), body)
+    response = handle(request.method, dict(request.headers), body, redactor=REDACTOR)
     doc = json.dumps(response.body).encode()
     if not body.consumed:
         return _refusal(request, response.status, doc, response.headers)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import BotError
-from .logs import configure_logging, cycle_scope, register_secret, set_log_format
+from .errors import BotError, ConfigError
+from .logs import Redactor, configure_logging, cycle_scope, set_log_format
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot")
@@ -20,24 +20,24 @@ log = logging.getLogger("claude_matrix_bot")
 EXIT_OK = 0
 
 
-def _settings(*, need_tokens: bool) -> Settings:
+def _settings(redactor: Redactor, *, need_tokens: bool) -> Settings:
     env = dict(os.environ)
     if not need_tokens:
         # `status` reads state only; it must work without token or Matrix settings.
         env.setdefault("LOCAL_MODE", "1")
         env.setdefault("ALERT_SINK", "stdout")
     settings = load_settings(env, check_files=need_tokens)
-    register_secret(settings.trigger_token, settings.matrix_store_passphrase)
+    redactor.add(settings.trigger_token, settings.matrix_store_passphrase)
     set_log_format(settings.log_format)
     return settings
 
 
-def cmd_run(_: argparse.Namespace) -> int:
+def cmd_run(_: argparse.Namespace, redactor: Redactor) -> int:
     from .compose import run
 
-    settings = _settings(need_tokens=True)
+    settings = _settings(redactor, need_tokens=True)
     with cycle_scope():
-        result = run(settings)
+        result = run(settings, redactor=redactor)
         summary = json.dumps(result.to_json())
         if result.status == "failed":
             log.error("cycle failed: %s", summary)
@@ -46,10 +46,10 @@ def cmd_run(_: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, redactor: Redactor) -> int:
     from .status import collect, format_status
 
-    snapshot = collect(_settings(need_tokens=False))
+    snapshot = collect(_settings(redactor, need_tokens=False))
     print(json.dumps(snapshot.to_json(), indent=2) if args.json else format_status(snapshot))
     return EXIT_OK
 
@@ -57,7 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _chart_state_key(settings: Settings, account: str | None) -> str:
     """Which state file `chart` draws from: state.json, or `<account>/state.json` with
     ACCOUNTS (DESIGN §6). An account that is not configured is a usage error (exit 2)."""
-    from .accounts_cycle import state_key
+    from .state_file import state_key
 
     if not settings.accounts:
         if account is not None:
@@ -73,7 +73,7 @@ def _chart_state_key(settings: Settings, account: str | None) -> str:
     return state_key(account)
 
 
-def cmd_chart(args: argparse.Namespace) -> int:
+def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
     from .charts import png_dimensions, render_png
     from .core.pictures import current_chart
@@ -82,7 +82,7 @@ def cmd_chart(args: argparse.Namespace) -> int:
     from .state import parse_state
     from .store import open_store
 
-    settings = _settings(need_tokens=False)
+    settings = _settings(redactor, need_tokens=False)
     key = _chart_state_key(settings, args.account)
     try:
         data, _ = open_store(settings.state_url).read(key)
@@ -124,18 +124,18 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_matrix_login(args: argparse.Namespace) -> int:
+def cmd_matrix_login(args: argparse.Namespace, redactor: Redactor) -> int:
     from .sinks.matrix_login import LoginRequest, matrix_login
 
     # Only MATRIX_CREDS_DIR, STATE_URL, MATRIX_STORE_PASSPHRASE and MATRIX_PASSWORD_FILE matter here.
-    settings = _settings(need_tokens=False)
+    settings = _settings(redactor, need_tokens=False)
     request = LoginRequest(
         homeserver_url=args.homeserver,
         user=args.user,
         new_device=args.new_device,
         reset_cross_signing=args.reset_cross_signing,
     )
-    return matrix_login(settings, request)
+    return matrix_login(settings, request, redactor)
 
 
 def _homeserver_url(text: str) -> str:
@@ -181,11 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    # One redactor for this run: the logging filter and every adapter share it.
+    redactor = Redactor()
+    configure_logging(args.log_level, redactor)
     try:
-        code: int = args.func(args)
+        code: int = args.func(args, redactor)
     except BotError as exc:  # its family says the exit code (a ConfigError: 2)
-        print(f"claude-matrix-bot: {exc}", file=sys.stderr)
+        print(f"claude-matrix-bot: {redactor(str(exc))}", file=sys.stderr)
         return exc.exit_code
     return code
 

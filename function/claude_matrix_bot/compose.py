@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .cycle import CycleConfig, run_cycle
 from .errors import ConfigError
-from .logs import Redactor, default_redactor
+from .logs import Redactor
 from .model import Reading
 from .ports import SINGLE_ACCOUNT, Ports, SinkOpener
 from .result import CycleResult
@@ -35,12 +35,20 @@ if TYPE_CHECKING:
 NIO_PREFIX = "nio/"
 
 
-def run(settings: Settings, *, enforce_min_interval: bool = False, sink: AlertSink | None = None) -> CycleResult:
-    """One cycle as an entry point runs it. `sink` replaces the configured one (tests)."""
+def run(
+    settings: Settings,
+    *,
+    redactor: Redactor | None = None,
+    enforce_min_interval: bool = False,
+    sink: AlertSink | None = None,
+) -> CycleResult:
+    """One cycle as an entry point runs it, with the entry point's redactor (a new one
+    by default). `sink` replaces the configured one (tests)."""
+    redactor = redactor or Redactor()
     try:
-        ports = build(settings, sink=sink)
+        ports = build(settings, redactor, sink=sink)
     except ConfigError as exc:
-        return CycleResult.failed(str(exc), type(exc))
+        return CycleResult.failed(redactor(str(exc)), type(exc))
     return run_cycle(ports, cycle_config(settings, enforce_min_interval=enforce_min_interval), ports.clock())
 
 
@@ -52,8 +60,7 @@ def cycle_config(settings: Settings, *, enforce_min_interval: bool) -> CycleConf
     )
 
 
-def build(settings: Settings, *, sink: AlertSink | None = None, redactor: Redactor | None = None) -> Ports:
-    redactor = redactor or default_redactor()
+def build(settings: Settings, redactor: Redactor, *, sink: AlertSink | None = None) -> Ports:
     # The token stores first: their configuration errors come before the state store's.
     tokens = {name: _Registering(store, redactor) for name, store in token_stores(settings).items()}
     state = open_store(settings.state_url)

@@ -59,7 +59,7 @@ def run_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
         return CycleResult("busy")
     except StorageError as exc:
         log.error("state store unusable: %s", exc)
-        return CycleResult.failed(str(exc), type(exc))
+        return CycleResult.failed(ports.redactor(str(exc)), type(exc))
 
     try:
         if config.accounts:
@@ -101,7 +101,7 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
     try:
         reading = ports.usage.read(ports.tokens[SINGLE_ACCOUNT], now)
     except ConfigError as exc:
-        return CycleResult.failed(str(exc), type(exc))
+        return CycleResult.failed(ports.redactor(str(exc)), type(exc))
     except (UpstreamError, StorageError) as exc:
         upstream_error = exc
         summary, hint = explain(exc, ports.redactor)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BotError, ConfigError
-from .logs import configure_logging, cycle_scope, register_secret, set_log_format
+from .logs import Redactor, configure_logging, cycle_scope, set_log_format
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot.http")
@@ -94,9 +94,16 @@ class _Headers:
 
 
 def handle(
-    method: str, headers: Mapping[str, str], body: bytes | RequestBody, env: Mapping[str, str] | None = None
+    method: str,
+    headers: Mapping[str, str],
+    body: bytes | RequestBody,
+    env: Mapping[str, str] | None = None,
+    redactor: Redactor | None = None,
 ) -> Response:
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    """One request. `redactor` is the entry point's (function/main.py keeps one per
+    process); without one, this request gets its own."""
+    redactor = redactor or Redactor()
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), redactor)
     h = _Headers(headers)
     method = method.upper()
     if method not in ("GET", "HEAD", "POST"):
@@ -107,25 +114,25 @@ def handle(
     except ConfigError as exc:
         log.error("%s", exc)
         return Response(exc.http_status, {"status": "failed", "failure": exc.failure, "error": str(exc)})
-    register_secret(settings.trigger_token, settings.matrix_store_passphrase)
+    redactor.add(settings.trigger_token, settings.matrix_store_passphrase)
     set_log_format(settings.log_format)
 
     if method in ("GET", "HEAD"):
-        return _status(settings)
+        return _status(settings, redactor)
     with cycle_scope():
-        return _trigger(settings, h, body if isinstance(body, RequestBody) else RequestBody.of(body))
+        return _trigger(settings, h, body if isinstance(body, RequestBody) else RequestBody.of(body), redactor)
 
 
-def _status(settings: Settings) -> Response:
+def _status(settings: Settings, redactor: Redactor) -> Response:
     from .status import status_report
 
     try:
         return Response(200, status_report(settings))
     except BotError as exc:  # CorruptState included
-        return Response(exc.http_status, {"error": str(exc)})
+        return Response(exc.http_status, {"error": redactor(str(exc))})
 
 
-def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
+def _trigger(settings: Settings, h: _Headers, body: RequestBody, redactor: Redactor) -> Response:
     content_type = (h.get("content-type") or "").split(";")[0].strip().lower()
     is_event = content_type == STRUCTURED_CE or any(n.startswith("ce-") for n in h.names())
 
@@ -152,7 +159,7 @@ def _trigger(settings: Settings, h: _Headers, body: RequestBody) -> Response:
 
     from .compose import run
 
-    result = run(settings, enforce_min_interval=True)
+    result = run(settings, redactor=redactor, enforce_min_interval=True)
     payload = result.to_json()
     if event is not None:
         payload["event"] = {"id": event.get("id"), "type": event.get("type")}

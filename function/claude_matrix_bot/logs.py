@@ -1,8 +1,8 @@
 """Logging to stderr, with secrets masked as a last line of defence.
 
 Code never logs a token on purpose; this filter catches the accident (a library
-echoing a request, an exception carrying a body). Every secret the process
-loads is registered here before it is used.
+echoing a request, an exception carrying a body). Every secret a run loads is
+given to the entry point's `Redactor` before it is used.
 
 `LOG_FORMAT=json` (for a cluster's log collector) writes one JSON object per
 line: time, level, logger, message and the id of the cycle the line belongs
@@ -28,54 +28,62 @@ MIN_SECRET_CHARS = 8
 
 
 class Redactor:
-    """The secrets this process has seen, and their masking: text that quotes one
-    gets MASK in its place. Thread-safe: a warm HTTP instance serves threads."""
+    """The secrets one entry point has seen, and their masking: text that quotes one
+    gets `mask` in its place. Made by the entry point (the CLI per run, the HTTP
+    function once per process, so a warm instance keeps masking a rotated token),
+    handed to the logging filter and to the composition root; thread-safe, as a warm
+    HTTP instance serves threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, mask: str = MASK, min_chars: int = MIN_SECRET_CHARS) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        self.mask = mask
+        self.min_chars = min_chars
+
+    @classmethod
+    def of(cls, *values: str | None, mask: str = MASK, min_chars: int = MIN_SECRET_CHARS) -> Redactor:
+        redactor = cls(mask=mask, min_chars=min_chars)
+        redactor.add(*values)
+        return redactor
 
     def add(self, *values: str | None) -> None:
         with self._lock:
-            self._secrets.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+            self._secrets.update(v for v in values if v and len(v) >= self.min_chars)
 
     def __call__(self, text: str) -> str:
         with self._lock:
             secrets = sorted(self._secrets, key=len, reverse=True)
         for secret in secrets:
             if secret in text:
-                text = text.replace(secret, MASK)
+                text = text.replace(secret, self.mask)
         return text
 
 
-_default = Redactor()
-
-
-def default_redactor() -> Redactor:
-    return _default
-
-
-def register_secret(*values: str | None) -> None:
-    _default.add(*values)
-
-
-def redact(text: str) -> str:
-    return _default(text)
-
-
 class RedactingFilter(logging.Filter):
+    """Masks every record with the entry point's redactor. An exception's traceback is
+    kept only at DEBUG (LOG_LEVEL), masked too; otherwise its type and message stay."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
     def filter(self, record: logging.LogRecord) -> bool:
+        redact = self.redactor
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message or record.exc_info:
             record.msg, record.args = cleaned, None
             if record.exc_info:
-                # Tracebacks are for programming errors; keep the type, drop the text.
                 exc = record.exc_info[1]
                 record.msg = f"{cleaned} ({type(exc).__name__}: {redact(str(exc))})"
+                debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+                # exc_text without exc_info: the formatters print it as it is, never the raw traceback.
+                record.exc_text = redact(_TRACEBACK.formatException(record.exc_info)) if debug else None
                 record.exc_info = None
-                record.exc_text = None
         return True
+
+
+_TRACEBACK = logging.Formatter()
 
 
 _cycle_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cmb_cycle_id", default=None)
@@ -106,6 +114,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "cycle": _cycle_id.get(),
         }
+        if record.exc_text:  # at DEBUG only, masked (RedactingFilter)
+            doc["traceback"] = record.exc_text
         return json.dumps(doc, ensure_ascii=False)
 
 
@@ -138,15 +148,20 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Idempotent: entry points call it; tests may call it again."""
-    if _our_handler() is not None:
+def configure_logging(level: str, redactor: Redactor) -> None:
+    """Entry points call it with their redactor; again (tests run several entry points in
+    one process), it hands the existing handler the new redactor."""
+    existing = _our_handler()
+    if existing is not None:
+        for item in existing.filters:
+            if isinstance(item, RedactingFilter):
+                item.redactor = redactor
         return
     root = logging.getLogger()
     handler = _CurrentStderrHandler()
     handler._cmb = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactingFilter(redactor))
     root.addHandler(handler)
     root.setLevel(level)
     # Chatty libraries that may echo request details at DEBUG stay at WARNING.

@@ -31,7 +31,7 @@ AlertSinkName = Literal["matrix", "stdout"]
 LogFormat = Literal["text", "json"]
 
 # Shorter trigger tokens are guessable, and the log redactor cannot mask them
-# without masking ordinary words (logs.register_secret ignores short values).
+# without masking ordinary words (logs.Redactor ignores short values).
 MIN_TRIGGER_TOKEN_CHARS = 16
 # The files `MATRIX_CREDS_DIR` must hold (DESIGN §3).
 MATRIX_CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")

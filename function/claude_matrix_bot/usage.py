@@ -54,6 +54,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .logs import Redactor
 from .model import FIVE_HOUR, WEEKLY_PREFIX, BucketReading, ExtraUsage, Reading
 
 USAGE_PATH = "/api/oauth/usage"
@@ -451,10 +452,7 @@ def excerpt(response: httpx.Response, *secrets: str) -> str:
         text = response.text
     except Exception:  # undecodable body: say so rather than fail while failing
         return "<undecodable body>"
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = " ".join(text.split())
+    text = " ".join(Redactor.of(*secrets, mask="<redacted>", min_chars=1)(text).split())
     if not text:
         return "<empty body>"
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."

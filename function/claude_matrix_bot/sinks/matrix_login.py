@@ -26,9 +26,9 @@ from typing import TextIO
 import httpx
 
 from ..errors import ConfigError, DeliveryError
-from ..logs import register_secret
+from ..logs import Redactor
 from ..settings import Settings
-from .matrix import CREDENTIAL_FILES, MatrixCredentials, MatrixSink, _Stopped
+from .matrix import CREDENTIAL_FILES, MatrixCredentials, _Stopped
 
 DEVICE_NAME = "claude-matrix-bot"
 
@@ -41,7 +41,7 @@ class LoginRequest:
     reset_cross_signing: bool = False
 
 
-def matrix_login(settings: Settings, request: LoginRequest, out: TextIO = sys.stdout) -> int:
+def matrix_login(settings: Settings, request: LoginRequest, redactor: Redactor, out: TextIO = sys.stdout) -> int:
     """Do the setup; 0 when the device is ready and cross-signed, 1 otherwise."""
     from ..compose import matrix_sink, open_key_store
     from ..store import open_store
@@ -59,13 +59,13 @@ def matrix_login(settings: Settings, request: LoginRequest, out: TextIO = sys.st
         else:
             if existing is not None and reason is not None:
                 print(f"replacing device {existing.device_id}: {reason}", file=out)
-            password = _password(settings)
-            creds = _log_in(homeserver, request.user, password)
+            password = _password(settings, redactor)
+            creds = _log_in(homeserver, request.user, password, redactor)
             _write_credentials(creds_dir, creds)
             print(f"logged in {creds.user_id} as a new device {creds.device_id}; credentials in {creds_dir}", file=out)
         if request.reset_cross_signing and password is None:
-            password = _password(settings)
-        sink = matrix_sink(settings, key_dir, room_id="")
+            password = _password(settings, redactor)
+        sink = matrix_sink(settings, key_dir, room_id="", redactor=redactor)
         report = sink.prime(password=password, reset_cross_signing=request.reset_cross_signing)
     if report.error is not None:
         print(f"claude-matrix-bot: matrix-login: {report.error}", file=sys.stderr)
@@ -129,7 +129,7 @@ def _unusable(creds: MatrixCredentials, key_dir: Path) -> str | None:
     return None
 
 
-def _password(settings: Settings) -> str:
+def _password(settings: Settings, redactor: Redactor) -> str:
     if settings.matrix_password_file is not None:
         try:
             password = settings.matrix_password_file.read_text().rstrip("\r\n")
@@ -141,11 +141,11 @@ def _password(settings: Settings) -> str:
         raise ConfigError("MATRIX_PASSWORD_FILE: not set, and there is no terminal to ask for the password")
     if not password:
         raise ConfigError("MATRIX_PASSWORD_FILE: the password is empty")
-    register_secret(password)
+    redactor.add(password)
     return password
 
 
-def _log_in(homeserver: str, user: str, password: str) -> MatrixCredentials:
+def _log_in(homeserver: str, user: str, password: str, redactor: Redactor) -> MatrixCredentials:
     body = {
         "type": "m.login.password",
         "identifier": {"type": "m.id.user", "user": user},
@@ -160,7 +160,7 @@ def _log_in(homeserver: str, user: str, password: str) -> MatrixCredentials:
     if response.status_code != 200:
         what = answer.get("errcode") or f"HTTP {response.status_code}"
         raise DeliveryError(f"the homeserver refused the login of {user}: {what} {answer.get('error', '')}".strip())
-    register_secret(answer["access_token"])
+    redactor.add(answer["access_token"])
     return MatrixCredentials(
         homeserver_url=homeserver,
         user_id=answer["user_id"],
