@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from .core.decide import DecideConfig
 from .errors import ConfigError
+from .settings_matrix import TrustedDevice, credential_problems, room_id, trusted_devices
 
 DEFAULT_USER_AGENT = "claude-code/2.0.55"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -33,15 +34,8 @@ LogFormat = Literal["text", "json"]
 # Shorter trigger tokens are guessable, and the log redactor cannot mask them
 # without masking ordinary words (logs.Redactor ignores short values).
 MIN_TRIGGER_TOKEN_CHARS = 16
-# The files `MATRIX_CREDS_DIR` must hold (DESIGN §3).
-MATRIX_CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-# Room versions before 12 carry the server (`!abc:example.org`); v12 ids are bare
-# hashes (`!Aa-nrPn…`). Both are valid.
-_ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
-_USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 # DESIGN §6: an account name is a short slug; it names a directory, a state prefix and Secret keys.
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 # Names that would land an account's `<name>/state.json` inside the store's own prefixes.
@@ -53,26 +47,6 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 T = TypeVar("T")
 # The decision's defaults are the settings' defaults: one source (core/decide.py).
 _DECIDE = DecideConfig()
-
-
-IDENTITY_PIN = "master"
-# An ed25519 public key as Matrix writes it: 32 bytes, unpadded base64.
-_ED25519_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedDevice:
-    """One pin of `MATRIX_TRUSTED_DEVICES`: `user_id:device_id:ed25519` pins one device;
-    `user_id:master:ed25519` pins the user's cross-signing identity (its master key),
-    and with it every device that identity signs."""
-
-    user_id: str
-    device_id: str
-    ed25519: str
-
-    @property
-    def is_identity(self) -> bool:
-        return self.device_id == IDENTITY_PIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,35 +218,6 @@ def _sink(text: str) -> AlertSinkName:
     raise ValueError(f"expected 'matrix' or 'stdout', got {text!r}")
 
 
-def _trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
-    devices: list[TrustedDevice] = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        # user ids contain a colon themselves (@bot:example.org), so split from the right.
-        parts = entry.rsplit(":", 2)
-        if len(parts) != 3 or not _USER_ID.match(parts[0]) or not parts[1] or not parts[2]:
-            raise ValueError(
-                f"expected entries of the form @user:server:DEVICEID:ed25519key or @user:server:master:key, "
-                f"got {entry!r}"
-            )
-        pin = TrustedDevice(parts[0], parts[1], parts[2])
-        if pin.is_identity and not _ED25519_KEY.match(pin.ed25519):
-            raise ValueError(
-                f"expected the master key of {pin.user_id} as 43 characters of unpadded base64 "
-                f"(as matrix-login and Element show it), got {pin.ed25519!r}"
-            )
-        devices.append(pin)
-    return tuple(devices)
-
-
-def _room_id(text: str) -> str:
-    if not _ROOM_ID.match(text):
-        raise ValueError(f"expected a room id like !abc123:example.org (or a bare !id), got {text!r}")
-    return text
-
-
 def _secret_name(text: str) -> str:
     if len(text) > 253 or not _SUBDOMAIN.match(text):
         raise ValueError(
@@ -308,28 +253,6 @@ def _log_format(text: str) -> LogFormat:
     raise ValueError(f"expected 'text' or 'json', got {text!r}")
 
 
-def _credential_problems(directory: Path) -> list[str]:
-    """What is wrong with MATRIX_CREDS_DIR, without reading any secret into memory."""
-    if not directory.is_dir():
-        return [f"MATRIX_CREDS_DIR: {str(directory)!r} is not a directory (run `claude-matrix-bot matrix-login`)"]
-    missing = []
-    for name in MATRIX_CREDENTIAL_FILES:
-        path = directory / name
-        try:
-            empty = path.stat().st_size == 0
-            readable = os.access(path, os.R_OK) and path.is_file()
-        except OSError:
-            missing.append(f"{name} (missing)")
-            continue
-        if not readable:
-            missing.append(f"{name} (unreadable)")
-        elif empty:
-            missing.append(f"{name} (empty)")
-    if missing:
-        return [f"MATRIX_CREDS_DIR: {str(directory)!r} lacks {', '.join(missing)}"]
-    return []
-
-
 def _user_agent(text: str) -> str:
     if any(ch in text for ch in "\r\n"):
         raise ValueError("must be a single line")
@@ -362,7 +285,7 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
     defaults = Settings()
     sink = c.parse("ALERT_SINK", defaults.alert_sink, _sink)
     local_mode = c.boolean("LOCAL_MODE", False)
-    room = c.parse("MATRIX_ROOM_ID", None, _room_id)
+    room = c.parse("MATRIX_ROOM_ID", None, room_id)
     secret_name = c.parse("K8S_OAUTH_SECRET_NAME", None, _secret_name)
     settings = Settings(
         matrix_room_id=room,
@@ -387,7 +310,7 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         anthropic_user_agent=c.parse("ANTHROPIC_USER_AGENT", defaults.anthropic_user_agent, _user_agent),
         trigger_token=c.parse("TRIGGER_TOKEN", None, _trigger_token),
         min_interval_sec=c.integer("MIN_INTERVAL_SEC", defaults.min_interval_sec),
-        matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), _trusted_devices),
+        matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), trusted_devices),
         matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
         accounts=c.parse("ACCOUNTS", (), _accounts),
         extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
@@ -407,7 +330,7 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
             f"({settings.forecast_min_span_sec} > {settings.forecast_window_sec}), or no forecast can ever fire"
         )
     if check_files and sink == "matrix":
-        c.problems.extend(_credential_problems(settings.matrix_creds_dir))
+        c.problems.extend(credential_problems(settings.matrix_creds_dir))
     if c.problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(c.problems))
     return settings

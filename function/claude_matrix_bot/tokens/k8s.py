@@ -44,6 +44,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError, StorageConflict, StorageError
 from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
+from .k8s_api import (
+    OWN_KEYS_SEPARATOR,
+    CLAIM_ANNOTATION,
+    api_from_environment,
+    b64,
+    check_name,
+    check_namespace,
+    read_claim,
+    fingerprint_of,
+    network_reason,
+    read_namespace_file,
+    resource_version,
+    to_millisecond,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
@@ -60,8 +74,6 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 # a list (json-patch, rewritten to strategic-merge for dict bodies in v37).
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "claude-matrix-bot"
-# The refresh claim: an annotation on the Secret (see refresh_lock).
-CLAIM_ANNOTATION = "claude-matrix-bot/refreshing"
 CLAIM_TTL = timedelta(seconds=90)  # longer than one refresh plus the write-back, with their timeouts
 CLAIM_WAIT = timedelta(seconds=30)
 CLAIM_POLL = timedelta(seconds=0.5)
@@ -71,10 +83,6 @@ MAX_OTHER_WRITER_RETRIES = 8
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
 
-# Secret names are DNS-1123 subdomains, namespaces DNS-1123 labels; checking
-# them keeps a typo from becoming a request for some other path.
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class SecretTokenStore:
@@ -92,17 +100,17 @@ class SecretTokenStore:
         claim_poll: timedelta = CLAIM_POLL,
         account: str | None = None,
     ) -> None:
-        _check_name(name)
+        check_name(name)
         context_namespace: str | None = None
         if api is None:
-            api, context_namespace = _api_from_environment()
-        resolved = namespace or _read_namespace_file(namespace_file) or context_namespace
+            api, context_namespace = api_from_environment()
+        resolved = namespace or read_namespace_file(namespace_file) or context_namespace
         if not resolved:
             raise ConfigError(
                 "K8S_NAMESPACE: not set, and the ServiceAccount namespace file "
                 f"{namespace_file} is not there (not running in a pod?); set K8S_NAMESPACE"
             )
-        _check_namespace(resolved)
+        check_namespace(resolved)
         self.name = name
         self.namespace = resolved
         self.claim_ttl = claim_ttl
@@ -150,19 +158,19 @@ class SecretTokenStore:
         if self.account:
             # The version also pins this account's own keys, so save() can tell
             # another account's write (retry) from a write to ours (conflict).
-            version = f"{version}{_OWN_KEYS_SEPARATOR}{self._fingerprint(secret)}"
+            version = f"{version}{OWN_KEYS_SEPARATOR}{self._fingerprint(secret)}"
         return StoredTokens(tokens=tokens, version=version)
 
     def save(self, tokens: OAuthTokens, *, expect_version: str) -> StoredTokens:
         stored = OAuthTokens(
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,
-            expires_at=_to_millisecond(tokens.expires_at),
+            expires_at=to_millisecond(tokens.expires_at),
         )
         data = {
-            self.access_key: _b64(stored.access_token),
-            self.refresh_key: _b64(stored.refresh_token),
-            self.expires_key: _b64(str(to_unix_ms(stored.expires_at))),
+            self.access_key: b64(stored.access_token),
+            self.refresh_key: b64(stored.refresh_token),
+            self.expires_key: b64(str(to_unix_ms(stored.expires_at))),
         }
         # The same write ends our refresh claim (null deletes the annotation in a merge patch).
         drop_claim = {"annotations": {self.claim_annotation: None}}
@@ -170,7 +178,7 @@ class SecretTokenStore:
             version = self._patch(drop_claim, data, expect_version=expect_version)
             log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
             return StoredTokens(tokens=stored, version=version)
-        resource_version, _, own_keys = expect_version.partition(_OWN_KEYS_SEPARATOR)
+        resource_version, _, own_keys = expect_version.partition(OWN_KEYS_SEPARATOR)
         for _ in range(MAX_OTHER_WRITER_RETRIES):
             try:
                 version = self._patch(drop_claim, data, expect_version=resource_version)
@@ -183,7 +191,7 @@ class SecretTokenStore:
                 log.info("%s: another writer touched other keys of the Secret; writing again", self.where)
                 continue
             log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, resource_version, version)
-            return StoredTokens(tokens=stored, version=f"{version}{_OWN_KEYS_SEPARATOR}{_fingerprint_of(data)}")
+            return StoredTokens(tokens=stored, version=f"{version}{OWN_KEYS_SEPARATOR}{fingerprint_of(data)}")
         raise StorageError(
             f"{self.where}: the Secret kept changing under {MAX_OTHER_WRITER_RETRIES} writes in a row; "
             "the refreshed tokens could not be written back"
@@ -191,7 +199,7 @@ class SecretTokenStore:
 
     def _fingerprint(self, secret: Any) -> str:
         data = secret.data or {}
-        return _fingerprint_of({key: str(data.get(key) or "") for key in self._keys()})
+        return fingerprint_of({key: str(data.get(key) or "") for key in self._keys()})
 
     # --- the refresh claim (oauth.LockingTokenStore) ---------------------------------------
 
@@ -209,7 +217,7 @@ class SecretTokenStore:
         deadline = time.monotonic() + self.claim_wait.total_seconds()
         while True:
             secret, version = self._read()
-            claim = _claim(secret, self.claim_annotation)
+            claim = read_claim(secret, self.claim_annotation)
             now = datetime.now(UTC)
             if claim is not None and claim[1] > now:
                 if time.monotonic() >= deadline:
@@ -241,7 +249,7 @@ class SecretTokenStore:
         for _ in range(MAX_OTHER_WRITER_RETRIES):
             try:
                 secret, version = self._read()
-                claim = _claim(secret, self.claim_annotation)
+                claim = read_claim(secret, self.claim_annotation)
                 if claim is not None and claim[0] == holder:
                     self._patch({"annotations": {self.claim_annotation: None}}, expect_version=version)
                 return
@@ -270,9 +278,9 @@ class SecretTokenStore:
             raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
         except Exception as exc:  # urllib3/socket failures: their messages carry URLs, never data
             raise StorageError(
-                f"cannot reach the Kubernetes API to read {self.where}: {_network_reason(exc)}"
+                f"cannot reach the Kubernetes API to read {self.where}: {network_reason(exc)}"
             ) from None
-        version = _resource_version(secret)
+        version = resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered without a metadata.resourceVersion")
         return secret, version
@@ -304,9 +312,9 @@ class SecretTokenStore:
         except Exception as exc:
             # The write may or may not have landed; the next load() tells (its version moves on either way).
             raise StorageError(
-                f"cannot reach the Kubernetes API to write {self.where}: {_network_reason(exc)}"
+                f"cannot reach the Kubernetes API to write {self.where}: {network_reason(exc)}"
             ) from None
-        version = _resource_version(secret)
+        version = resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered the write without a metadata.resourceVersion")
         return version
@@ -369,101 +377,3 @@ class SecretTokenStore:
         if not text:
             raise StorageError(f"{self.where}: key {key} is empty")
         return text
-
-
-def _api_from_environment() -> tuple[CoreV1Api, str | None]:
-    """A client with in-cluster credentials, else the kubeconfig's (and its context's namespace)."""
-    from kubernetes import client, config  # the heavy client only when this store is used
-
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        pass  # not in a pod: fall back to the kubeconfig, as kubectl does
-    else:
-        return client.CoreV1Api(client.ApiClient(configuration)), None
-    # The library reads KUBECONFIG once, at import; read it now so the
-    # environment of this run counts.
-    config_file = os.environ.get("KUBECONFIG") or None
-    try:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=config_file, client_configuration=configuration, persist_config=False
-        )
-        _, active = config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
-    except Exception as exc:  # ConfigException, OSError, YAML errors: none of them carries a token
-        raise ConfigError(
-            "no Kubernetes credentials: not running in a cluster (no in-cluster ServiceAccount) and "
-            f"the kubeconfig ({config_file or '~/.kube/config'}) is unusable: {_first_line(exc)}"
-        ) from None
-    context_namespace = (active or {}).get("context", {}).get("namespace")
-    return client.CoreV1Api(client.ApiClient(configuration)), context_namespace or None
-
-
-def _read_namespace_file(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"K8S_NAMESPACE: not set, and {path} is unreadable ({exc.strerror})") from None
-
-
-def _check_name(name: str) -> None:
-    if not name or len(name) > 253 or not _SUBDOMAIN.match(name):
-        raise ConfigError(f"K8S_OAUTH_SECRET_NAME: {name!r} is not a valid Secret name (DNS-1123 subdomain)")
-
-
-def _check_namespace(namespace: str) -> None:
-    if len(namespace) > 63 or not _LABEL.match(namespace):
-        raise ConfigError(f"K8S_NAMESPACE: {namespace!r} is not a valid namespace (DNS-1123 label)")
-
-
-def _claim(secret: Any, annotation: str = CLAIM_ANNOTATION) -> tuple[str, datetime] | None:
-    """The (holder, until) of a refresh claim on `secret`; an unreadable claim counts as expired."""
-    annotations = getattr(getattr(secret, "metadata", None), "annotations", None) or {}
-    value = annotations.get(annotation)
-    if not value:
-        return None
-    holder, _, until = str(value).rpartition(" ")
-    try:
-        return holder, datetime.strptime(until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-# Between the resourceVersion and the own-keys fingerprint in an account's version.
-_OWN_KEYS_SEPARATOR = "#"
-
-
-def _fingerprint_of(encoded: Mapping[str, str]) -> str:
-    """A short digest of an account's three base64 values (never the values themselves)."""
-    digest = hashlib.sha256()
-    for key in sorted(encoded):
-        value = encoded[key].encode("ascii", "replace")
-        digest.update(len(key).to_bytes(4, "big") + key.encode() + len(value).to_bytes(8, "big") + value)
-    return digest.hexdigest()[:16]
-
-
-def _resource_version(secret: Any) -> str | None:
-    metadata = getattr(secret, "metadata", None)
-    version = getattr(metadata, "resource_version", None)
-    return str(version) if version else None
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _to_millisecond(moment: datetime) -> datetime:
-    # The Secret keeps milliseconds; return what a later load() will read back.
-    return from_unix_ms(to_unix_ms(moment))
-
-
-def _network_reason(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None)  # urllib3's MaxRetryError wraps the socket error
-    return _first_line(reason if isinstance(reason, Exception) else exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
