@@ -44,7 +44,9 @@ def function_lengths(module: Path, root: Path = SHIPPED) -> list[tuple[int, str]
 
 def test_no_shipped_module_is_longer_than_400_lines() -> None:
     long = {
-        str(m.relative_to(SHIPPED)): n for m in shipped_modules() if (n := len(m.read_text().splitlines())) > MAX_MODULE_LINES
+        str(m.relative_to(SHIPPED)): n
+        for m in shipped_modules()
+        if (n := len(m.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert long == {}
 

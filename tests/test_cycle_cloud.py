@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from claude_matrix_bot.compose import run
-from claude_matrix_bot.result import CycleResult
 from claude_matrix_bot.model import Alert
+from claude_matrix_bot.result import CycleResult
 from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.base import DeliveryReport
 from claude_matrix_bot.state import parse_state

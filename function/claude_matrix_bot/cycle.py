@@ -157,4 +157,3 @@ def flush_outbox(ports: Ports, state: State, version: str) -> tuple[State, str, 
         state = drop_delivered(state, report.delivered)
         version = save_state(ports.state, state, version)
     return state, version, len(report.delivered), error
-

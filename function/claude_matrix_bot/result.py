@@ -31,7 +31,7 @@ class CycleResult:
 
     @property
     def failure(self) -> str | None:
-        """"upstream", "delivery", "storage", "config": which part failed."""
+        """Which part failed: "upstream", "delivery", "storage" or "config"."""
         return self.family.failure if self.family is not None else None
 
     @property

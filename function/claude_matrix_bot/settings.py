@@ -10,7 +10,6 @@ state or the API is touched.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,17 @@ from urllib.parse import urlparse
 from .core.decide import DecideConfig
 from .errors import ConfigError
 from .settings_matrix import TrustedDevice, credential_problems, room_id, trusted_devices
+
+# TrustedDevice lives with the other Matrix settings; it is part of this module's interface.
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOKEN_URL",
+    "DEFAULT_USER_AGENT",
+    "OAUTH_CLIENT_ID",
+    "Settings",
+    "TrustedDevice",
+    "load_settings",
+]
 
 DEFAULT_USER_AGENT = "claude-code/2.0.55"
 DEFAULT_BASE_URL = "https://api.anthropic.com"

@@ -54,7 +54,16 @@ from .logs import Redactor
 from .model import Reading
 from .usage_parse import parse_usage, scope_slug
 
-__all__ = ["DEFAULT_TIMEOUT", "OAUTH_BETA", "USAGE_PATH", "UsageClient", "excerpt", "parse_retry_after", "parse_usage", "scope_slug"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "OAUTH_BETA",
+    "USAGE_PATH",
+    "UsageClient",
+    "excerpt",
+    "parse_retry_after",
+    "parse_usage",
+    "scope_slug",
+]
 
 USAGE_PATH = "/api/oauth/usage"
 OAUTH_BETA = "oauth-2025-04-20"

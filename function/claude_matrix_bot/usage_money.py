@@ -22,7 +22,6 @@ _DEFAULT_EXPONENT = 2
 _DEFAULT_CURRENCY = "USD"
 
 
-
 class _Unreadable(ValueError):
     """A money field that is present but not an amount."""
 

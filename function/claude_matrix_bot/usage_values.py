@@ -26,7 +26,9 @@ def resets_at(bucket: str, value: object) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadResponse(f"bucket {bucket_name(bucket)}: resets_at is a {type(value).__name__}, not an ISO-8601 string")
+        raise BadResponse(
+            f"bucket {bucket_name(bucket)}: resets_at is a {type(value).__name__}, not an ISO-8601 string"
+        )
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

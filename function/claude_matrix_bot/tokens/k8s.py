@@ -30,10 +30,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -45,15 +43,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..errors import ConfigError, StorageConflict, StorageError
 from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
 from .k8s_api import (
-    OWN_KEYS_SEPARATOR,
     CLAIM_ANNOTATION,
+    OWN_KEYS_SEPARATOR,
     api_from_environment,
     b64,
     check_name,
     check_namespace,
-    read_claim,
     fingerprint_of,
     network_reason,
+    read_claim,
     read_namespace_file,
     resource_version,
     to_millisecond,
@@ -82,7 +80,6 @@ CLAIM_POLL = timedelta(seconds=0.5)
 MAX_OTHER_WRITER_RETRIES = 8
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
-
 
 
 class SecretTokenStore:
@@ -277,9 +274,7 @@ class SecretTokenStore:
             # A response the client cannot deserialize; its message may quote the data.
             raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
         except Exception as exc:  # urllib3/socket failures: their messages carry URLs, never data
-            raise StorageError(
-                f"cannot reach the Kubernetes API to read {self.where}: {network_reason(exc)}"
-            ) from None
+            raise StorageError(f"cannot reach the Kubernetes API to read {self.where}: {network_reason(exc)}") from None
         version = resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered without a metadata.resourceVersion")
