@@ -15,12 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlparse
 
-from .core.decide import DecideConfig
+from . import defaults as shared_defaults
 from .errors import ConfigError
 from .settings_matrix import TrustedDevice, credential_problems, room_id, trusted_devices
+
+if TYPE_CHECKING:
+    from .core.decide import DecideConfig
 
 # TrustedDevice lives with the other Matrix settings; it is part of this module's interface.
 __all__ = [
@@ -55,8 +58,6 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 T = TypeVar("T")
-# The decision's defaults are the settings' defaults: one source (core/decide.py).
-_DECIDE = DecideConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +71,18 @@ class Settings:
     k8s_oauth_secret_name: str | None = None
     k8s_namespace: str | None = None
     oauth_refresh_leeway_sec: int = 600
-    weekly_thresholds: tuple[int, ...] = _DECIDE.thresholds
+    weekly_thresholds: tuple[int, ...] = shared_defaults.WEEKLY_THRESHOLDS
     state_url: str = "file:///state"
-    forecast_enabled: bool = _DECIDE.forecast_enabled
-    forecast_window_sec: int = _DECIDE.forecast_window_sec
-    forecast_min_samples: int = _DECIDE.forecast_min_samples
-    forecast_min_span_sec: int = _DECIDE.forecast_min_span_sec
+    forecast_enabled: bool = shared_defaults.FORECAST_ENABLED
+    forecast_window_sec: int = shared_defaults.FORECAST_WINDOW_SEC
+    forecast_min_samples: int = shared_defaults.FORECAST_MIN_SAMPLES
+    forecast_min_span_sec: int = shared_defaults.FORECAST_MIN_SPAN_SEC
     alert_sink: AlertSinkName = "matrix"
     anthropic_base_url: str = DEFAULT_BASE_URL
     anthropic_token_url: str = DEFAULT_TOKEN_URL
     now_override: datetime | None = None
-    reset_shift_tolerance_sec: int = _DECIDE.shift_tolerance_sec
-    health_failures: int = _DECIDE.health_failures
+    reset_shift_tolerance_sec: int = shared_defaults.RESET_SHIFT_TOLERANCE_SEC
+    health_failures: int = shared_defaults.HEALTH_FAILURES
     anthropic_user_agent: str = DEFAULT_USER_AGENT
     trigger_token: str | None = field(default=None, repr=False)
     min_interval_sec: int = 60
@@ -89,9 +90,9 @@ class Settings:
     matrix_store_passphrase: str | None = field(default=None, repr=False)
     # `ACCOUNTS` (DESIGN §6); empty: the single-account layout of every earlier release.
     accounts: tuple[str, ...] = ()
-    extra_usage_thresholds: tuple[int, ...] = _DECIDE.extra_usage_thresholds
-    charts_enabled: bool = _DECIDE.charts_enabled  # DESIGN §7: the forecast alert carries a chart
-    digest_enabled: bool = _DECIDE.digest_enabled  # DESIGN §7: a weekly digest at each natural weekly rollover
+    extra_usage_thresholds: tuple[int, ...] = shared_defaults.EXTRA_USAGE_THRESHOLDS
+    charts_enabled: bool = shared_defaults.CHARTS_ENABLED  # DESIGN §7: the forecast alert carries a chart
+    digest_enabled: bool = shared_defaults.DIGEST_ENABLED  # DESIGN §7: a weekly digest at each natural weekly rollover
     log_format: LogFormat = "text"
     matrix_exclude_insecure_devices: bool = False
     matrix_password_file: Path | None = None  # matrix-login only
@@ -102,6 +103,8 @@ class Settings:
 
     def decide_config(self) -> DecideConfig:
         """What the pure core needs of these settings."""
+        from .core.decide import DecideConfig  # the core only when a cycle runs (cold start)
+
         return DecideConfig(
             thresholds=self.weekly_thresholds,
             shift_tolerance_sec=self.reset_shift_tolerance_sec,

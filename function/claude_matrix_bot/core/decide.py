@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from .. import defaults
 from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
 from ..state import (
     MAX_HISTORY_SAMPLES,
@@ -27,16 +28,17 @@ from .forecast import Projection, project
 
 @dataclass(frozen=True, slots=True)
 class DecideConfig:
-    thresholds: tuple[int, ...] = (50, 80)
-    shift_tolerance_sec: int = 60
-    forecast_enabled: bool = True
-    forecast_window_sec: int = 21600
-    forecast_min_samples: int = 6
-    forecast_min_span_sec: int = 3600
-    health_failures: int = 3
-    extra_usage_thresholds: tuple[int, ...] = (50, 80, 100)
-    charts_enabled: bool = True
-    digest_enabled: bool = True
+    # The defaults are the settings' defaults (one source: defaults.py).
+    thresholds: tuple[int, ...] = defaults.WEEKLY_THRESHOLDS
+    shift_tolerance_sec: int = defaults.RESET_SHIFT_TOLERANCE_SEC
+    forecast_enabled: bool = defaults.FORECAST_ENABLED
+    forecast_window_sec: int = defaults.FORECAST_WINDOW_SEC
+    forecast_min_samples: int = defaults.FORECAST_MIN_SAMPLES
+    forecast_min_span_sec: int = defaults.FORECAST_MIN_SPAN_SEC
+    health_failures: int = defaults.HEALTH_FAILURES
+    extra_usage_thresholds: tuple[int, ...] = defaults.EXTRA_USAGE_THRESHOLDS
+    charts_enabled: bool = defaults.CHARTS_ENABLED
+    digest_enabled: bool = defaults.DIGEST_ENABLED
 
 
 @dataclass(frozen=True, slots=True)
