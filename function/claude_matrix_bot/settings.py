@@ -296,16 +296,14 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
     credential files): entry points that run a cycle pass it, `status` does not."""
     c = _Collector(env)
     defaults = Settings()
-    sink = c.parse("ALERT_SINK", defaults.alert_sink, _sink)
-    local_mode = c.boolean("LOCAL_MODE", False)
-    room = c.parse("MATRIX_ROOM_ID", None, room_id)
-    secret_name = c.parse("K8S_OAUTH_SECRET_NAME", None, _secret_name)
+    # Keyword arguments are evaluated in order: the problems are listed in this order.
     settings = Settings(
-        matrix_room_id=room,
+        alert_sink=c.parse("ALERT_SINK", defaults.alert_sink, _sink),
+        local_mode=c.boolean("LOCAL_MODE", False),
+        matrix_room_id=c.parse("MATRIX_ROOM_ID", None, room_id),
+        k8s_oauth_secret_name=c.parse("K8S_OAUTH_SECRET_NAME", None, _secret_name),
         matrix_creds_dir=Path(c.raw("MATRIX_CREDS_DIR") or defaults.matrix_creds_dir),
         oauth_tokens_dir=Path(c.raw("OAUTH_TOKENS_DIR") or defaults.oauth_tokens_dir),
-        local_mode=local_mode,
-        k8s_oauth_secret_name=secret_name,
         k8s_namespace=c.parse("K8S_NAMESPACE", None, _namespace),
         oauth_refresh_leeway_sec=c.integer("OAUTH_REFRESH_LEEWAY_SEC", defaults.oauth_refresh_leeway_sec),
         weekly_thresholds=c.parse("WEEKLY_THRESHOLDS", defaults.weekly_thresholds, _thresholds),
@@ -314,7 +312,6 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         forecast_window_sec=c.integer("FORECAST_WINDOW_SEC", defaults.forecast_window_sec, minimum=60),
         forecast_min_samples=c.integer("FORECAST_MIN_SAMPLES", defaults.forecast_min_samples, minimum=2),
         forecast_min_span_sec=c.integer("FORECAST_MIN_SPAN_SEC", defaults.forecast_min_span_sec, minimum=1),
-        alert_sink=sink,
         anthropic_base_url=c.parse("ANTHROPIC_BASE_URL", defaults.anthropic_base_url, _http_url),
         anthropic_token_url=c.parse("ANTHROPIC_TOKEN_URL", defaults.anthropic_token_url, _http_url),
         now_override=c.parse("NOW_OVERRIDE", None, _instant),
@@ -333,20 +330,29 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         matrix_exclude_insecure_devices=c.boolean("MATRIX_EXCLUDE_INSECURE_DEVICES", False),
         matrix_password_file=Path(password_file) if (password_file := c.raw("MATRIX_PASSWORD_FILE")) else None,
     )
-    if sink == "matrix" and room is None and "MATRIX_ROOM_ID" not in _named(c.problems):
-        c.problems.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")
-    if not local_mode and not secret_name and "K8S_OAUTH_SECRET_NAME" not in _named(c.problems):
-        c.problems.append("K8S_OAUTH_SECRET_NAME: required unless LOCAL_MODE is on")
-    if settings.forecast_min_span_sec > settings.forecast_window_sec:
-        c.problems.append(
-            "FORECAST_MIN_SPAN_SEC: must not exceed FORECAST_WINDOW_SEC "
-            f"({settings.forecast_min_span_sec} > {settings.forecast_window_sec}), or no forecast can ever fire"
-        )
-    if check_files and sink == "matrix":
-        c.problems.extend(credential_problems(settings.matrix_creds_dir))
+    c.problems.extend(_combination_problems(settings, c.problems, check_files=check_files))
     if c.problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(c.problems))
     return settings
+
+
+def _combination_problems(settings: Settings, problems: list[str], *, check_files: bool) -> list[str]:
+    """What is wrong with the variables together (a variable already named in `problems`
+    is not named twice), and with the files they point at."""
+    found: list[str] = []
+    named = _named(problems)
+    if settings.alert_sink == "matrix" and settings.matrix_room_id is None and "MATRIX_ROOM_ID" not in named:
+        found.append("MATRIX_ROOM_ID: required when ALERT_SINK is matrix (the default)")
+    if not settings.local_mode and not settings.k8s_oauth_secret_name and "K8S_OAUTH_SECRET_NAME" not in named:
+        found.append("K8S_OAUTH_SECRET_NAME: required unless LOCAL_MODE is on")
+    if settings.forecast_min_span_sec > settings.forecast_window_sec:
+        found.append(
+            "FORECAST_MIN_SPAN_SEC: must not exceed FORECAST_WINDOW_SEC "
+            f"({settings.forecast_min_span_sec} > {settings.forecast_window_sec}), or no forecast can ever fire"
+        )
+    if check_files and settings.alert_sink == "matrix":
+        found.extend(credential_problems(settings.matrix_creds_dir))
+    return found
 
 
 def _named(problems: list[str]) -> set[str]:
