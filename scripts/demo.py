@@ -5,8 +5,11 @@ bot and a recipient (alice), who creates an end-to-end-encrypted room and invite
 the bot. Then it plays a scripted week at accelerated simulated time through the
 two production entry points, alternately: the HTTP trigger (a real
 functions-framework server, PingSource-style CloudEvents) and the CLI
-(`python -m claude_matrix_bot run`, as the CronJob runs it). At the end it prints
-the room as alice's device decrypts it and writes the same transcript as HTML.
+(`python -m claude_matrix_bot run`, as the CronJob runs it). The bot watches two
+accounts (`ACCOUNTS=work,priv`, DESIGN §6): work carries the week's story, priv is
+a lighter private subscription with alerts of its own, in the same room. At the
+end it prints the room as alice's device decrypts it and writes the same
+transcript as HTML.
 
 Everything lives under one throwaway folder (`.demo/` by default); every process
 it starts is stopped on the way out, errors and Ctrl-C included.
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -52,6 +55,9 @@ PING_HEADERS = {
     "Content-Type": "application/json",
 }
 
+# The deployment's accounts (DESIGN §6): every message is led by one of these names.
+ACCOUNTS = ("work", "priv")
+
 Usage = dict[str, Any]
 
 
@@ -73,12 +79,16 @@ class Outcome:
     pending: int
     error: str | None
     failure: str | None = None
+    # Per account (the result's `accounts`): name → that account's own summary.
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def line(self) -> str:
         what = f"HTTP → {self.code}" if self.via == "http" else f"CLI  → exit {self.code}"
         parts = []
         if self.new_alerts:
-            parts.append(f"{self.new_alerts} alert{'s' if self.new_alerts != 1 else ''}")
+            whose = [name for name, summary in self.accounts.items() if summary.get("new_alerts")]
+            by = f" ({', '.join(whose)})" if whose else ""
+            parts.append(f"{self.new_alerts} alert{'s' if self.new_alerts != 1 else ''}{by}")
         if self.delivered and self.delivered != self.new_alerts:
             parts.append(f"{self.delivered} delivered")
         if self.pending:
@@ -135,13 +145,17 @@ class Demo:
         self.room_id = self.recipient.create_encrypted_room([bot.user_id])
 
         # Tokens valid for two real weeks: the simulated week never sees them expire.
+        # One login per account, each in its own directory (OAUTH_TOKENS_DIR/<name>/).
         self.anthropic = FakeAnthropic(expires_in=14 * 86400).start()
-        self.anthropic.write_tokens_dir(self.tokens_dir)
+        for name in ACCOUNTS:
+            self.anthropic.write_tokens_dir(self.tokens_dir / name, account=name)
 
         self._set_clock(self.start)
         self._start_function_server()
         self.out(f"homeserver    {self.homeserver.url}  (Synapse, data in {self._rel(self.homeserver.data_dir)})")
-        self.out(f"usage API     {self.anthropic.base_url}  (simulated Anthropic endpoint)")
+        self.out(
+            f"usage API     {self.anthropic.base_url}  (simulated Anthropic endpoint; accounts {', '.join(ACCOUNTS)})"
+        )
         self.out(f"function      {self.server_url}  (functions-framework, target watch)")
         self.out(f"room          {self.room_id}, encrypted; {alice.user_id} invited {bot.user_id}")
         self.out(f"bot files     {self._rel(self.workdir)}/ (state, oauth-tokens, matrix-creds, logs)")
@@ -157,6 +171,7 @@ class Demo:
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": os.pathsep.join([str(REPO / "function"), str(REPO)]),
             "LOCAL_MODE": "1",
+            "ACCOUNTS": ",".join(ACCOUNTS),
             "ALERT_SINK": "matrix",
             "MATRIX_ROOM_ID": self.room_id,
             "MATRIX_CREDS_DIR": str(self.creds_dir),
@@ -235,12 +250,17 @@ class Demo:
         self.now = moment
         self.clock_file.write_text(moment.isoformat() + "\n")
 
-    def cycle(self, moment: datetime, via: str, usage: Usage | None, note: str = "") -> Outcome:
+    def cycle(
+        self, moment: datetime, via: str, usage: Usage | None, note: str = "", *, priv: Usage | None = None
+    ) -> Outcome:
+        """One cycle at `moment`: `usage` is work's answer from now on, `priv` (when given) priv's."""
         assert self.anthropic is not None
         self._set_clock(moment)
+        # The real endpoint jitters resets_at by sub-seconds between calls.
         if usage is not None:
-            # The real endpoint jitters resets_at by sub-seconds between calls.
-            self.anthropic.set_usage(usage, jitter=True)
+            self.anthropic.set_usage(usage, jitter=True, account="work")
+        if priv is not None:
+            self.anthropic.set_usage(priv, jitter=True, account="priv")
         late_since = self.pending_since
         began = int(time.time() * 1000)
         outcome = self._http_cycle() if via == "http" else self._cli_cycle()
@@ -271,6 +291,7 @@ class Demo:
             int(body.get("pending", 0)),
             body.get("error"),
             body.get("failure"),
+            dict(body.get("accounts", {})),
         )
 
     def _cli_cycle(self) -> Outcome:
@@ -301,6 +322,7 @@ class Demo:
             int(summary.get("pending", 0)),
             summary.get("error"),
             summary.get("failure"),
+            dict(summary.get("accounts", {})),
         )
 
     # --- the scripted week -------------------------------------------------------------------
@@ -323,9 +345,21 @@ class Demo:
                 },
             )
 
+        # priv: a private subscription whose weekly window runs Thursday to Thursday.
+        priv_reset = t0 + 10 * day - 3 * HOUR
+
+        def private(week: float) -> Usage:
+            return payload(weekly={"seven_day": (week, priv_reset)})
+
         self.out("")
         self.out("The week (simulated time, UTC):")
-        self.cycle(t0, "http", usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset), "first run: armed baseline")
+        self.cycle(
+            t0,
+            "http",
+            usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset),
+            "first run: each account armed",
+            priv=private(6.0),
+        )
         self.cycle(t0 + 5 * MINUTE, "cli", usage((13.0, t0 + 2 * HOUR), 18.4, weekly_reset), "quiet")
         self.cycle(
             t0 + 4 * HOUR,
@@ -381,11 +415,23 @@ class Demo:
             thu + 10 * MINUTE, "http", usage((37.0, thu + 2 * HOUR), 81.3, shifted_reset, 11.0), "delivered late, once"
         )
 
-        # Saturday: the usage API fails three runs in a row (HEALTH_FAILURES), then works.
+        # Friday evening: a private side project; only priv speaks.
+        fri = t0 + 4 * day + 11 * HOUR  # 20:00
+        self.cycle(
+            fri,
+            "cli",
+            usage((2.0, fri + 5 * HOUR), 81.6, shifted_reset, 11.0),
+            "priv passes 50%; work stays quiet",
+            priv=private(52.0),
+        )
+
+        # Saturday: the usage API fails three runs in a row (HEALTH_FAILURES) for both
+        # accounts, then works: each account counts its own failures and says so.
         sat = t0 + 5 * day  # 09:00
-        self.anthropic.fail_next("usage", 500, times=3)
+        for name in ACCOUNTS:
+            self.anthropic.fail_next("usage", 500, times=3, account=name)
         steady = usage((5.0, sat + 3 * HOUR), 84.0, shifted_reset, 12.0)
-        self.cycle(sat, "http", steady, "usage API answers 500")
+        self.cycle(sat, "http", steady, "usage API answers 500", priv=private(53.0))
         self.cycle(sat + 5 * MINUTE, "cli", steady, "500 again")
         self.cycle(sat + 10 * MINUTE, "http", steady, "third failure in a row: degraded")
         self.cycle(sat + 15 * MINUTE, "cli", steady, "the API works again: recovered")
@@ -396,7 +442,7 @@ class Demo:
             after,
             "http",
             usage((1.0, after + 5 * HOUR), 0.0, after + 7 * day - 5 * MINUTE, 0.0),
-            "weekly window rolled over naturally: silent",
+            "weekly window rolled over naturally: work's week in review",
         )
 
     # --- the room ----------------------------------------------------------------------------

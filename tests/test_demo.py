@@ -27,6 +27,7 @@ SIGNALS = {
     "forecast": "Weekly (all models) on track to run out before it resets",
     "degraded": "Claude usage watch is failing",
     "recovered": "Claude usage watch recovered",
+    "digest": "Weekly (all models): the week to",
 }
 
 
@@ -52,6 +53,11 @@ def _port_is_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _line_with(room: str, account: str, text: str) -> str:
+    """The first line of the room that is `account`'s message containing `text` ('' if none)."""
+    return next((line for line in room.splitlines() if f"{account} · " in line and text in line), "")
+
+
 def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -75,10 +81,25 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
     # The alert raised while the homeserver was down arrives late, and only once.
     assert room.count(SIGNALS["80%"]) == 1
     assert re.search(r"usage passed 80%.*arrived late: raised Thu 10:00", room)
-    # Natural rollovers stay silent: exactly the seven messages above.
+    # Two accounts (ACCOUNTS=work,priv) in one room: every message is led by its account's
+    # name; work has the week's story, priv its own baseline, 50% and health messages.
+    assert "work · 🔴 Weekly (all models) usage passed 80%" in room
+    assert "priv · 🟠 Weekly (all models) usage passed 50%" in room
+    assert "work · 🟠 Weekly (all models) usage passed 50%" in room
+    for kind in ("armed", "degraded", "recovered"):
+        for account in ("work", "priv"):
+            assert _line_with(room, account, SIGNALS[kind]), f"{account}'s {kind} missing"
+    first_lines = re.findall(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d:\d\d +(.*)$", room, re.MULTILINE)
+    assert first_lines and all(line.startswith(("work · ", "priv · ")) for line in first_lines), first_lines
+    # Only the weekly rollover speaks, once (work's digest; the 5-hour rollover and priv's
+    # window, still open, stay silent): exactly the twelve messages above (work's armed, 50%,
+    # shift, forecast, 80%, degraded, recovered, digest; priv's armed, 50%, degraded, recovered).
+    assert room.count(SIGNALS["digest"]) == 1
+    assert _line_with(room, "work", SIGNALS["digest"])
     count = re.search(r"\((\d+) messages", room.splitlines()[0])
     assert count is not None
-    assert count.group(1) == "7"
+    assert count.group(1) == "12"
+    assert len(first_lines) == 12
 
     # Both production entry points ran, and the outage showed as failures of each.
     assert "cycle via HTTP → 200" in header
@@ -99,7 +120,11 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
 
     # The secrets it minted (Matrix access token, OAuth tokens) never reach the output.
     secrets = [(workdir / "matrix-creds" / "access_token").read_text().strip()]
-    secrets += [(workdir / "oauth-tokens" / n).read_text().strip() for n in ("accessToken", "refreshToken")]
+    secrets += [
+        (workdir / "oauth-tokens" / account / n).read_text().strip()
+        for account in ("work", "priv")
+        for n in ("accessToken", "refreshToken")
+    ]
     for secret in secrets:
         assert len(secret) > 8
         assert secret not in out
