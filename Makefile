@@ -29,11 +29,11 @@ venv: $(BIN)/.installed
 synapse: $(SYNAPSE_VENV)/bin/.installed
 
 lint: venv
-	$(BIN)/ruff check function shim tests scripts
-	$(BIN)/ruff format --check function shim tests scripts
+	$(BIN)/ruff check function shim devstack tests scripts
+	$(BIN)/ruff format --check function shim devstack tests scripts
 
 typecheck: venv
-	$(BIN)/mypy function shim
+	$(BIN)/mypy function shim devstack
 
 unit: venv synapse
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

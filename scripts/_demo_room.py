@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 
 from nio import MegolmEvent, RoomMessagesResponse, RoomMessageText
 
-from tests.matrix_recipient import Recipient
+from devstack.matrix_recipient import Recipient
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,11 @@ import httpx
 from claude_matrix_bot.core.decide import DecideConfig, decide, drop_delivered
 from claude_matrix_bot.state import State, dump_state, parse_state
 from claude_matrix_bot.usage import USAGE_PATH, parse_usage
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.matrix_recipient import Recipient
+from devstack.payloads import payload
+from devstack.synapse import Homeserver
 from scripts._bench_proxy import CountingProxy
-from tests.fakes.anthropic import FakeAnthropic
-from tests.helpers import payload
-from tests.matrix_recipient import Recipient
-from tests.synapse import Homeserver
 
 REPO = Path(__file__).resolve().parent.parent
 FIVE_MIN = timedelta(minutes=5)

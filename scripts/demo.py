@@ -38,10 +38,10 @@ from typing import Any
 
 import httpx
 
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.payloads import payload
+from devstack.synapse import Homeserver, free_port
 from scripts._demo_room import DemoRecipient, StepSpan, clock, html_transcript, place_on_clock, plain_transcript
-from tests.fakes.anthropic import FakeAnthropic
-from tests.helpers import payload
-from tests.synapse import Homeserver, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR = timedelta(hours=1)

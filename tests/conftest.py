@@ -1,14 +1,21 @@
-"""Fixtures shared across the suite. Component-specific fixtures live beside their tests."""
+"""Fixtures shared across the suite, each defined once here. Component-specific fixtures live
+beside their tests; the servers and fakes themselves come from the development stack (devstack/)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from claude_matrix_bot.httpclient import reset_shared_client
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.bot import bot_env
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.function_server import FunctionServer
+from devstack.synapse import Homeserver
+from tests.helpers import REAL_NOW
+from tests.matrix_scene import MatrixScene, armed_scene
 
 # Session-scoped storage servers (moto S3, GCS emulators), shared by every module.
 pytest_plugins = ("tests.fakes.storage_servers",)
@@ -33,3 +40,41 @@ def tokens_dir(tmp_path: Path, anthropic: FakeAnthropic) -> Path:
     directory = tmp_path / "tokens"
     anthropic.write_tokens_dir(directory)
     return directory
+
+
+@pytest.fixture
+def start() -> datetime:
+    """Simulated time a day after the real clock: the fake's tokens (valid for an hour of real
+    time) look expired to the bot, so a simulated week exercises refresh rotation."""
+    return (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
+    """A throwaway Synapse per test module (users are registered with unique names)."""
+    server = Homeserver(tmp_path_factory.mktemp("synapse"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:
+    """A bot already armed in alice's encrypted room, through a proxy that can break sends."""
+    with armed_scene(homeserver, anthropic, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def function_server(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path) -> Iterator[tuple[str, Path]]:
+    """`functions-framework --target watch` serving the bot (stdout sink) at REAL_NOW;
+    yields (url, its stdout+stderr file)."""
+    env = {
+        **bot_env(tmp_path, anthropic.base_url, anthropic.token_url, MIN_INTERVAL_SEC="0"),
+        "NOW_OVERRIDE": REAL_NOW.isoformat(),
+    }
+    out = tmp_path / "function.stdout"
+    with FunctionServer(env, log=out, cwd=tmp_path, inherit_env=True) as server:
+        yield f"{server.url}/", out

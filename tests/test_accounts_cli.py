@@ -8,26 +8,19 @@ reads the JSON lines each run prints and the files it leaves behind.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from claude_matrix_bot.http import handle
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import assert_no_secrets, bot_env, issued_secrets, payload, run_cli
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 ACCOUNTS = ("work", "priv")
-
-
-@pytest.fixture
-def start() -> datetime:
-    # A day after the real clock: the fake's tokens (an hour of real time) look expired,
-    # so every account's first run refreshes, each in its own directory.
-    return (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from claude_matrix_bot.tokens.base import OAuthTokens
 from claude_matrix_bot.tokens.k8s import SecretTokenStore
 from claude_matrix_bot.tokens.local import DirectoryTokenStore
 from claude_matrix_bot.tokens.oauth import TokenManager, TokenRefresher
-from tests.fakes.anthropic import FakeAnthropic, IssuedTokens
-from tests.fakes.kube_apiserver import FakeKubeApiServer, core_v1_api
+from devstack.fakes.anthropic import FakeAnthropic, IssuedTokens
+from devstack.fakes.kube_apiserver import FakeKubeApiServer, core_v1_api
 from tests.helpers import payload
 
 UA = "claude-code/2.0.55"

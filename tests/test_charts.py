@@ -39,7 +39,7 @@ from claude_matrix_bot.charts import (
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks.stdout import StdoutSink
 from claude_matrix_bot.state import BucketState, State, dump_state
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import bot_env, payload, run_cli
 
 REPO = Path(__file__).resolve().parent.parent

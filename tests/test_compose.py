@@ -22,7 +22,7 @@ from claude_matrix_bot.model import Alert
 from claude_matrix_bot.ports import SINGLE_ACCOUNT
 from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.base import AlertSink, DeliveryReport
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import bot_env, payload
 
 

@@ -24,7 +24,7 @@ from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.stdout import StdoutSink
 from claude_matrix_bot.state import State, dump_state, parse_state
 from claude_matrix_bot.usage import parse_usage
-from tests.fakes.anthropic import limit_entry, limits_only_answer, spend_answer
+from devstack.fakes.anthropic import limit_entry, limits_only_answer, spend_answer
 
 T0 = datetime(2026, 7, 28, 9, 0, tzinfo=UTC)
 WEEK_RESET = datetime(2026, 8, 3, 6, 59, 59, 600974, tzinfo=UTC)

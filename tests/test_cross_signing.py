@@ -38,8 +38,8 @@ from claude_matrix_bot.sinks.crosssigning import (
 )
 from claude_matrix_bot.sinks.matrix import MatrixSink
 from claude_matrix_bot.status import collect, format_status
-from tests.matrix_recipient import Recipient
-from tests.synapse import Account, Homeserver
+from devstack.matrix_recipient import Recipient
+from devstack.synapse import Account, Homeserver
 
 SINK_LOGGER = "claude_matrix_bot.sinks.matrix"
 USER = "@bot:example.org"
@@ -204,16 +204,6 @@ def test_identity_pins_and_the_exclusion_rule_are_settings() -> None:
 
 
 # --- against Synapse --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    server = Homeserver(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def alert(alert_id: str, kind: str = "threshold") -> Alert:

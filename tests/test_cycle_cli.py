@@ -8,22 +8,15 @@ reads the JSON lines it prints and the files it leaves behind.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import assert_no_secrets, bot_env, issued_secrets, payload, run_cli
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def start() -> datetime:
-    # Simulated time a day after the real clock: the fake's tokens (valid for an hour
-    # of real time) look expired to the bot, so the week exercises refresh rotation.
-    return (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 def _no_secrets(fake: FakeAnthropic, *texts: str) -> None:

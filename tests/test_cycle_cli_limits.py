@@ -7,22 +7,14 @@ sink, NOW_OVERRIDE) against the loopback fake; the test reads the JSON lines it 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.fakes.anthropic import FakeAnthropic, limits_only_answer, spend_answer
+from devstack.fakes.anthropic import FakeAnthropic, limits_only_answer, spend_answer
 from tests.helpers import assert_no_secrets, bot_env, issued_secrets, run_cli
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def start() -> datetime:
-    # A day ahead of the real clock: the fake's one-hour tokens look expired, so refresh rotates too.
-    return (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 def test_simulated_week_on_a_limits_only_account(

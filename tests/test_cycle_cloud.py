@@ -19,7 +19,7 @@ from claude_matrix_bot.settings import load_settings
 from claude_matrix_bot.sinks.base import DeliveryReport
 from claude_matrix_bot.state import parse_state
 from claude_matrix_bot.store import open_store
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.fakes.storage_servers import S3_ENV, S3_ENV_UNSET, GenerationServer, S3Server
 from tests.helpers import bot_env, payload
 

@@ -10,32 +10,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.matrix_recipient import Recipient
+from devstack.synapse import Homeserver
 from tests.helpers import assert_no_secrets, bot_env, issued_secrets, payload, run_cli
-from tests.matrix_recipient import Recipient
-from tests.synapse import Homeserver
 
 pytestmark = pytest.mark.synapse
 
 T0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 RESET = T0 + timedelta(days=3)
 FIVE = (10.0, T0 + timedelta(hours=4))
-
-
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    server = Homeserver(tmp_path_factory.mktemp("synapse-cycle"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_alerts_reach_the_encrypted_room_once(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import bot_env, payload, run_cli
 
 HOUR = timedelta(hours=1)

@@ -22,10 +22,10 @@ from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
 from claude_matrix_bot.sinks.crosssigning import CrossSigningKeys, foreign_identity_notice
 from claude_matrix_bot.sinks.matrix import MatrixSink
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.synapse import Account, Homeserver
 from tests.element_recipient import ElementDevice, ElementMessage, ensure_installed, versions
-from tests.fakes.anthropic import FakeAnthropic
 from tests.helpers import CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
-from tests.synapse import Account, Homeserver
 from tests.test_cross_signing import assert_chain, keys_query, only_key
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
@@ -33,15 +33,10 @@ pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 SINK_LOGGER = "claude_matrix_bot.sinks.matrix"
 
 
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    ensure_installed()  # npm ci on a fresh clone or a changed lock file
-    server = Homeserver(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(scope="module", autouse=True)
+def _element_installed() -> None:
+    """Before the homeserver (conftest) starts: npm ci on a fresh clone or a changed lock file."""
+    ensure_installed()
 
 
 @pytest.fixture

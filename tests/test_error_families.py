@@ -15,8 +15,8 @@ import pytest
 from claude_matrix_bot import errors
 from claude_matrix_bot.http import handle
 from claude_matrix_bot.store import open_store
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.kube_apiserver import FakeKubeApiServer, write_kubeconfig
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.fakes.kube_apiserver import FakeKubeApiServer, write_kubeconfig
 from tests.helpers import bot_env
 
 # DESIGN §3 (exit codes) and the HTTP trigger's table in http.py.

@@ -26,9 +26,8 @@ import pytest
 from functions_framework import create_app
 
 from claude_matrix_bot import cli
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import REPO, bot_env
-from tests.test_faults_process import function_server  # noqa: F401 - a fixture, used by name
 
 TOKEN = "input-trigger-token-5b7c9e"
 
@@ -58,7 +57,7 @@ def _raw(
 
 
 def test_absurd_content_length_is_refused_before_reading(
-    function_server: tuple[str, Path],  # noqa: F811
+    function_server: tuple[str, Path],
     anthropic: FakeAnthropic,
 ) -> None:
     url, _ = function_server
@@ -77,7 +76,7 @@ def test_absurd_content_length_is_refused_before_reading(
 EIGHT_MIB = 8 * 1024 * 1024
 
 
-def test_a_large_body_from_urllib_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
+def test_a_large_body_from_urllib_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:
     """urllib sends the whole body before it reads: the answer must survive that."""
     url, _ = function_server
     request = urllib.request.Request(  # noqa: S310 (a loopback URL)
@@ -90,7 +89,7 @@ def test_a_large_body_from_urllib_gets_its_413(function_server: tuple[str, Path]
     assert anthropic.usage_calls == 0
 
 
-def test_a_large_body_from_httpx_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
+def test_a_large_body_from_httpx_gets_its_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:
     url, _ = function_server
     response = httpx.post(url, content=b"x" * EIGHT_MIB, headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
@@ -99,7 +98,7 @@ def test_a_large_body_from_httpx_gets_its_413(function_server: tuple[str, Path],
     assert httpx.get(url, timeout=10).status_code == 200, "the server still answers"
 
 
-def test_chunked_flood_without_length_is_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:  # noqa: F811
+def test_chunked_flood_without_length_is_413(function_server: tuple[str, Path], anthropic: FakeAnthropic) -> None:
     url, _ = function_server
 
     def chunks() -> Any:
@@ -112,7 +111,7 @@ def test_chunked_flood_without_length_is_413(function_server: tuple[str, Path], 
 
 
 def test_a_slow_body_blocks_nobody_and_is_served_when_complete(
-    function_server: tuple[str, Path],  # noqa: F811
+    function_server: tuple[str, Path],
     anthropic: FakeAnthropic,
 ) -> None:
     url, _ = function_server
@@ -130,7 +129,7 @@ def test_a_slow_body_blocks_nobody_and_is_served_when_complete(
     assert answers == [200]
 
 
-def test_header_tricks_do_not_reach_the_response(function_server: tuple[str, Path]) -> None:  # noqa: F811
+def test_header_tricks_do_not_reach_the_response(function_server: tuple[str, Path]) -> None:
     url, _ = function_server
     request = (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -380,7 +379,7 @@ def trigger_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def guarded_server(trigger_token_env: None, function_server: tuple[str, Path]) -> str:  # noqa: F811
+def guarded_server(trigger_token_env: None, function_server: tuple[str, Path]) -> str:
     """A real functions-framework server with TRIGGER_TOKEN set (the env is set first: argument order)."""
     return function_server[0]
 

@@ -12,39 +12,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.matrix_proxy import SendFault
+from tests.helpers import REAL_NOW as NOW
 from tests.helpers import REPO, CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
-from tests.synapse import Homeserver
-from tests.test_faults_matrix import (  # noqa: F401 - the module-scoped homeserver fixture is used by name
-    T0,
-    MatrixScene,
-    SendFault,
-    armed_scene,
-    homeserver,
-)
+from tests.matrix_scene import T0, MatrixScene
 
 # --- SIGKILL mid-delivery ------------------------------------------------------------------
-
-
-@pytest.fixture
-def scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path) -> Iterator[MatrixScene]:  # noqa: F811
-    with armed_scene(homeserver, anthropic, tmp_path) as s:
-        yield s
 
 
 def _spawn(env: dict[str, str], now: datetime) -> subprocess.Popen[bytes]:
@@ -102,66 +86,6 @@ def test_a_run_inside_the_dead_runs_lease_does_nothing(scene: MatrixScene) -> No
 
 
 # --- two triggers at once: a real functions-framework server and the CLI --------------------
-
-NOW = datetime.now(UTC).replace(microsecond=0)  # real time: the fake's tokens need no refresh
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def function_server(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path) -> Iterator[tuple[str, Path]]:
-    """`functions-framework --target watch` serving the bot (stdout sink); yields (url, stdout file)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        **bot_env(tmp_path, anthropic.base_url, anthropic.token_url, MIN_INTERVAL_SEC="0"),
-        "NOW_OVERRIDE": NOW.isoformat(),
-        "PYTHONPATH": str(REPO / "function"),
-    }
-    out = tmp_path / "function.stdout"
-    binary = shutil.which("functions-framework", path=str(Path(sys.executable).parent)) or "functions-framework"
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--source",
-                str(REPO / "function" / "main.py"),
-                "--target",
-                "watch",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
-            time.sleep(0.1)
-        yield url, out
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _alert_lines(text: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ import pytest
 from claude_matrix_bot.state import State, dump_state
 from claude_matrix_bot.store.base import ANY
 from claude_matrix_bot.store.lease import LEASE_KEY, acquire_lease
-from tests.fakes.anthropic import FakeAnthropic, write_tokens_dir
+from devstack.fakes.anthropic import FakeAnthropic, write_tokens_dir
 from tests.helpers import REPO, CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.anthropic import (
+from devstack.fakes.anthropic import (
     HTML_BODY,
     INFERENCE_ONLY,
     TRUNCATED_JSON,

@@ -20,7 +20,7 @@ from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.errors import BadResponse, StateSchemaError
 from claude_matrix_bot.state import CorruptState, dump_state, parse_state
 from claude_matrix_bot.usage import parse_usage
-from tests.fakes.anthropic import limits_only_answer, spend_answer
+from devstack.fakes.anthropic import limits_only_answer, spend_answer
 
 TAKEN_AT = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import pytest
 from claude_matrix_bot.compose import run
 from claude_matrix_bot.httpclient import reset_shared_client, shared_client
 from claude_matrix_bot.settings import load_settings
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import bot_env
 
 

@@ -14,7 +14,7 @@ from functions_framework import create_app
 
 from claude_matrix_bot.store.file import DirectoryStore
 from claude_matrix_bot.store.lease import acquire_lease
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 from tests.helpers import REPO, assert_no_secrets, bot_env, issued_secrets, payload
 
 NOW = datetime(2031, 3, 3, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ import pytest
 
 from claude_matrix_bot.settings import DEFAULT_BASE_URL, DEFAULT_USER_AGENT
 from claude_matrix_bot.usage import UsageClient
-from tests.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,23 +23,13 @@ from claude_matrix_bot.charts import ChartSpec, Fit, Picture, render_png
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks import matrix as matrix_sink
 from claude_matrix_bot.sinks.matrix import MatrixSink, picture_txn_id
-from tests.matrix_recipient import Recipient
-from tests.synapse import Account, Homeserver
+from devstack.matrix_recipient import Recipient
+from devstack.synapse import Account, Homeserver
 
 pytestmark = pytest.mark.synapse
 
 RESET = 1_765_130_400  # a Sunday 18:00 UTC
 HOUR = 3600
-
-
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    server = Homeserver(tmp_path_factory.mktemp("synapse-media"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

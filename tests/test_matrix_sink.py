@@ -25,22 +25,12 @@ from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
 from claude_matrix_bot.sinks.base import DeliveryReport
 from claude_matrix_bot.sinks.matrix import DEVICE_MARKER, MatrixSink
-from tests.matrix_recipient import Recipient
-from tests.synapse import Account, Homeserver
+from devstack.matrix_recipient import Recipient
+from devstack.synapse import Account, Homeserver
 
 pytestmark = pytest.mark.synapse
 
 SINK_LOGGER = "claude_matrix_bot.sinks.matrix"
-
-
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    server = Homeserver(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.kube_apiserver import FakeKubeApiServer, write_kubeconfig
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.fakes.kube_apiserver import FakeKubeApiServer, write_kubeconfig
+from devstack.synapse import Homeserver
 from tests.helpers import REPO, bot_env, issued_secrets, payload, run_cli
-from tests.synapse import Homeserver
-from tests.test_faults_matrix import homeserver, make_scene  # noqa: F401 - module-scoped fixture used by name
+from tests.matrix_scene import make_scene
 
 TRIGGER = "trigger-0f9e8d7c6b5a4938"
 PASSPHRASE = "passphrase-for-the-nio-store-71c2"
@@ -177,7 +177,7 @@ def test_kubernetes_secret_store_at_debug(tmp_path: Path, anthropic: FakeAnthrop
 
 @pytest.mark.synapse
 def test_matrix_delivery_at_debug(
-    homeserver: Homeserver,  # noqa: F811
+    homeserver: Homeserver,
     anthropic: FakeAnthropic,
     tmp_path: Path,
     collected: Collected,

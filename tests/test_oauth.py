@@ -28,7 +28,7 @@ from claude_matrix_bot.tokens.base import OAuthTokens, StoredTokens
 from claude_matrix_bot.tokens.local import DirectoryTokenStore
 from claude_matrix_bot.tokens.oauth import InvalidGrant, TokenManager, TokenRefresher, fetch_with_refresh
 from claude_matrix_bot.usage import UsageClient
-from tests.fakes.anthropic import HTML_BODY, FakeAnthropic, IssuedTokens
+from devstack.fakes.anthropic import HTML_BODY, FakeAnthropic, IssuedTokens
 
 UA = "claude-code/2.0.55"
 LEEWAY = 600
@@ -491,7 +491,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _start_fake_process(state_file: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.anthropic", "--port", "0", "--state-file", str(state_file), *extra],
+        [sys.executable, "-m", "devstack.fakes.anthropic", "--port", "0", "--state-file", str(state_file), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -16,8 +16,8 @@ from claude_matrix_bot.errors import BotError, ConfigError, StorageConflict, Sto
 from claude_matrix_bot.tokens.base import OAuthTokens, StoredTokens
 from claude_matrix_bot.tokens.k8s import SecretTokenStore
 from claude_matrix_bot.tokens.oauth import TokenManager, TokenRefresher
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.kube_apiserver import FakeKubeApiServer, b64, core_v1_api, write_kubeconfig
+from devstack.fakes.anthropic import FakeAnthropic
+from devstack.fakes.kube_apiserver import FakeKubeApiServer, b64, core_v1_api, write_kubeconfig
 
 # Distinctive values, so a leak check can look for them (and their base64 forms) anywhere.
 ACCESS = "sk-ant-oat01-ACCESS-7f3c2a9e1d"

@@ -26,7 +26,7 @@ from claude_matrix_bot.errors import (
 )
 from claude_matrix_bot.model import BucketReading
 from claude_matrix_bot.usage import UsageClient, parse_retry_after, parse_usage
-from tests.fakes.anthropic import (
+from devstack.fakes.anthropic import (
     HTML_BODY,
     INFERENCE_ONLY,
     SAMPLE_USAGE,

@@ -20,7 +20,7 @@ import pytest
 from claude_matrix_bot.errors import BadResponse, NoUsageLimit
 from claude_matrix_bot.model import BucketReading, ExtraUsage
 from claude_matrix_bot.usage import UsageClient, parse_usage, scope_slug
-from tests.fakes.anthropic import (
+from devstack.fakes.anthropic import (
     SAMPLE_EMPTY,
     SAMPLE_LIMITS_ONLY,
     SAMPLE_MIXED,

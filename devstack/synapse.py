@@ -5,7 +5,7 @@ venv's python (default /opt/synapse-venv/bin/python). One homeserver per test se
 `stop()` / `start()` keep the data directory and the port, so a test can take the
 homeserver away mid-scenario and bring the very same one back.
 
-As a script, `python -m tests.synapse [DIR]` starts one, registers `@bot` and
+As a script, `python -m devstack.synapse [DIR]` starts one, registers `@bot` and
 `@alice`, prints their credentials as JSON and serves until Ctrl-C.
 """
 

@@ -30,7 +30,7 @@ In-process use (a context manager)::
 
 As a process (subprocess tests, the demo)::
 
-    python -m tests.fakes.anthropic --port 0 [--state-file S.json] [--tokens-dir DIR] [--expires-in 3600]
+    python -m devstack.fakes.anthropic --port 0 [--state-file S.json] [--tokens-dir DIR] [--expires-in 3600]
 
 Several accounts (DESIGN §6): tokens can be minted for a named account
 (`issue_tokens(account="work")`); the label follows the refresh chain, and the
@@ -618,7 +618,8 @@ class FakeAnthropic:
         usage, jitter = self._account_usage.get(account or "", (self._usage, self._jitter))
         payload = json.loads(json.dumps(usage))
         if jitter and isinstance(payload, dict):
-            entries = payload.get("limits") if isinstance(payload.get("limits"), list) else []
+            limits = payload.get("limits")
+            entries: list[Any] = limits if isinstance(limits, list) else []
             for bucket in [*payload.values(), *entries]:
                 if isinstance(bucket, dict) and isinstance(bucket.get("resets_at"), str):
                     with contextlib.suppress(ValueError):

@@ -32,7 +32,7 @@ from nio import (
     SyncResponse,
 )
 
-from tests.synapse import Account
+from devstack.synapse import Account
 
 T = TypeVar("T")
 

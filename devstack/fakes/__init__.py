@@ -1,0 +1,1 @@
+"""Loopback fakes of the two APIs the tests cannot run for real: Anthropic's and Kubernetes'."""
