@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -38,12 +35,17 @@ from typing import Any
 
 import httpx
 
+from devstack.bot import run_cycle
 from devstack.fakes.anthropic import FakeAnthropic
+from devstack.function_server import FunctionServer
 from devstack.payloads import payload
-from devstack.synapse import Homeserver, free_port
+from devstack.stack import Stack
+from devstack.synapse import Homeserver
 from scripts._demo_room import DemoRecipient, StepSpan, clock, html_transcript, place_on_clock, plain_transcript
 
 REPO = Path(__file__).resolve().parent.parent
+# The production target on the demo's simulated clock (scripts/_demo_function.py says how).
+DEMO_FUNCTION = REPO / "scripts" / "_demo_function.py"
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 CLI_TIMEOUT = 60.0
@@ -111,16 +113,11 @@ class Demo:
         self.out = out
         self.logs = workdir / "logs"
         self.clock_file = workdir / "clock"
-        self.state_dir = workdir / "state"
-        self.tokens_dir = workdir / "oauth-tokens"
-        self.creds_dir = workdir / "matrix-creds"
         self.homeserver: Homeserver | None = None
         self.anthropic: FakeAnthropic | None = None
-        self.recipient: DemoRecipient | None = None
-        self.server: subprocess.Popen[bytes] | None = None
-        self.server_url = ""
-        self.room_id = ""
-        self.recipient_user = ""
+        self.stack: Stack | None = None
+        self.server: FunctionServer | None = None
+        self.recipient_user = ""  # kept after close(), for the closing lines
         self.trigger_token = "demo-trigger-" + os.urandom(12).hex()
         self.spans: list[StepSpan] = []
         self.outcomes: list[tuple[datetime, str, Outcome | None]] = []
@@ -128,37 +125,42 @@ class Demo:
         self.start = week_start(datetime.now(UTC))
         self.now = self.start
 
+    @property
+    def recipient(self) -> DemoRecipient:
+        assert self.stack is not None
+        assert isinstance(self.stack.recipient, DemoRecipient)
+        return self.stack.recipient
+
+    @property
+    def room_id(self) -> str:
+        return self.stack.room_id if self.stack else ""
+
     # --- setup ------------------------------------------------------------------------
 
     def setup(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.homeserver = Homeserver(self.workdir / "synapse")
         self.homeserver.start()
-        bot = self.homeserver.register("claude-bot")
-        alice = self.homeserver.register("alice")
-        bot.write_creds_dir(self.creds_dir, self.homeserver.url)
-        for path in self.creds_dir.iterdir():
-            path.chmod(0o600)
-
-        self.recipient = DemoRecipient(self.homeserver.url, alice, self.workdir / "alice-device")
-        self.recipient_user = alice.user_id
-        self.room_id = self.recipient.create_encrypted_room([bot.user_id])
-
         # Tokens valid for two real weeks: the simulated week never sees them expire.
-        # One login per account, each in its own directory (OAUTH_TOKENS_DIR/<name>/).
         self.anthropic = FakeAnthropic(expires_in=14 * 86400).start()
-        for name in ACCOUNTS:
-            self.anthropic.write_tokens_dir(self.tokens_dir / name, account=name)
+        # The bot, alice's device and her encrypted room; one login per account, each in
+        # its own directory (OAUTH_TOKENS_DIR/<name>/).
+        stack = self.stack = Stack.build(
+            self.workdir, self.homeserver, self.anthropic, accounts=ACCOUNTS, recipient=DemoRecipient
+        )
+        self.recipient_user = stack.user.user_id
 
         self._set_clock(self.start)
-        self._start_function_server()
+        env = {**self.bot_env(), "DEMO_CLOCK_FILE": str(self.clock_file)}
+        self.server = FunctionServer(env, log=self.logs / "function.log", cwd=self.workdir, source=DEMO_FUNCTION)
+        self.server.start()
         self.out(f"homeserver    {self.homeserver.url}  (Synapse, data in {self._rel(self.homeserver.data_dir)})")
         self.out(
             f"usage API     {self.anthropic.base_url}  (simulated Anthropic endpoint; accounts {', '.join(ACCOUNTS)})"
         )
-        self.out(f"function      {self.server_url}  (functions-framework, target watch)")
-        self.out(f"room          {self.room_id}, encrypted; {alice.user_id} invited {bot.user_id}")
-        self.out(f"bot files     {self._rel(self.workdir)}/ (state, oauth-tokens, matrix-creds, logs)")
+        self.out(f"function      {self.server.url}  (functions-framework, target watch)")
+        self.out(f"room          {self.room_id}, encrypted; {self.recipient_user} invited {stack.bot.user_id}")
+        self.out(f"bot files     {self._rel(self.workdir)}/ (state, tokens, matrix-bot, logs)")
 
     def _rel(self, path: Path) -> str:
         with contextlib.suppress(ValueError):
@@ -166,60 +168,12 @@ class Demo:
         return str(path)
 
     def bot_env(self) -> dict[str, str]:
-        assert self.anthropic is not None
-        return {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "function"), str(REPO)]),
-            "LOCAL_MODE": "1",
-            "ACCOUNTS": ",".join(ACCOUNTS),
-            "ALERT_SINK": "matrix",
-            "MATRIX_ROOM_ID": self.room_id,
-            "MATRIX_CREDS_DIR": str(self.creds_dir),
-            "OAUTH_TOKENS_DIR": str(self.tokens_dir),
-            "STATE_URL": self.state_dir.as_uri(),
-            "ANTHROPIC_BASE_URL": self.anthropic.base_url,
-            "ANTHROPIC_TOKEN_URL": self.anthropic.token_url,
-            "TRIGGER_TOKEN": self.trigger_token,
-            "LOG_LEVEL": "INFO",
-        }
-
-    def _start_function_server(self) -> None:
-        port = free_port()
-        env = {**self.bot_env(), "DEMO_CLOCK_FILE": str(self.clock_file)}
-        functions_framework = Path(sys.executable).parent / "functions-framework"
-        log = (self.logs / "function.log").open("ab")
-        self.server = subprocess.Popen(
-            [
-                str(functions_framework),
-                "--source",
-                str(REPO / "scripts" / "_demo_function.py"),
-                "--target",
-                "watch",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            cwd=self.workdir,
-            # Its own process group: gunicorn's worker goes down with it on stop().
-            start_new_session=True,
+        assert self.stack is not None
+        return self.stack.env(
+            PYTHONPATH=os.pathsep.join([str(REPO / "function"), str(REPO)]),
+            TRIGGER_TOKEN=self.trigger_token,
+            LOG_LEVEL="INFO",
         )
-        log.close()
-        self.server_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"functions-framework exited; see {self.logs / 'function.log'}")
-            try:
-                if httpx.get(self.server_url + "/", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("functions-framework did not answer within 30 s")
 
     # --- teardown ---------------------------------------------------------------------
 
@@ -227,18 +181,11 @@ class Demo:
         """Stop everything this demo started, whatever state it is in."""
         server, self.server = self.server, None
         if server is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=5)
-        if self.recipient is not None:
+            server.stop()
+        stack, self.stack = self.stack, None
+        if stack is not None:
             with contextlib.suppress(Exception):
-                self.recipient.close()
-            self.recipient = None
+                stack.close()
         if self.homeserver is not None:
             self.homeserver.stop()
         if self.anthropic is not None:
@@ -281,7 +228,8 @@ class Demo:
             "ce-time": self.now.isoformat(),
             "Authorization": f"Bearer {self.trigger_token}",
         }
-        response = httpx.post(self.server_url + "/", headers=headers, content=b"{}", timeout=90)
+        assert self.server is not None
+        response = httpx.post(self.server.url + "/", headers=headers, content=b"{}", timeout=90)
         body = response.json()
         return Outcome(
             "http",
@@ -295,28 +243,15 @@ class Demo:
         )
 
     def _cli_cycle(self) -> Outcome:
-        env = {**self.bot_env(), "NOW_OVERRIDE": self.now.isoformat()}
-        proc = subprocess.run(
-            [sys.executable, "-m", "claude_matrix_bot", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            check=False,
-            cwd=self.workdir,
-        )
+        run = run_cycle(self.bot_env(), now=self.now, timeout=CLI_TIMEOUT, cwd=self.workdir)
         with (self.logs / "cli.log").open("a") as log:
-            log.write(f"--- {self.now.isoformat()} exit {proc.returncode}\n{proc.stderr}")
-        # The CLI logs its summary as the last "cycle <status>: {json}" line on stderr.
-        summary: dict[str, Any] = {}
-        for match in re.finditer(r"cycle \w+: (\{.*\})\s*$", proc.stderr, re.MULTILINE):
-            with contextlib.suppress(ValueError):
-                summary = json.loads(match.group(1))
-        if not summary and proc.returncode != 0:
-            summary = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            log.write(f"--- {self.now.isoformat()} exit {run.code}\n{run.cli.stderr}")
+        summary = run.result
+        if not summary and run.code != 0:  # no cycle ran (exit 2: configuration)
+            summary = {"error": run.cli.stderr.strip().splitlines()[-1] if run.cli.stderr.strip() else "failed"}
         return Outcome(
             "cli",
-            proc.returncode,
+            run.code,
             int(summary.get("new_alerts", 0)),
             int(summary.get("delivered", 0)),
             int(summary.get("pending", 0)),
@@ -448,7 +383,6 @@ class Demo:
     # --- the room ----------------------------------------------------------------------------
 
     def transcript(self) -> tuple[str, Path, int, int]:
-        assert self.recipient is not None
         messages, undecryptable = self.recipient.timeline(self.room_id)
         entries = place_on_clock(messages, self.spans)
         text = plain_transcript(entries)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,9 @@ from typing import Any
 from devstack.fakes.anthropic import FakeAnthropic
 from devstack.matrix_proxy import MatrixProxy
 from devstack.matrix_recipient import Recipient
+from devstack.stack import Stack
 from devstack.synapse import Account, Homeserver
-from tests.helpers import CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
+from tests.helpers import CliResult, assert_no_secrets, issued_secrets, payload, run_cli
 
 T0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 RESET = T0 + timedelta(days=3)
@@ -87,24 +87,19 @@ class MatrixScene:
 
 
 def make_scene(homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path, **extra_env: str) -> MatrixScene:
-    suffix = uuid.uuid4().hex[:8]
-    bot = homeserver.register(f"faultbot-{suffix}")
-    alice = homeserver.register(f"alice-{suffix}")
     proxy = MatrixProxy(homeserver.url).start()
-    creds = bot.write_creds_dir(tmp_path / "matrix-bot", proxy.url)
-    recipient = Recipient(homeserver.url, alice, tmp_path / "alice-store")
-    room = recipient.create_encrypted_room([bot.user_id])
-    anthropic.write_tokens_dir(tmp_path / "tokens")
-    env = bot_env(
+    stack = Stack.build(tmp_path, homeserver, anthropic, bot_name="faultbot", unique=True, matrix_url=proxy.url)
+    return MatrixScene(
+        homeserver,
+        proxy,
+        anthropic,
         tmp_path,
-        anthropic.base_url,
-        anthropic.token_url,
-        ALERT_SINK="matrix",
-        MATRIX_ROOM_ID=room,
-        MATRIX_CREDS_DIR=str(creds),
-        **extra_env,
+        stack.bot,
+        stack.user,
+        stack.recipient,
+        stack.room_id,
+        stack.env(**extra_env),
     )
-    return MatrixScene(homeserver, proxy, anthropic, tmp_path, bot, alice, recipient, room, env)
 
 
 @contextlib.contextmanager

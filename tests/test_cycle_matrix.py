@@ -9,16 +9,15 @@ then arrives once.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from devstack.fakes.anthropic import FakeAnthropic
-from devstack.matrix_recipient import Recipient
+from devstack.stack import Stack
 from devstack.synapse import Homeserver
-from tests.helpers import assert_no_secrets, bot_env, issued_secrets, payload, run_cli
+from tests.helpers import assert_no_secrets, issued_secrets, payload, run_cli
 
 pytestmark = pytest.mark.synapse
 
@@ -27,24 +26,11 @@ RESET = T0 + timedelta(days=3)
 FIVE = (10.0, T0 + timedelta(hours=4))
 
 
-def test_alerts_reach_the_encrypted_room_once(
-    homeserver: Homeserver, tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
-) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    bot = homeserver.register(f"watchbot-{suffix}")
-    alice = homeserver.register(f"alice-{suffix}")
-    creds = bot.write_creds_dir(tmp_path / "matrix-bot", homeserver.url)
-    recipient = Recipient(homeserver.url, alice, tmp_path / "alice-store")
+def test_alerts_reach_the_encrypted_room_once(homeserver: Homeserver, tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    stack = Stack.build(tmp_path, homeserver, anthropic, bot_name="watchbot", unique=True)
+    bot, recipient, room = stack.bot, stack.recipient, stack.room_id
     try:
-        room = recipient.create_encrypted_room([bot.user_id])
-        env = bot_env(
-            tmp_path,
-            anthropic.base_url,
-            anthropic.token_url,
-            ALERT_SINK="matrix",
-            MATRIX_ROOM_ID=room,
-            MATRIX_CREDS_DIR=str(creds),
-        )
+        env = stack.env()
         outputs: list[str] = []
 
         def run(minutes: int, weekly: float, code: int = 0) -> None:

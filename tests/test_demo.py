@@ -119,9 +119,9 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
     assert _processes_under(workdir) == []
 
     # The secrets it minted (Matrix access token, OAuth tokens) never reach the output.
-    secrets = [(workdir / "matrix-creds" / "access_token").read_text().strip()]
+    secrets = [(workdir / "matrix-bot" / "access_token").read_text().strip()]
     secrets += [
-        (workdir / "oauth-tokens" / account / n).read_text().strip()
+        (workdir / "tokens" / account / n).read_text().strip()
         for account in ("work", "priv")
         for n in ("accessToken", "refreshToken")
     ]
