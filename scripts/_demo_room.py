@@ -2,19 +2,38 @@
 
 Synapse stamps each event with the real time it arrived; the demo records the real
 time span of every simulated step, so each message is shown at the simulated time
-of the step that delivered it.
+of the step that delivered it. A picture (the forecast's chart, the weekly digest's)
+is an encrypted `m.image` right after its text: the device downloads and decrypts it,
+and the HTML transcript shows it inside that message.
 """
 
 from __future__ import annotations
 
+import base64
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html.parser import HTMLParser
 
-from nio import MegolmEvent, RoomMessagesResponse, RoomMessageText
+from nio import MegolmEvent, RoomEncryptedImage, RoomMessagesResponse, RoomMessageText
 
-from devstack.matrix_recipient import Recipient
+from devstack.matrix_recipient import ReceivedImage, Recipient
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomImage:
+    """A decrypted picture: its text `body` and the plaintext file."""
+
+    body: str
+    width: int | None
+    height: int | None
+    data: bytes
+
+    @property
+    def is_png(self) -> bool:
+        return self.data.startswith(PNG_SIGNATURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +44,7 @@ class RoomMessage:
     formatted_body: str | None
     server_ts_ms: int
     decrypted: bool
+    images: tuple[RoomImage, ...] = ()  # the pictures sent right after this text
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +69,15 @@ class DemoRecipient(Recipient):
     """The recipient helper, plus server timestamps (which the tests do not need)."""
 
     def timeline(self, room_id: str) -> tuple[list[RoomMessage], int]:
-        """(decrypted text messages oldest first, number of events it could not decrypt)."""
+        """(decrypted text messages oldest first, each with its pictures; number of events it
+        could not decrypt)."""
 
-        async def read() -> tuple[list[RoomMessage], int]:
+        async def read() -> tuple[list[RoomMessage], list[tuple[int, ReceivedImage]], int]:
             await self._sync()
             response = await self.client.room_messages(room_id, limit=500)
             assert isinstance(response, RoomMessagesResponse), response
             messages: list[RoomMessage] = []
+            pictures: list[tuple[int, ReceivedImage]] = []  # (index of the text it follows, image)
             undecryptable = 0
             for event in reversed(response.chunk):
                 if isinstance(event, RoomMessageText):
@@ -70,11 +92,20 @@ class DemoRecipient(Recipient):
                             decrypted=bool(getattr(event, "decrypted", False)),
                         )
                     )
+                elif isinstance(event, RoomEncryptedImage) and messages:
+                    content = dict(event.source.get("content", {}))
+                    pictures.append((len(messages) - 1, ReceivedImage(event.event_id, event.sender, content)))
                 elif isinstance(event, MegolmEvent):
                     undecryptable += 1
-            return messages, undecryptable
+            return messages, pictures, undecryptable
 
-        return self._run(read())
+        messages, pictures, undecryptable = self._run(read())
+        # Downloads run on the same event loop, so after the read, not inside it.
+        for index, picture in pictures:
+            info = picture.info
+            image = RoomImage(picture.body, info.get("w"), info.get("h"), self.download_image(picture))
+            messages[index] = replace(messages[index], images=(*messages[index].images, image))
+        return messages, undecryptable
 
 
 def place_on_clock(messages: list[RoomMessage], spans: list[StepSpan]) -> list[TranscriptEntry]:
@@ -105,6 +136,7 @@ def plain_transcript(entries: list[TranscriptEntry], *, width: int = 11) -> str:
             first += f"   [arrived late: raised {clock(entry.late_since)}, homeserver was down]"
         lines.append(f"{when:<{width}}{first}")
         lines.extend(" " * width + rest for rest in body[1:])
+        lines.extend(" " * width + _picture_line(image) for image in entry.message.images)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -137,6 +169,21 @@ def _safe_html(fragment: str) -> str:
     return "".join(sanitizer.parts)
 
 
+def _picture_line(image: RoomImage) -> str:
+    size = f"{image.width}x{image.height} " if image.width and image.height else ""
+    return f"[picture: {image.body} ({size}{'PNG' if image.is_png else 'not a PNG'}, {len(image.data)} bytes)]"
+
+
+def _figure(image: RoomImage) -> str:
+    """The picture inline (a data: URL, so the page stands alone); only PNG data is embedded."""
+    caption = f"<figcaption>{html.escape(image.body)}</figcaption>"
+    if not image.is_png:
+        return f'<figure class="missing">{caption}(not a PNG: not shown)</figure>'
+    size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
+    source = "data:image/png;base64," + base64.b64encode(image.data).decode("ascii")
+    return f'<figure><img src="{source}" alt="{html.escape(image.body)}"{size}>{caption}</figure>'
+
+
 def html_transcript(entries: list[TranscriptEntry], *, title: str, subtitle: str) -> str:
     rows: list[str] = []
     for entry in entries:
@@ -149,10 +196,11 @@ def html_transcript(entries: list[TranscriptEntry], *, title: str, subtitle: str
             else ""
         )
         lock = "🔒" if entry.message.decrypted else ""
+        figures = "".join(_figure(image) for image in entry.message.images)
         rows.append(
             f'<tr><td class="when">{html.escape(when)}</td>'
             f'<td class="who">{html.escape(entry.message.sender)} {lock}</td>'
-            f'<td class="msg">{body}{late}</td></tr>'
+            f'<td class="msg">{body}{figures}{late}</td></tr>'
         )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -164,6 +212,8 @@ td {{ vertical-align: top; padding: .6em .8em; border-bottom: 1px solid #eee; }}
 td.when {{ white-space: nowrap; font-family: monospace; color: #555; }}
 td.who {{ white-space: nowrap; color: #0a6; }}
 div.late {{ margin-top: .4em; color: #b60; font-size: .9em; }}
+figure {{ margin: .6em 0 0; }} figure img {{ max-width: 100%; height: auto; border: 1px solid #ddd; }}
+figcaption {{ color: #666; font-size: .85em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="sub">{html.escape(subtitle)}</p>

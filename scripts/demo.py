@@ -382,22 +382,32 @@ class Demo:
 
     # --- the room ----------------------------------------------------------------------------
 
-    def transcript(self) -> tuple[str, Path, int, int]:
+    def transcript(self) -> Transcript:
         messages, undecryptable = self.recipient.timeline(self.room_id)
+        pictures = sum(len(m.images) for m in messages)
         entries = place_on_clock(messages, self.spans)
         text = plain_transcript(entries)
         page = html_transcript(
             entries,
             title="claude-matrix-bot demo: the alert room as the recipient decrypts it",
             subtitle=(
-                f"{len(messages)} messages in {self.room_id} on a throwaway Synapse, simulated week of "
-                f"{self.start:%Y-%m-%d} (UTC); {undecryptable} could not be decrypted."
+                f"{len(messages)} messages and {pictures} pictures in {self.room_id} on a throwaway Synapse, "
+                f"simulated week of {self.start:%Y-%m-%d} (UTC); {undecryptable} could not be decrypted."
             ),
         )
         path = self.workdir / "transcript.html"
         path.write_text(page, encoding="utf-8")
         (self.workdir / "transcript.txt").write_text(text, encoding="utf-8")
-        return text, path, len(messages), undecryptable
+        return Transcript(text, path, len(messages), pictures, undecryptable)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    page: Path
+    messages: int
+    pictures: int
+    undecryptable: int
 
 
 _stopping: list[int] = []
@@ -434,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             demo.setup()
             demo.play_week()
-            text, page, count, undecryptable = demo.transcript()
+            room = demo.transcript()
         except KeyboardInterrupt:
             print("\ninterrupted; stopping everything", file=sys.stderr)
             return 130
@@ -446,12 +456,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             demo.close()
     print("")
-    print(f"The room as {demo.recipient_user} decrypts it ({count} messages, {undecryptable} undecryptable):")
+    print(
+        f"The room as {demo.recipient_user} decrypts it ({room.messages} messages, "
+        f"{room.pictures} picture{'' if room.pictures == 1 else 's'}, "
+        f"{room.undecryptable} undecryptable):"
+    )
     print("")
-    print(text)
-    print(f"HTML transcript: {page}")
+    print(room.text)
+    print(f"HTML transcript (pictures inline): {room.page}")
     print(f"Done in {time.monotonic() - began:.0f} s; every process started here has stopped.")
-    return 0 if undecryptable == 0 else 1
+    return 0 if room.undecryptable == 0 else 1
 
 
 if __name__ == "__main__":

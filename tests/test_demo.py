@@ -6,6 +6,7 @@ the room as the recipient's device decrypts it, and that nothing is left running
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -111,6 +112,23 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
     for text in SIGNALS.values():
         assert text in page
     assert page.count(SIGNALS["80%"]) == 1
+
+    # Pictures: the forecast's and the digest's charts, downloaded and decrypted by alice's
+    # device, are inside their messages' rows of the HTML transcript as PNGs, and named in
+    # the text transcript.
+    pictures = re.search(r"messages, (\d+) pictures?, ", room.splitlines()[0])
+    assert pictures is not None
+    rows = re.findall(r"<tr>.*?</tr>", page, re.DOTALL)
+    embedded = [
+        base64.b64decode(data) for data in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
+    assert len(embedded) == int(pictures.group(1))
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in embedded)
+    assert int(pictures.group(1)) == 2, "the forecast's chart and the digest's"
+    for kind in ("forecast", "digest"):
+        row = next(row for row in rows if SIGNALS[kind] in row)
+        assert row.count('<img src="data:image/png;base64,') == 1, f"the {kind} row shows its chart"
+    assert re.search(re.escape(SIGNALS["forecast"]) + r".*\n(?: {11}.*\n)*? {11}\[picture: .*PNG, \d+ bytes\)\]", room)
 
     # Nothing left behind: the ports it printed are closed, no process runs in its folder.
     ports = [int(p) for p in re.findall(r"^\w[\w ]+ +http://127\.0\.0\.1:(\d+)", header, re.MULTILINE)]
