@@ -7,9 +7,11 @@ argument): no mocks, no clock, no I/O.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claude_matrix_bot.charts import ChartSpec
 from claude_matrix_bot.core.decide import DecideConfig, decide
@@ -372,3 +374,79 @@ def test_summarize_table(state: BucketState, summary: dict[str, object] | None) 
     assert [(p.percent, ts(p.at) if p.at else None) for p in got.passed] == summary["passed"]
     limit = summary["limit"]
     assert (None if got.limit is None else (got.limit.percent, ts(got.limit.at) if got.limit.at else None)) == limit
+
+
+# --- property: one digest per closed, used, watched window; never two -------------------------
+
+
+@st.composite
+def journeys(draw: st.DrawFn) -> list[tuple[timedelta, float | None, int]]:
+    """Up to 40 readings over several weeks: (advance, utilization or None for a null bucket,
+    shift of the active window's reset in hours, 0 for none). Readings fall at :30, far
+    from the …:59:59.6 resets, and at least an hour apart (each is its hour's sample)."""
+    steps = []
+    for _ in range(draw(st.integers(min_value=1, max_value=40))):
+        advance = timedelta(hours=draw(st.integers(min_value=1, max_value=60)))
+        value = draw(st.one_of(st.none(), st.floats(min_value=0, max_value=100), st.just(0.0)))
+        shift = draw(st.sampled_from([0, 0, 0, 0, 3, 24, -2]))
+        steps.append((advance, value, shift))
+    return steps
+
+
+@settings(max_examples=200, deadline=None)
+@given(journeys(), st.booleans())
+def test_each_used_window_gets_one_digest_when_the_next_is_seen(
+    steps: list[tuple[timedelta, float | None, int]], enabled: bool
+) -> None:
+    config = DecideConfig(digest_enabled=enabled)
+    watch = Watch(config=config, now=T0 + 30 * MIN)
+    anchor, window = WEEK_RESET, 0
+    opened = anchor - 7 * DAY  # when the current window began
+    used: dict[int, bool] = {}  # window index -> a reading above 0 % was seen in it
+    seen: list[int] = []  # the window of every non-null reading, in order
+    digests: list[Alert] = []
+    watch.see({"seven_day": (0.0, anchor)})
+    seen.append(0)
+    used[0] = False
+    for advance, value, shift in steps:
+        now = watch.now + advance
+        while now >= anchor:  # natural rollovers the bot may or may not see
+            opened, anchor = anchor, anchor + 7 * DAY
+            window += 1
+        # Windows stay within the week and a day the state keeps hourly samples of.
+        fits = anchor + shift * HOUR - opened <= 8 * DAY - 2 * HOUR
+        if shift and value is not None and fits and anchor + shift * HOUR > now + HOUR:
+            # The active window's reset moves, in a reading the bot sees: the same window.
+            # (Moved while the bucket was null and past its old reset when it comes back,
+            # a move cannot be told from a rollover; decide counts that as a rollover.)
+            anchor += shift * HOUR
+        if value is not None:
+            seen.append(window)
+            # Used: above 0 at the hourly samples' one decimal (0.03 % is a 0 % week).
+            used[window] = used.get(window, False) or round(value, 1) > 0
+        alerts = watch.see({"seven_day": None if value is None else (value, anchor)}, at=now)
+        digests += [a for a in alerts if a.kind == "digest"]
+        for alert in alerts:
+            if alert.kind == "digest":
+                # It sums up a window that has ended, never the open one.
+                assert datetime.fromisoformat(alert.details["resets_at"]) <= now
+
+    assert len({a.id for a in digests}) == len(digests), "never twice"
+    closed_and_used = {w for w in set(seen) if used.get(w) and any(later > w for later in seen)}
+    assert len(digests) == (len(closed_and_used) if enabled else 0)
+
+
+@pytest.mark.parametrize("gap", [None, "no-reset"])
+def test_a_moved_window_still_ends_at_its_moved_reset_after_a_null_reading(gap: str | None) -> None:
+    # Found by the property above: after a reset shift, a reading without a reset (the
+    # bucket null, or its resets_at null) made the next reading compare with the window's
+    # *first* reset. Past that one but before the moved one, it looked like a rollover: a
+    # digest of a window still open, and its thresholds said a second time.
+    moved = WEEK_RESET + DAY
+    watch = armed_watch(weekly=10.0)
+    assert kinds(watch.see({"seven_day": (55.0, moved)}, at=T0 + HOUR)) == ["reset_shift", "threshold"]
+    watch.see({"seven_day": None if gap is None else (56.0, None)}, at=WEEK_RESET - HOUR)
+    assert watch.see({"seven_day": (60.0, moved)}, at=WEEK_RESET + HOUR) == []
+    assert watch.bucket("seven_day").alerted_thresholds == (50,)
+    # It ends at the moved reset: then the digest, once.
+    assert kinds(watch.see({"seven_day": (0.0, moved + 7 * DAY)}, at=moved + 5 * MIN)) == ["digest"]

@@ -64,7 +64,8 @@ def full_state() -> State:
                 hourly=((1767351600, 47.0), (1767358800, 51.5)),
                 passed=((50, 1767355500),),
             ),
-            "seven_day_opus": BucketState(),
+            # Null now; its window's reset had moved: the moved reset is kept.
+            "seven_day_opus": BucketState(window=WEEK_RESET, last_reset=WEEK_RESET + timedelta(hours=3)),
             "five_hour": BucketState(utilization=3.0, resets_at=FIVE_RESET, window=FIVE_RESET),
         },
         outbox=(alert,),
@@ -97,6 +98,8 @@ def test_v2_round_trip_keeps_every_field() -> None:
     assert doc["buckets"]["seven_day"]["hourly"] == [1767351600, [47.0, None, 51.5]]
     assert doc["buckets"]["seven_day"]["passed"] == [[50, 1767355500]]
     assert "hourly" not in doc["buckets"]["five_hour"], "nothing written for a bucket without samples"
+    assert doc["buckets"]["seven_day_opus"]["last_reset"] == "2026-01-08T09:59:59.600974Z"
+    assert "last_reset" not in doc["buckets"]["seven_day"], "only while readings carry no reset"
 
 
 def test_a_v2_file_from_before_hourly_samples_upgrades_from_its_history() -> None:
@@ -256,6 +259,7 @@ CORRUPT = {
     "passed-not-a-list": _v2(buckets__seven_day__passed={"50": 1767355500}),
     "passed-triple": _v2(buckets__seven_day__passed=[[50, 1767355500, 1]]),
     "passed-null": _v2(buckets__seven_day__passed=[[50, None]]),
+    "last-reset-number": _v2(buckets__seven_day_opus__last_reset=1767855599),
     "alert-not-object": _v2(outbox=["cmb-x"]),
     "alert-without-id": _v2(outbox=[{"kind": "armed", "plain": "", "html": ""}]),
     "alert-details-text": _v2(outbox=[{"id": "x", "kind": "armed", "plain": "", "html": "", "details": "oops"}]),

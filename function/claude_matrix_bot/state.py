@@ -12,8 +12,8 @@ samples (DESIGN §7) are one per hour of the current weekly window, written as
 a full week of four weekly buckets costs about 3 KB.
 
 Schema (DESIGN §4): the extra-usage record, the unknown-number list and a bucket's
-`is_active`/`severity`, and its `hourly` samples and `passed` times, are new optional
-keys of v2. An older v2 reader ignores them
+`is_active`/`severity`, its `hourly` samples, `passed` times and `last_reset`, are new
+optional keys of v2. An older v2 reader ignores them
 (it cannot misread them), so they do not bump the schema; a missing one reads as
 "never seen", which starts a new spend period at the next reading.
 """
@@ -58,6 +58,9 @@ class BucketState:
     alerted_thresholds: tuple[int, ...] = ()
     history: tuple[Sample, ...] = ()
     forecast_fired: bool = False
+    # The last `resets_at` reported, kept while readings carry none (the bucket null, or
+    # its reset null): a window whose reset moved ends at the moved reset.
+    last_reset: datetime | None = None
     # New `resets_at` values already announced as shifts (dedup "once per value").
     shifted_to: tuple[datetime, ...] = ()
     # The server's judgement at the last reading (limits[] `is_active`, `severity`).
@@ -172,6 +175,8 @@ def _bucket_to_json(bucket: BucketState) -> dict[str, Any]:
         # a state must read back equal to what was decided.
         "history": [[t, u] for t, u in bucket.history],
     }
+    if bucket.last_reset is not None:
+        out["last_reset"] = _iso(bucket.last_reset)
     if bucket.hourly:
         out["hourly"] = _hourly_to_json(bucket.hourly)
     if bucket.passed:
@@ -216,6 +221,7 @@ def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
         shifted_to=shifted[-MAX_SHIFT_MEMORY:],
         is_active=_flag(raw.get("is_active")),
         severity=_text(raw.get("severity")),
+        last_reset=_parse_time(raw.get("last_reset"), f"{where}.last_reset"),
         hourly=_hourly_from_json(raw.get("hourly"), f"{where}.hourly"),
         passed=_passed_from_json(raw.get("passed"), f"{where}.passed"),
     )

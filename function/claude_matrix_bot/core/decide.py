@@ -108,12 +108,8 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         old = buckets.get(name)
         current = reading.buckets.get(name)
         if current is None:
-            # "A bucket going to or from null is not a shift": remember that it is
-            # null, keep the window and its dedup for when it comes back.
             baseline.append(messages.BaselineRow(name, None, None))
-            buckets[name] = (
-                replace(old, utilization=None, resets_at=None, is_active=None, severity=None) if old else BucketState()
-            )
+            buckets[name] = _gone_null(old)
             continue
         state, produced = _bucket_step(name, old, current, now, now_ts, config, arming=arming)
         buckets[name] = state
@@ -161,6 +157,22 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
     return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
 
 
+def _gone_null(old: BucketState | None) -> BucketState:
+    """ "A bucket going to or from null is not a shift": remember that it is null, keep the
+    window and its dedup for when it comes back, and the last reset it reported (a moved
+    window still ends at its moved reset)."""
+    if old is None:
+        return BucketState()
+    return replace(
+        old,
+        utilization=None,
+        resets_at=None,
+        last_reset=old.resets_at or old.last_reset,
+        is_active=None,
+        severity=None,
+    )
+
+
 def _baseline_order(rows: list[messages.BaselineRow]) -> list[messages.BaselineRow]:
     # five_hour first, then weekly buckets with seven_day itself leading, then the rest.
     def rank(row: messages.BaselineRow) -> tuple[int, str]:
@@ -192,7 +204,9 @@ def _bucket_step(
         state = BucketState(window=new_resets)
     else:
         state = old
-        reference = old.resets_at or old.window
+        # After a reading without a reset (null), the last one reported: a moved window
+        # ends at its moved reset, not at the one it began with.
+        reference = old.resets_at or old.last_reset or old.window
         if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
             if reference <= now + timedelta(seconds=tol):
                 # Natural rollover: the previous window had expired. Silent; a new
@@ -224,6 +238,7 @@ def _bucket_step(
         state,
         utilization=current.utilization,
         resets_at=new_resets,
+        last_reset=None if new_resets is not None else state.resets_at or state.last_reset,
         is_active=current.is_active,
         severity=current.severity,
     )

@@ -84,13 +84,14 @@ def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int]) -> Wi
 
     None when there is nothing to sum up: no reset time to place the window, no sample of
     it (a window the bot never watched, such as one upgraded from a v1 file), or no use
-    (every sample 0 %: DESIGN §7 sends a digest only for buckets that were used)."""
-    ended = closed.resets_at or closed.window
+    (every sample 0 %, to the hourly samples' one decimal: DESIGN §7 sends a digest only for
+    buckets that were used)."""
+    ended = closed.resets_at or closed.last_reset or closed.window
     if ended is None:
         return None
     end_ts = int(ended.timestamp())
     samples = tuple((t, u) for t, u in chart_samples(closed) if t <= end_ts)
-    if not samples or max(u for _, u in samples) <= 0:
+    if not samples or round(max(u for _, u in samples), 1) <= 0:
         return None
     peak_t, peak = max(samples, key=lambda s: (s[1], -s[0]))  # the first time it was highest
     times = dict(closed.passed)
