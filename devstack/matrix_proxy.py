@@ -26,8 +26,9 @@ class SendFault:
     mode: "status" answers `status`/`body` without forwarding; "drop_after" forwards to
     Synapse (which stores the event) and closes the connection without an answer, as a
     timeout after the server accepted would; "hold_before" parks the request without
-    forwarding; "hold_after" forwards, then parks the answer. Parked requests wait for
-    `MatrixProxy.release()` and then close without an answer.
+    forwarding; "hold_after" forwards, then parks the answer; "pass" lets it through (to
+    break a later send). Parked requests wait for `MatrixProxy.release()` and then close
+    without an answer.
     """
 
     mode: str

@@ -11,12 +11,14 @@ As a script, `python -m devstack.synapse [DIR]` starts one, registers `@bot` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -192,6 +194,23 @@ class Homeserver:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+    def forget_transaction_ids(self) -> int:
+        """What Synapse does to a day-old transaction id, now: the rows that map one to its
+        event are deleted (with the homeserver stopped) and the restart empties the
+        in-memory response cache. The events keep their `unsigned.transaction_id`.
+        Returns how many rows were deleted."""
+        running = self.running
+        self.stop()
+        deleted = 0
+        with contextlib.closing(sqlite3.connect(self.data_dir / "homeserver.db")) as db, db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in ("event_txn_id", "event_txn_id_device_id"):
+                if table in tables:
+                    deleted += db.execute(f"DELETE FROM {table}").rowcount  # noqa: S608 - fixed names
+        if running:
+            self.start()
+        return deleted
 
     @property
     def running(self) -> bool:

@@ -70,9 +70,24 @@ def test_sigkill_after_sending_before_saving(scene: MatrixScene) -> None:
     assert scene.count("passed 80%") == 1, "Synapse stored it before the bot died"
     assert scene.pending() == ["threshold"], "the bot could not know: it stays in the outbox"
     scene.run(10, 81.5)
+    # Marked attempted before the send, so the next run looked in the room first: found,
+    # it is not sent again (before DESIGN §5's look it was resent with the same txn id).
     sent = scene.proxy.forwarded_sends[1:]
-    assert len(sent) == 2 and sent[0] == sent[1], "resent with the same transaction id"
+    assert len(sent) == 1, "not sent again"
     assert scene.count("passed 80%") == 1, "and the room shows it once"
+    assert scene.pending() == []
+
+
+def test_sigkill_after_sending_then_the_homeserver_forgets_the_transaction(scene: MatrixScene) -> None:
+    """DESIGN §5, beyond the homeserver's memory: the retry comes after Synapse dropped the
+    transaction id (a day later, or at once on homeservers that keep it in memory)."""
+    _kill_while_parked(scene, "hold_after", 5)
+    [entry] = json.loads((scene.state_dir / "state.json").read_text())["outbox"]
+    assert isinstance(entry["attempted_at"], int), "the mark was written before the send"
+    assert scene.homeserver.forget_transaction_ids() > 0
+    scene.run(10, 81.5)
+    assert scene.count("passed 80%") == 1, "found among the bot's events, not sent again"
+    assert len(scene.proxy.forwarded_sends[1:]) == 1
     assert scene.pending() == []
 
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from claude_matrix_bot.charts import ChartSpec, Fit, Picture, render_png
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks import matrix as matrix_sink
 from claude_matrix_bot.sinks.matrix import MatrixSink, picture_txn_id
+from devstack.matrix_proxy import MatrixProxy, SendFault
 from devstack.matrix_recipient import Recipient
 from devstack.synapse import Account, Homeserver
 
@@ -144,6 +145,42 @@ def test_a_failed_upload_keeps_the_alert_and_the_retry_posts_each_event_once(
     assert history.bodies() == ["forecast cmb-forecast-retry"], "the text's transaction id deduplicated the retry"
     assert len(history.images) == 1, "the picture's transaction id deduplicated it too"
     assert room.recipient.download_image(history.images[0]) == render_png(forecast_spec())
+
+
+def test_a_picture_whose_text_is_in_the_room_goes_alone_on_its_first_upload(room: Room, tmp_path: Path) -> None:
+    """The text went out, the picture's send failed after its upload; the retry comes after
+    the homeserver forgot the text's transaction id (DESIGN §5). The bot finds the text
+    among its own events and sends the picture alone, with the upload it already made."""
+    proxy = MatrixProxy(room.homeserver.url).start()
+    try:
+        creds = room.bot.write_creds_dir(tmp_path / "creds-via-proxy", proxy.url)
+
+        def sink() -> MatrixSink:
+            return MatrixSink(creds_dir=creds, room_id=room.room_id, store_dir=room.store_dir, timeout=10.0)
+
+        proxy.break_sends(SendFault("pass"))  # the text
+        proxy.break_sends(SendFault("status", 502, {"errcode": "M_UNKNOWN", "error": "bad gateway"}))  # the picture
+        alert = forecast_alert("cmb-forecast-half")
+        failed = sink().deliver([alert])
+        assert failed.delivered == ()
+        assert failed.error is not None and "sending the chart" in failed.error
+        uploads = len(_media_files(room.homeserver))
+        assert room.homeserver.forget_transaction_ids() > 0
+
+        # As the outbox holds it: marked attempted before the first send.
+        retried = sink().deliver([replace(alert, attempted_at=1_765_000_000_000)])
+    finally:
+        proxy.stop()
+
+    assert retried.delivered == ("cmb-forecast-half",) and retried.error is None
+    history = room.recipient.history(room.room_id)
+    assert history.bodies() == ["forecast cmb-forecast-half"], "the text is not sent twice"
+    [text] = history.decrypted
+    [image] = history.images
+    assert history.order == (text.event_id, image.event_id)
+    assert room.recipient.download_image(image) == render_png(forecast_spec())
+    assert len(_media_files(room.homeserver)) == uploads, "the retry reused its upload: no orphan"
+    assert proxy.forwarded_sends[-1] == picture_txn_id("cmb-forecast-half")
 
 
 def test_a_chart_that_cannot_be_drawn_leaves_the_text_alone(room: Room, caplog: pytest.LogCaptureFixture) -> None:

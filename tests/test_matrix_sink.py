@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pytest
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
 from claude_matrix_bot.sinks.base import DeliveryReport
-from claude_matrix_bot.sinks.matrix import DEVICE_MARKER, MatrixSink
+from claude_matrix_bot.sinks.matrix import DEVICE_MARKER, MESSAGES_PAGES, MatrixSink
 from devstack.matrix_recipient import Recipient
 from devstack.synapse import Account, Homeserver
 
@@ -210,6 +210,72 @@ def test_homeserver_outage_delays_alerts_and_the_retry_lands_exactly_once(scenar
     history = scenario.recipient.history(scenario.room_id)
     assert history.bodies() == ["alert o-0", "alert o-1", "alert o-2"]
     assert history.undecryptable == ()
+
+
+def matrix_requests(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The requests the sink logged at DEBUG ("GET /_matrix/...", query strings cut off);
+    the caller captures them with `caplog.at_level(logging.DEBUG, logger=SINK_LOGGER)`."""
+    return [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.getMessage().startswith("matrix request ")]
+
+
+def test_an_attempted_alert_the_homeserver_forgot_is_found_in_the_room_and_not_sent_again(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DESIGN §5, beyond the homeserver's memory: sent, not recorded, retried after the
+    homeserver forgot the transaction id. The bot finds its own event and sends nothing."""
+    sent = [alert("f-1"), alert("f-2")]
+    assert scenario.sink().deliver(sent).delivered == ("f-1", "f-2")
+    assert scenario.homeserver.forget_transaction_ids() >= 2
+    caplog.clear()
+
+    # f-1 as the outbox holds it after a crash between the send and saving: marked attempted.
+    with caplog.at_level(logging.DEBUG, logger=SINK_LOGGER):
+        retried = scenario.sink().deliver([replace(sent[0], attempted_at=1_700_000_000_000)])
+
+    assert retried.delivered == ("f-1",) and retried.error is None
+    requests = matrix_requests(caplog)
+    assert sum("/messages" in r for r in requests) == 1
+    assert not any(r.startswith("PUT") for r in requests), "no room key, no send"
+    assert "f-1 is already in the room" in caplog.text
+    # The control: f-2 unmarked (as no real outbox would hold it), so nobody looks, and
+    # the homeserver that forgot posts it a second time. Without the look, so would f-1.
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=SINK_LOGGER):
+        assert scenario.sink().deliver([sent[1]]).delivered == ("f-2",)
+    assert not any("/messages" in r for r in matrix_requests(caplog))
+    history = scenario.recipient.history(scenario.room_id)
+    assert history.bodies() == ["alert f-1", "alert f-2", "alert f-2"]
+    assert history.undecryptable == ()
+
+
+def test_an_attempted_alert_that_never_reached_the_room_is_sent_once(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash after the mark was written but before the send: looked for, not found, sent."""
+    assert scenario.sink().deliver([alert("a-0")]).delivered == ("a-0",)
+    caplog.clear()
+
+    with caplog.at_level(logging.DEBUG, logger=SINK_LOGGER):
+        report = scenario.sink().deliver([replace(alert("a-1"), attempted_at=1_700_000_000_000), alert("a-2")])
+
+    assert report.delivered == ("a-1", "a-2")
+    # Not found: the look goes back to the room's start (here) or MESSAGES_PAGES pages.
+    looks = sum("/messages" in r for r in matrix_requests(caplog))
+    assert 1 <= looks <= MESSAGES_PAGES
+    assert report.requests == 4 + looks, "sync + the look + to-device + two sends"
+    assert scenario.recipient.history(scenario.room_id).bodies() == ["alert a-0", "alert a-1", "alert a-2"]
+
+
+def test_alerts_never_attempted_cost_no_look_in_the_room(scenario: Scenario, caplog: pytest.LogCaptureFixture) -> None:
+    assert scenario.sink().deliver([alert("n-0")]).delivered == ("n-0",)
+    caplog.clear()
+
+    with caplog.at_level(logging.DEBUG, logger=SINK_LOGGER):
+        warm = scenario.sink().deliver([alert("n-1"), alert("n-2")])
+
+    assert warm.delivered == ("n-1", "n-2")
+    assert not any("/messages" in r for r in matrix_requests(caplog))
+    assert warm.requests == 4, "sync + to-device + two sends, as before"
 
 
 def test_rate_limit_stops_at_the_first_refused_alert(scenario: Scenario, admin: Account) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, get_args
 
@@ -376,6 +377,33 @@ def test_an_unknown_alert_kind_in_the_outbox_is_corrupt() -> None:
         parse_state(json.dumps(doc).encode())
     doc["outbox"][0]["kind"] = ["threshold"]
     with pytest.raises(CorruptState, match="unknown alert kind"):
+        parse_state(json.dumps(doc).encode())
+
+
+def test_the_attempt_mark_is_written_before_the_send_and_reads_back() -> None:
+    """DESIGN §5: an outbox alert carries when its delivery was first tried (Unix ms)."""
+    state = full_state()
+    fresh = replace(state.outbox[0], id="cmb-threshold-new", attempted_at=None)
+    state = state.with_outbox((*state.outbox, fresh))
+    marked = state.mark_attempted(1_767_355_800_123)
+    assert [a.attempted_at for a in marked.outbox] == [1_767_355_800_123] * 2
+    # A mark is never moved: the first attempt is the one that may be in the room.
+    again = marked.with_outbox((*marked.outbox, replace(fresh, id="cmb-x"))).mark_attempted(1_767_356_000_000)
+    assert [a.attempted_at for a in again.outbox] == [1_767_355_800_123] * 2 + [1_767_356_000_000]
+    assert again.mark_attempted(1_767_357_000_000) is again, "nothing new: no write needed"
+    assert parse_state(dump_state(again)) == again
+    doc = json.loads(dump_state(again))
+    assert doc["outbox"][0]["attempted_at"] == 1_767_355_800_123
+    assert "attempted_at" not in json.loads(dump_state(state))["outbox"][0], "unattempted: no key"
+    # The stdout shape (DESIGN §3) is message content only.
+    assert "attempted_at" not in again.outbox[0].to_json()
+
+
+@pytest.mark.parametrize("value", ["1767355800123", -1, 1.5, True, [1]])
+def test_a_garbled_attempt_mark_is_corrupt(value: object) -> None:
+    doc = json.loads(dump_state(full_state()))
+    doc["outbox"][0]["attempted_at"] = value
+    with pytest.raises(CorruptState, match=r"outbox\.attempted_at"):
         parse_state(json.dumps(doc).encode())
 
 

@@ -25,7 +25,7 @@ from .hints import explain
 from .ports import Ports
 from .result import CycleResult
 from .state import State
-from .state_file import load_state, save_state, state_key
+from .state_file import load_state, mark_attempted, save_state, state_key
 
 log = logging.getLogger("claude_matrix_bot.cycle")
 
@@ -84,7 +84,7 @@ def accounts_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleRes
         account.state = decision.state
         account.version = save_state(ports.state, decision.state, account.version, state_key(account.name))
 
-    delivery_error = _deliver(ports, accounts)
+    delivery_error = _deliver(ports, accounts, now)
     if delivery_error:
         pending = sum(a.pending for a in accounts)
         log.error("delivery failed, %d alert(s) kept for the next run: %s", pending, delivery_error)
@@ -137,11 +137,16 @@ def _decide_account(ports: Ports, account: _Account, now: datetime, config: Deci
     return decide(account.state, reading, now, config)
 
 
-def _deliver(ports: Ports, accounts: list[_Account]) -> str | None:
+def _deliver(ports: Ports, accounts: list[_Account], now: datetime) -> str | None:
     """Every account's outbox through one sink, opened once and only when there is something to send."""
     outbox = [alert for account in accounts if account.state for alert in account.state.outbox]
     if not outbox:
         return None
+    # As in flush_outbox: marked and written before the send, seen by the sink unmarked.
+    for account in accounts:
+        if account.state is not None:
+            key = state_key(account.name)
+            account.state, account.version = mark_attempted(ports.state, account.state, account.version, now, key)
     report, error = deliver(ports, outbox)
     done = set(report.delivered)
     for account in accounts:

@@ -30,7 +30,7 @@ from .ports import SINGLE_ACCOUNT, Ports
 from .result import CycleResult
 from .sinks.base import DeliveryReport
 from .state import State
-from .state_file import load_state, save_state
+from .state_file import load_state, mark_attempted, save_state
 
 log = logging.getLogger("claude_matrix_bot.cycle")
 
@@ -113,7 +113,7 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
     log_alerts(decision)
     state = decision.state
     version = save_state(store, state, loaded.version)
-    state, version, delivered, delivery_error = flush_outbox(ports, state, version)
+    state, version, delivered, delivery_error = flush_outbox(ports, state, version, now)
     if delivery_error:
         log.error("delivery failed, %d alert(s) kept for the next run: %s", len(state.outbox), delivery_error)
 
@@ -148,11 +148,16 @@ def deliver(ports: Ports, outbox: Sequence[Alert]) -> tuple[DeliveryReport, str 
     return report, ports.redactor(report.error) if report.error else None
 
 
-def flush_outbox(ports: Ports, state: State, version: str) -> tuple[State, str, int, str | None]:
+def flush_outbox(ports: Ports, state: State, version: str, now: datetime) -> tuple[State, str, int, str | None]:
     """Deliver what the outbox holds; return (state, version, delivered count, error)."""
     if not state.outbox:
         return state, version, 0, None  # no sink, no Matrix traffic on quiet cycles
-    report, error = deliver(ports, state.outbox)
+    # The sink sees the marks as they were: an alert never attempted cannot be in the
+    # room, so only the others cost it a look (a /messages request on Matrix).
+    outbox = state.outbox
+    state, marked_version = mark_attempted(ports.state, state, version, now)
+    version = marked_version or version
+    report, error = deliver(ports, outbox)
     if report.delivered:
         state = drop_delivered(state, report.delivered)
         version = save_state(ports.state, state, version)

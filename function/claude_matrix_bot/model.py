@@ -86,6 +86,9 @@ class Alert:
     created_at: datetime | None = None
     # Kind-specific fields: threshold, old_resets_at/new_resets_at, projected_at, ...
     details: dict[str, Any] = field(default_factory=dict)
+    # Outbox bookkeeping, not message content (never in `to_json`): when a delivery of
+    # this alert was first started (Unix ms). Set means "may already be in the room".
+    attempted_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stdout-sink / outbox shape (DESIGN §3): details are flattened in."""

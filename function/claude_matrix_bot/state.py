@@ -117,6 +117,19 @@ class State:
             first.setdefault(alert.id, alert)
         return replace(self, outbox=tuple(first.values())[-MAX_OUTBOX:])
 
+    def mark_attempted(self, at_ms: int) -> State:
+        """Every outbox alert not yet attempted marked as attempted at `at_ms` (DESIGN §5).
+
+        Written before the sink sees the alerts: a crash or a lost answer after a send
+        leaves the mark, and the next delivery looks for the alert in the room before
+        sending it again. `self` itself when nothing changes."""
+        if all(alert.attempted_at is not None for alert in self.outbox):
+            return self
+        marked = tuple(
+            alert if alert.attempted_at is not None else replace(alert, attempted_at=at_ms) for alert in self.outbox
+        )
+        return replace(self, outbox=marked)
+
 
 # --- encoding ------------------------------------------------------------------
 
@@ -354,6 +367,7 @@ def _alert_from_json(raw: object) -> Alert:
     if not isinstance(kind, str) or kind not in ALERT_KINDS:
         # Sinks pick a template by kind; an unknown one must not reach them.
         raise CorruptState(f"outbox: unknown alert kind {str(kind)[:40]!r}")
+    attempted_at = _unix_ms(raw.get("attempted_at"), "outbox.attempted_at")
     try:
         details = dict(raw.get("details") or {})
         return Alert(
@@ -364,13 +378,23 @@ def _alert_from_json(raw: object) -> Alert:
             bucket=raw.get("bucket"),
             created_at=_parse_time(raw.get("created_at"), "outbox.created_at"),
             details=details,
+            attempted_at=attempted_at,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptState(f"outbox: malformed alert ({exc.__class__.__name__})") from None
 
 
+def _unix_ms(value: object, where: str) -> int | None:
+    number = _number(value, where)
+    if number is None:
+        return None
+    if number < 0 or number != int(number):
+        raise CorruptState(f"{where}: expected Unix milliseconds")
+    return int(number)
+
+
 def _alert_to_json(alert: Alert) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "id": alert.id,
         "kind": alert.kind,
         "bucket": alert.bucket,
@@ -379,6 +403,10 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
         "created_at": _iso(alert.created_at),
         "details": alert.details,
     }
+    # Optional: an older v2 reader ignores it (it would only resend without looking first).
+    if alert.attempted_at is not None:
+        out["attempted_at"] = alert.attempted_at
+    return out
 
 
 def health_to_json(health: Health) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import datetime
 from .errors import CorruptState, StorageError
 from .state import State, dump_state, parse_state
 from .store import ABSENT, BlobStore
+from .tokens.base import to_unix_ms
 
 log = logging.getLogger("claude_matrix_bot.cycle")
 
@@ -49,3 +50,14 @@ def load_state(store: BlobStore, now: datetime, key: str = STATE_KEY) -> LoadedS
 
 def save_state(store: BlobStore, state: State, version: str | None, key: str = STATE_KEY) -> str:
     return store.write(key, dump_state(state), expect=version if version is not None else ABSENT)
+
+
+def mark_attempted(
+    store: BlobStore, state: State, version: str | None, now: datetime, key: str = STATE_KEY
+) -> tuple[State, str | None]:
+    """The outbox marked attempted and written before any send (DESIGN §5): a crash or a
+    lost answer after the send leaves the mark. One write, only when an alert is new."""
+    marked = state.mark_attempted(to_unix_ms(now))
+    if marked is state:
+        return state, version
+    return marked, save_state(store, marked, version, key)

@@ -26,6 +26,8 @@ Cost of a warm delivery of n alerts: 1 sync (filtered to the alert room, full ro
 no timeline) + 1 to-device (a fresh Megolm room key: nio does not persist outbound
 sessions) + n room sends; plus /keys/query when a member's devices changed, /keys/claim
 for a device we have no Olm session with, and /keys/upload when one-time keys ran low.
+Alerts marked attempted (perhaps already in the room) add one /messages request (up to
+MESSAGES_PAGES when not found) and drop the sends that are found; new alerts add none.
 
 One message per alert, not one batch: each alert's id is its Matrix transaction id, so a
 retried alert is deduplicated by the homeserver individually and a failure in the middle
@@ -41,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..charts import Picture, picture_for
 from ..errors import DeliveryError
@@ -77,6 +81,12 @@ log = logging.getLogger(__name__)
 
 DEVICE_MARKER = "device.json"
 SYNC_STATE = "sync.json"
+MEDIA_MEMORY = "media.json"
+MEDIA_MEMORY_SIZE = 32
+# How far back the bot looks for an attempted alert (DESIGN §5): its own events only.
+# Attempted alerts head the outbox and are retried first, so they are among the last few.
+MESSAGES_PAGE = 50
+MESSAGES_PAGES = 3
 CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
 LOGIN_HINT = (
     "log in again to get a new device: claude-matrix-bot matrix-login --homeserver {hs} --user {user} "
@@ -228,6 +238,7 @@ class _Delivery:
         # Said in the armed message when the account's identity is not the bot's.
         self.identity_notice: str | None = None
         self.identities: dict[str, PublishedIdentity] = {}
+        self.pictures: dict[str, Picture | None] = {}
         # Filled by MatrixSink.prime.
         self.device_ed25519: str | None = None
         self.outcome: CrossSigningOutcome | None = None
@@ -405,8 +416,8 @@ class _Delivery:
         )
 
         recipients = self._apply_trust(client, room)
-        await self._share_room_key(client, recipients)
-        await self._send_alerts(client)
+        found = await self._find_in_room(client, creds)
+        await self._send_alerts(client, recipients, found)
 
     async def _cross_sign(
         self, client: AsyncClient, creds: MatrixCredentials, *, password: str | None, reset: bool
@@ -818,39 +829,107 @@ class _Delivery:
             names = ", ".join(f"{u} {d}" for u, d in sorted(not_reached))
             raise _Stopped(f"sending the room key to {names} failed (homeserver unreachable or refusing)")
 
-    async def _send_alerts(self, client: AsyncClient) -> None:
-        from nio import RoomSendResponse
+    async def _find_in_room(self, client: AsyncClient, creds: MatrixCredentials) -> frozenset[str]:
+        """The transaction ids of the attempted alerts (text and picture) that are already
+        in the room, read from the bot's own recent events (DESIGN §5).
 
-        for alert in self.alerts:
-            # Drawn before the text goes out, so the picture follows it at once (DESIGN §7);
-            # a chart that cannot be drawn is logged there and the text goes out alone.
-            picture = picture_for(alert.details, alert_id=alert.id)
-            plain, html = alert.plain, alert.html
-            notice = self.identity_notice if alert.kind == "armed" else None
-            if notice:
-                # Said once, where the person setting the bot up looks first: in the first
-                # armed message only (with ACCOUNTS, several accounts arm together).
-                plain += f"\n\n⚠️ {notice}"
-                html += f"<p>⚠️ {escape(notice)}</p>"
-            content = {
-                "msgtype": "m.text",
-                "body": plain,
-                "format": "org.matrix.custom.html",
-                "formatted_body": html,
-            }
-            response = await client.room_send(
-                self.sink.room_id, "m.room.message", content, tx_id=alert.id, ignore_unverified_devices=False
+        Only alerts marked attempted can be there (the mark is written before the send),
+        so a delivery of new alerts costs nothing here. The homeserver's own dedup forgets
+        transaction ids (Synapse after a day, others sooner or at a restart); the event
+        keeps `unsigned.transaction_id` for the device that sent it, encrypted or not (an
+        event sent by another device of the bot's account is not recognised: sent again).
+        """
+        wanted = {txn for alert in self.alerts if alert.attempted_at is not None for txn in self._txn_ids(alert)}
+        if not wanted:
+            return frozenset()
+        room = quote(self.sink.room_id, safe="")
+        # Lazy-loaded members keep the answer small; the senders filter makes every page ours.
+        event_filter = quote(json.dumps({"senders": [creds.user_id], "lazy_load_members": True}, separators=(",", ":")))
+        found: set[str] = set()
+        since: str | None = None
+        for _page in range(MESSAGES_PAGES):
+            query = f"dir=b&limit={MESSAGES_PAGE}&filter={event_filter}" + (f"&from={quote(since)}" if since else "")
+            page = await self._raw(
+                client,
+                "looking for alerts already in the room",
+                "GET",
+                f"/_matrix/client/v3/rooms/{room}/messages?{query}",
             )
-            if not isinstance(response, RoomSendResponse):
-                raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
-            if notice:
-                self.identity_notice = None
-            if picture is not None:
+            chunk = page.get("chunk")
+            events = [e for e in chunk if isinstance(e, dict)] if isinstance(chunk, list) else []
+            for event in events:
+                unsigned = event.get("unsigned")
+                txn = unsigned.get("transaction_id") if isinstance(unsigned, dict) else None
+                if isinstance(txn, str) and txn in wanted:
+                    found.add(txn)
+                    log.info("%s is already in the room as %s: not sent again", txn, event.get("event_id"))
+            end = page.get("end")
+            if found == wanted or not events or not isinstance(end, str):
+                break
+            since = end
+        return frozenset(found)
+
+    async def _send_alerts(
+        self, client: AsyncClient, recipients: set[tuple[str, str]], found: frozenset[str] = frozenset()
+    ) -> None:
+        keyed = False
+        for alert in self.alerts:
+            picture = self._picture(alert)
+            send_text = alert.id not in found
+            # A found text's picture may be missing: it follows the text, and may not have.
+            send_picture_too = picture is not None and picture_txn_id(alert.id) not in found
+            if (send_text or send_picture_too) and not keyed:
+                # Before the first event that goes out; none when every alert is found.
+                await self._share_room_key(client, recipients)
+                keyed = True
+            if send_text:
+                await self._send_text(client, alert)
+            if picture is not None and send_picture_too:
                 # Delivered only with its picture: a failed upload keeps the alert queued,
                 # and the retry's text reuses its transaction id (no duplicate text).
-                await send_picture(client, self.sink.room_id, picture, tx_id=picture_txn_id(alert.id))
+                await self._send_picture(client, picture, alert.id)
             self.delivered.append(alert.id)
-            log.info("delivered alert %s as %s", alert.id, response.event_id)
+
+    def _picture(self, alert: Alert) -> Picture | None:
+        """The alert's chart, drawn once per delivery and before its text goes out, so the
+        picture follows the text at once (DESIGN §7); one that cannot be drawn is logged
+        there and the text goes out alone."""
+        if alert.id not in self.pictures:
+            self.pictures[alert.id] = picture_for(alert.details, alert_id=alert.id)
+        return self.pictures[alert.id]
+
+    def _txn_ids(self, alert: Alert) -> tuple[str, ...]:
+        """The transaction ids an alert can have put in the room: its text's and its picture's."""
+        return (alert.id, picture_txn_id(alert.id)) if self._picture(alert) is not None else (alert.id,)
+
+    async def _send_text(self, client: AsyncClient, alert: Alert) -> None:
+        from nio import RoomSendResponse
+
+        plain, html = alert.plain, alert.html
+        notice = self.identity_notice if alert.kind == "armed" else None
+        if notice:
+            # Said once, where the person setting the bot up looks first: in the first
+            # armed message only (with ACCOUNTS, several accounts arm together).
+            plain += f"\n\n⚠️ {notice}"
+            html += f"<p>⚠️ {escape(notice)}</p>"
+        content = {
+            "msgtype": "m.text",
+            "body": plain,
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+        }
+        response = await client.room_send(
+            self.sink.room_id, "m.room.message", content, tx_id=alert.id, ignore_unverified_devices=False
+        )
+        if not isinstance(response, RoomSendResponse):
+            raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
+        if notice:
+            self.identity_notice = None
+        log.info("delivered alert %s as %s", alert.id, response.event_id)
+
+    async def _send_picture(self, client: AsyncClient, picture: Picture, alert_id: str) -> None:
+        media = MediaMemory(self.sink.store_dir / MEDIA_MEMORY)
+        await send_picture(client, self.sink.room_id, picture, tx_id=picture_txn_id(alert_id), media=media)
 
     def _login_hint(self, creds: MatrixCredentials) -> str:
         return LOGIN_HINT.format(hs=creds.homeserver_url, user=creds.user_id)
@@ -864,15 +943,75 @@ def picture_txn_id(alert_id: str) -> str:
     return f"{alert_id}-chart"
 
 
-async def send_picture(client: AsyncClient, room_id: str, picture: Picture, *, tx_id: str) -> str:
+class MediaMemory:
+    """Uploads not yet known to be posted, by transaction id (`media.json` in store_dir).
+
+    A retried picture reuses its upload instead of leaving an orphan on the homeserver.
+    The file key is kept in the clear beside the key store: it unlocks only a chart whose
+    numbers state.json already holds in the clear, and a picture's entry goes once posted.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def recall(self, tx_id: str, png: bytes) -> dict[str, Any] | None:
+        entry = _read_json(self.path).get(tx_id)
+        # Only for the very same picture: a redrawn chart is a new upload.
+        if isinstance(entry, dict) and entry.get("sha256") == _sha256(png) and isinstance(entry.get("file"), dict):
+            file: dict[str, Any] = entry["file"]
+            return file
+        return None
+
+    def remember(self, tx_id: str, png: bytes, file: dict[str, Any]) -> None:
+        entries = _read_json(self.path)
+        entries[tx_id] = {"sha256": _sha256(png), "file": file}
+        _write_json(self.path, dict(list(entries.items())[-MEDIA_MEMORY_SIZE:]))
+
+    def forget(self, tx_id: str) -> None:
+        entries = _read_json(self.path)
+        if entries.pop(tx_id, None) is not None:
+            _write_json(self.path, entries)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def send_picture(
+    client: AsyncClient, room_id: str, picture: Picture, *, tx_id: str, media: MediaMemory | None = None
+) -> str:
     """Upload `picture` encrypted and post it as an `m.image`; returns the event id.
 
     The homeserver sees only ciphertext: nio encrypts with AES-CTR and hands back the key,
     iv and ciphertext sha256, which travel inside the (Megolm-encrypted) event's `file`.
+    With `media`, an upload is remembered until its event is posted and reused by a retry.
     """
-    from nio import RoomSendResponse, UploadResponse
+    from nio import RoomSendResponse
 
     png = picture.png
+    file = media.recall(tx_id, png) if media is not None else None
+    if file is None:
+        file = await _upload_picture(client, png, tx_id)
+        if media is not None:
+            media.remember(tx_id, png, file)
+    else:
+        log.info("reusing the upload of chart %s (%s)", tx_id, file.get("url"))
+    info = {"mimetype": "image/png", "size": len(png), "w": picture.width, "h": picture.height}
+    content = {"msgtype": "m.image", "body": picture.body, "info": info, "file": file}
+    response = await client.room_send(room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=False)
+    if not isinstance(response, RoomSendResponse):
+        raise _Stopped(f"sending the chart ({tx_id}) failed: " + _describe_error(response))
+    if media is not None:
+        media.forget(tx_id)
+    log.info("delivered chart %s as %s (%d bytes)", tx_id, response.event_id, len(png))
+    event_id: str = response.event_id
+    return event_id
+
+
+async def _upload_picture(client: AsyncClient, png: bytes, tx_id: str) -> dict[str, Any]:
+    """The encrypted upload; returns the event's `file` (mxc URL, key, iv, hashes)."""
+    from nio import UploadResponse
+
     uploaded, keys = await client.upload(
         lambda _got_429, _got_timeouts: png,
         content_type="image/png",
@@ -881,19 +1020,7 @@ async def send_picture(client: AsyncClient, room_id: str, picture: Picture, *, t
     )
     if not isinstance(uploaded, UploadResponse) or not keys:
         raise _Stopped(f"uploading the chart ({tx_id}) failed: " + _describe_error(uploaded))
-    info = {"mimetype": "image/png", "size": len(png), "w": picture.width, "h": picture.height}
-    content = {
-        "msgtype": "m.image",
-        "body": picture.body,
-        "info": info,
-        "file": {"url": uploaded.content_uri, "mimetype": "image/png", **keys},
-    }
-    response = await client.room_send(room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=False)
-    if not isinstance(response, RoomSendResponse):
-        raise _Stopped(f"sending the chart ({tx_id}) failed: " + _describe_error(response))
-    log.info("delivered chart %s as %s (%d bytes)", tx_id, response.event_id, len(png))
-    event_id: str = response.event_id
-    return event_id
+    return {"url": uploaded.content_uri, "mimetype": "image/png", **keys}
 
 
 @functools.cache
