@@ -250,6 +250,23 @@ class Stopwatch:
         self._restore.clear()
 
 
+@contextlib.contextmanager
+def counting_fsyncs() -> Iterator[list[int]]:
+    """Counts `os.fsync` calls (the bot's durability costs on a directory), restored on exit."""
+    count = [0]
+    original = os.fsync
+
+    def counted(fd: int) -> None:
+        count[0] += 1
+        original(fd)
+
+    os.fsync = counted
+    try:
+        yield count
+    finally:
+        os.fsync = original
+
+
 def _is_usage_request(client: httpx.Client, request: httpx.Request, **_: Any) -> bool:
     return request.url.path == USAGE_PATH
 
@@ -343,6 +360,7 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
         contextlib.redirect_stderr(sink),  # the bot's INFO logs, kept out of the table
         environment(rig.env()),
         Stopwatch() as watch,
+        counting_fsyncs() as fsyncs,
     ):
         from claude_matrix_bot.store.file import DirectoryStore
 
@@ -364,6 +382,7 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
         rest: list[float] = []
         usage_before = rig.anthropic.usage_calls
         matrix_before = rig.proxy.count()
+        fsyncs_before = fsyncs[0]
         for _ in range(quiet_runs):
             rig.tick()
             rig.usage()
@@ -381,6 +400,7 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             rest.append(total - sum(spent.values()))
         usage_per_cycle = (rig.anthropic.usage_calls - usage_before) / quiet_runs
         matrix_per_cycle = (rig.proxy.count() - matrix_before) / quiet_runs
+        fsyncs_per_cycle = (fsyncs[0] - fsyncs_before) / quiet_runs
 
         progress(f"{alert_runs} warm cycles with one alert each (a reset shift) over HTTP")
         alert_walls: list[float] = []
@@ -421,6 +441,14 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             ms(median(parts["httpx client setup"])),
             "—",
             None,
+        )
+    )
+    rows.append(
+        Row(
+            "  fsyncs per quiet cycle (state.json's data; lease and directory not)",
+            f"{fsyncs_per_cycle:g}",
+            "1",
+            fsyncs_per_cycle <= 1,
         )
     )
     rows.append(
@@ -564,9 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     runs = (
-        {"cold start": 3, "quiet cycle": 10, "one-alert cycle": 3, "CLI cycle": 2}
+        {"cold start": 3, "quiet cycle": 40, "one-alert cycle": 3, "CLI cycle": 2}
         if args.quick
-        else {"cold start": 11, "quiet cycle": 60, "one-alert cycle": 9, "CLI cycle": 5}
+        else {"cold start": 11, "quiet cycle": 300, "one-alert cycle": 9, "CLI cycle": 5}
     )
     info = machine()
     rows: list[Row] = []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from claude_matrix_bot.errors import StorageConflict, StorageError
-from claude_matrix_bot.store.base import ABSENT, ANY, BlobStore, Expect
+from claude_matrix_bot.store.base import ABSENT, ANY, BlobStore, Durability, Expect
 from claude_matrix_bot.store.sync import download_tree, upload_tree
 
 if TYPE_CHECKING:
@@ -39,9 +39,9 @@ class CountingStore:
     def read(self, key: str) -> tuple[bytes, str]:
         return self.inner.read(key)
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
         self.writes.append(key)
-        return self.inner.write(key, data, expect=expect)
+        return self.inner.write(key, data, expect=expect, durability=durability)
 
     def delete(self, key: str, *, expect: Expect = ANY) -> None:
         self.deletes.append(key)
@@ -184,7 +184,7 @@ class _FixedListing:
     def read(self, key: str) -> tuple[bytes, str]:
         return b"x", "1"
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
         raise AssertionError("no writes expected")
 
     def delete(self, key: str, *, expect: Expect = ANY) -> None:

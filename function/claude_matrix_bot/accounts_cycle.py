@@ -81,8 +81,10 @@ def accounts_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleRes
         decision = for_account(decision, account.name)
         log_alerts(decision, account.name)
         account.new_alerts = len(decision.alerts)
-        account.state = decision.state
-        account.version = save_state(ports.state, decision.state, account.version, state_key(account.name))
+        previous, account.state = account.state, decision.state
+        account.version = save_state(
+            ports.state, decision.state, account.version, state_key(account.name), since=previous
+        )
 
     delivery_error = _deliver(ports, accounts, now)
     if delivery_error:

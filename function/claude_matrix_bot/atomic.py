@@ -4,6 +4,9 @@ The data goes to a temporary file in the target's directory (same filesystem,
 so the rename is atomic on POSIX), created 0600 by `mkstemp` (state, tokens and
 keys are private), then renamed over the target. `durable` adds the fsyncs that
 make the rename survive a crash: the file before the rename, the directory after.
+`sync_dir=False` keeps the first and skips the second: after a crash the target
+holds the new bytes or the old ones, whole (the data was on disk before the rename
+could be), but the rename itself may be forgotten.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def write_temp(directory: Path, data: bytes, *, prefix: str, durable: bool = Tru
     return Path(tmp)
 
 
-def replace_file(path: Path, data: bytes, *, prefix: str | None = None, durable: bool = True) -> None:
+def replace_file(
+    path: Path, data: bytes, *, prefix: str | None = None, durable: bool = True, sync_dir: bool = True
+) -> None:
     """Atomically make `path` hold `data`. OSError propagates: callers name the file in their own error."""
     tmp = write_temp(path.parent, data, prefix=prefix or f".{path.name}.", durable=durable)
     try:
@@ -40,7 +45,7 @@ def replace_file(path: Path, data: bytes, *, prefix: str | None = None, durable:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if durable:
+    if durable and sync_dir:
         fsync_dir(path.parent)
 
 

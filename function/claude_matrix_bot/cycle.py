@@ -112,7 +112,7 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
 
     log_alerts(decision)
     state = decision.state
-    version = save_state(store, state, loaded.version)
+    version = save_state(store, state, loaded.version, since=previous)
     state, version, delivered, delivery_error = flush_outbox(ports, state, version, now)
     if delivery_error:
         log.error("delivery failed, %d alert(s) kept for the next run: %s", len(state.outbox), delivery_error)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import CorruptState, StorageError
-from .state import State, dump_state, parse_state
-from .store import ABSENT, BlobStore
+from .state import State, dump_state, lasting_change, parse_state
+from .store import ABSENT, BlobStore, Durability
 from .tokens.base import to_unix_ms
 
 log = logging.getLogger("claude_matrix_bot.cycle")
@@ -48,8 +48,15 @@ def load_state(store: BlobStore, now: datetime, key: str = STATE_KEY) -> LoadedS
         return LoadedState(State(note=note), version)
 
 
-def save_state(store: BlobStore, state: State, version: str | None, key: str = STATE_KEY) -> str:
-    return store.write(key, dump_state(state), expect=version if version is not None else ABSENT)
+def save_state(
+    store: BlobStore, state: State, version: str | None, key: str = STATE_KEY, *, since: State | None = None
+) -> str:
+    """Write `state` over `version`. With `since` (the state that was read), a change
+    that a crash may undo (`lasting_change`) is written "consistent": on a directory one
+    fsync instead of two, which is most of a quiet cycle's own time (docs/performance.md)."""
+    durability: Durability = "consistent" if since is not None and not lasting_change(since, state) else "durable"
+    expect = version if version is not None else ABSENT
+    return store.write(key, dump_state(state), expect=expect, durability=durability)
 
 
 def mark_attempted(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, MissingExtra
-from .base import ABSENT, ANY, Absent, Anything, BlobStore, Expect, check_key
+from .base import ABSENT, ANY, Absent, Anything, BlobStore, Durability, Expect, check_key
 
 __all__ = [
     "ABSENT",
@@ -20,6 +20,7 @@ __all__ = [
     "Absent",
     "Anything",
     "BlobStore",
+    "Durability",
     "Expect",
     "check_key",
     "open_store",

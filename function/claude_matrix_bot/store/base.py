@@ -12,7 +12,7 @@ knows no backend: the scheme table lives in `store/__init__.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from ..errors import StorageError
 
@@ -33,6 +33,15 @@ ABSENT = Absent()
 # What a writer expects to find: ANY, ABSENT, or the opaque version string it read.
 Expect = Anything | Absent | str
 
+# What a write must survive. Buckets (S3, GCS) make every acknowledged write durable
+# and ignore this; a directory pays for it in fsyncs, so the writer says what it needs:
+# - "durable": once `write` returns, a crash (power loss, kernel panic) keeps the new bytes;
+# - "consistent": after a crash the key holds the new bytes or the ones before, whole,
+#   never a torn mix; the last writes may be forgotten (one fsync: the data, not the rename);
+# - "volatile": after a crash the key may hold anything, unreadable bytes included, or be
+#   gone: only for records whose meaning dies with the process that wrote them (the lease).
+Durability = Literal["durable", "consistent", "volatile"]
+
 
 def check_key(key: str) -> str:
     """Refuse keys that would alias another one (`a//b`, `./a`) or escape the root; return the key."""
@@ -51,10 +60,12 @@ class BlobStore(Protocol):
         """Return (data, version). Raise FileNotFoundError when the key is absent."""
         ...
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
         """Store `data` if the precondition holds; return the new version.
 
         Raise StorageConflict if the key's current state does not match `expect`.
+        Readers never see a half-written blob, whatever `durability` says; it only
+        says what a crash of the machine may undo.
         """
         ...
 

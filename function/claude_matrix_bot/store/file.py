@@ -1,7 +1,8 @@
 """`file:///dir`: a directory, e.g. a PersistentVolumeClaim.
 
 Writes go to a temporary file in the same directory and are renamed over the
-target (atomic on POSIX), so a reader never sees half a file. The
+target (atomic on POSIX), so a reader never sees half a file. The fsyncs that make
+a write survive a crash are what the writer's `durability` asks for (store/base.py). The
 compare-and-swap check and the rename happen under an `flock` on a lock file,
 which serialises writers on the same node (a ReadWriteOnce PVC is mounted by
 one node at a time). Exclusive create uses `O_EXCL` semantics via `os.link`.
@@ -19,7 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from ..atomic import replace_file
 from ..errors import StorageConflict, StorageError
-from .base import ANY, Absent, Anything, Expect, check_key
+from .base import ANY, Absent, Anything, Durability, Expect, check_key
 
 LOCK_NAME = ".store.lock"
 
@@ -46,9 +47,13 @@ class DirectoryStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        lock = self.root / LOCK_NAME
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the first write ever: create the directory (once, not per call)
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StorageError(f"state directory {self.root} is not usable: {exc.strerror}") from exc
         try:
@@ -84,13 +89,17 @@ class DirectoryStore:
         elif current != expect:
             raise StorageConflict(f"{key} changed since it was read")
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
         path = self._path(key)
         with self._locked():
             self._check(path, key, expect)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                replace_file(path, data)
+                if path.parent != self.root:  # `nio/…`, `<account>/state.json`
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                # fsyncs: "durable" the file and the directory, "consistent" the file
+                # (so a crash can never leave the rename pointing at unwritten data),
+                # "volatile" none.
+                replace_file(path, data, durable=durability != "volatile", sync_dir=durability == "durable")
                 return _version(path.stat())
             except OSError as exc:
                 reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror

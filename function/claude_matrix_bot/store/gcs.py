@@ -32,7 +32,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from requests import RequestException
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import ANY, Absent, Anything, Expect, check_key
+from .base import ANY, Absent, Anything, Durability, Expect, check_key
 
 # A cycle runs every five minutes: give up on a dead endpoint quickly.
 TIMEOUT_SEC = 15.0
@@ -112,7 +112,8 @@ class GCSStore:
             raise self._failure("read", key, exc) from exc
         return data, str(blob.generation)
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
+        # An acknowledged PUT is durable: `durability` asks for nothing more.
         blob = self._bucket.blob(self._name(key))
         generation: int | None = None
         if isinstance(expect, Absent):

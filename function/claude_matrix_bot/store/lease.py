@@ -3,7 +3,9 @@
 `lease.json` holds `{"holder", "acquired_at", "expires_at"}` (ISO-8601, UTC).
 Taking it is a compare-and-swap on that key: an exclusive create when there is
 none, a replacement of the exact version we read when the one there has
-expired. A lost race is simply "somebody else holds it" (`LeaseHeld`).
+expired. A lost race is simply "somebody else holds it" (`LeaseHeld`). The write
+is "volatile" (no fsync on a directory): the lease matters only while its holder
+runs, and a crash of the machine stops the holder as well.
 
 Time: expiry is judged with the `now` the caller passes, never the wall clock,
 so NOW_OVERRIDE simulations stay deterministic. The flip side: a simulated
@@ -86,6 +88,8 @@ def acquire_lease(store: BlobStore, *, holder: str, now: datetime, ttl_sec: int)
     if ttl_sec <= 0:
         raise ValueError("ttl_sec must be positive")
     now = _aware(now)
+    # Read first, although an exclusive create alone would do where preconditions are
+    # enforced: on a server that ignores them, a live lease is still respected (races aside).
     expect: Expect
     try:
         data, version = store.read(LEASE_KEY)
@@ -111,10 +115,17 @@ def acquire_lease(store: BlobStore, *, holder: str, now: datetime, ttl_sec: int)
 
     expires_at = now + timedelta(seconds=ttl_sec)
     try:
-        new_version = store.write(LEASE_KEY, _encode(holder, now, expires_at), expect=expect)
+        new_version = _write(store, _encode(holder, now, expires_at), expect)
     except StorageConflict as exc:
         raise LeaseHeld("another cycle took the lease first") from exc
     return Lease(holder, now, expires_at, new_version)
+
+
+def _write(store: BlobStore, record: bytes, expect: Expect) -> str:
+    # Volatile: a lease means something only while its holder lives, and a crash of
+    # the machine ends the holder too. Whatever the crash leaves (the lease, none, a
+    # torn file, which reads as expired) lets the next run in; so no fsync for it.
+    return store.write(LEASE_KEY, record, expect=expect, durability="volatile")
 
 
 def release_lease(store: BlobStore, lease: Lease) -> None:

@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import ANY, Absent, Anything, Expect, check_key
+from .base import ANY, Absent, Anything, Durability, Expect, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -110,7 +110,8 @@ class S3Store:
             raise self._failure("read", key, exc) from exc
         return data, response["ETag"]
 
-    def write(self, key: str, data: bytes, *, expect: Expect) -> str:
+    def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
+        # An acknowledged PUT is durable: `durability` asks for nothing more.
         conditions: dict[str, str] = {}
         if isinstance(expect, Absent):
             conditions["IfNoneMatch"] = "*"
