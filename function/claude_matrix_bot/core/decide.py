@@ -7,12 +7,11 @@ them before it tries to deliver anything (DESIGN §5, "nothing lost").
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .. import defaults
-from ..model import Alert, AlertKind, BucketReading, ExtraUsage, Reading, is_weekly
+from ..model import Alert, BucketReading, ExtraUsage, Reading, is_weekly
 from ..state import (
     MAX_HISTORY_SAMPLES,
     MAX_SHIFT_MEMORY,
@@ -22,7 +21,10 @@ from ..state import (
     Sample,
     State,
 )
-from . import digest, messages, pictures
+from . import digest, extra_usage, messages, pictures
+from .alerts import alert_id
+from .alerts import key as _key
+from .alerts import make as _make
 from .forecast import Projection, project
 
 
@@ -47,31 +49,6 @@ class Decision:
     state: State
 
 
-def alert_id(kind: AlertKind, *parts: str) -> str:
-    """Stable id: the same alert always hashes the same, so a re-decided alert
-    reuses its Matrix transaction id and the room shows it once."""
-    digest = hashlib.sha256("|".join((kind, *parts)).encode()).hexdigest()[:32]
-    return f"cmb-{kind}-{digest}"
-
-
-def _key(moment: datetime | None) -> str:
-    # Sub-second jitter must not change an id: key on the nearest minute.
-    return "none" if moment is None else messages.round_minute(moment).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def _make(
-    kind: AlertKind,
-    ident: str,
-    rendered: messages.Rendered,
-    now: datetime,
-    bucket: str | None = None,
-    **details: object,
-) -> Alert:
-    return Alert(
-        id=ident, kind=kind, plain=rendered.plain, html=rendered.html, bucket=bucket, created_at=now, details=details
-    )
-
-
 def _differs(a: datetime, b: datetime, tolerance_sec: int) -> bool:
     return abs((a - b).total_seconds()) > tolerance_sec
 
@@ -91,14 +68,8 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
     # degraded / recovered: a working cycle ends an episode (DESIGN §1).
     health = prev.health
     if health.degraded:
-        alerts.append(
-            _make(
-                "recovered",
-                alert_id("recovered", _key(health.failing_since)),
-                messages.render_recovered(health.failing_since, health.consecutive_failures, now),
-                now,
-            )
-        )
+        rendered = messages.render_recovered(health.failing_since, health.consecutive_failures, now)
+        alerts.append(_make("recovered", alert_id("recovered", _key(health.failing_since)), rendered, now))
     new_health = Health(last_success_at=now, last_attempt_at=now)
 
     baseline: list[messages.BaselineRow] = []
@@ -121,24 +92,15 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
             )
         )
 
-    extra_state, extra_alerts = _extra_usage_step(prev.extra_usage, reading.extra_usage, now, config)
+    extra_state, extra_alerts = extra_usage.step(
+        prev.extra_usage, reading.extra_usage, now, config.extra_usage_thresholds
+    )
 
     armed_at = prev.armed_at
     note = prev.note
     if arming:
         # The baseline replaces every per-bucket and extra-usage alert of this first run.
-        extra_baseline = None
-        if reading.extra_usage is not None and extra_state is not None:
-            extra_baseline = messages.ExtraBaseline(reading.extra_usage, extra_state.alerted_thresholds)
-        rendered = messages.render_armed(
-            _baseline_order(baseline),
-            config.thresholds,
-            now,
-            prev.note,
-            extra=extra_baseline,
-            extra_thresholds=config.extra_usage_thresholds,
-        )
-        alerts.append(_make("armed", alert_id("armed", now.isoformat()), rendered, now, note=prev.note))
+        alerts.append(_armed(baseline, reading.extra_usage, extra_state, prev.note, now, config))
         armed_at = now
         note = None
     else:
@@ -155,6 +117,29 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         unknown_numbers=reading.unknown_numbers,
     )
     return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
+
+
+def _armed(
+    baseline: list[messages.BaselineRow],
+    extra: ExtraUsage | None,
+    extra_state: ExtraUsageState | None,
+    note: str | None,
+    now: datetime,
+    config: DecideConfig,
+) -> Alert:
+    """The first run's baseline of every bucket and of paid overage (DESIGN §1, armed)."""
+    extra_baseline = None
+    if extra is not None and extra_state is not None:
+        extra_baseline = messages.ExtraBaseline(extra, extra_state.alerted_thresholds)
+    rendered = messages.render_armed(
+        _baseline_order(baseline),
+        config.thresholds,
+        now,
+        note,
+        extra=extra_baseline,
+        extra_thresholds=config.extra_usage_thresholds,
+    )
+    return _make("armed", alert_id("armed", now.isoformat()), rendered, now, note=note)
 
 
 def _gone_null(old: BucketState | None) -> BucketState:
@@ -195,44 +180,10 @@ def _bucket_step(
     *,
     arming: bool,
 ) -> tuple[BucketState, list[Alert]]:
-    tol = config.shift_tolerance_sec
-    weekly = is_weekly(name)
-    alerts: list[Alert] = []
+    """One bucket's reading: its window (rollover or shift), then for weekly buckets the
+    window record, thresholds and forecast. On arming the caller keeps only the baseline."""
+    state, alerts = _window_step(name, old, current, now, config)
     new_resets = current.resets_at
-
-    if old is None:
-        state = BucketState(window=new_resets)
-    else:
-        state = old
-        # After a reading without a reset (null), the last one reported: a moved window
-        # ends at its moved reset, not at the one it began with.
-        reference = old.resets_at or old.last_reset or old.window
-        if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
-            if reference <= now + timedelta(seconds=tol):
-                # Natural rollover: the previous window had expired. Silent; a new
-                # window starts a new history and new dedup (DESIGN §1, §forecast).
-                # Within the tolerance: the old value is jittered and our clock may
-                # trail the API's, which rolls over at …:59:59.6, just before a cron tick.
-                # The closed window gets its digest (DESIGN §7); a moved reset never comes here.
-                alerts.extend(_digest(name, old, now, config))
-                state = BucketState(window=new_resets)
-            elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
-                # Reset shift: an active window's anchor moved. Once per distinct value.
-                alerts.append(
-                    _make(
-                        "reset_shift",
-                        alert_id("reset_shift", name, _key(new_resets)),
-                        messages.render_shift(name, old.resets_at, new_resets, current.utilization, now),
-                        now,
-                        bucket=name,
-                        old_resets_at=old.resets_at.isoformat(),
-                        new_resets_at=new_resets.isoformat(),
-                    )
-                )
-                state = replace(state, shifted_to=(*old.shifted_to, new_resets)[-MAX_SHIFT_MEMORY:])
-        if state.window is None:
-            state = replace(state, window=new_resets)
-
     before = state.utilization
     state = replace(
         state,
@@ -242,12 +193,64 @@ def _bucket_step(
         is_active=current.is_active,
         severity=current.severity,
     )
-    if not weekly:
+    if not is_weekly(name):
         return state, alerts
     state = digest.record_window(state, before, now_ts, config.thresholds)
+    state, crossed = _threshold_step(name, state, current, now, config)
+    state, forecast = _forecast_step(name, state, current, now, now_ts, config)
+    return state, [*alerts, *crossed, *forecast]
 
-    # Weekly thresholds: once per threshold per window; on arming, thresholds already
-    # exceeded are shown in the baseline and marked as said (DESIGN §1).
+
+def _window_step(
+    name: str, old: BucketState | None, current: BucketReading, now: datetime, config: DecideConfig
+) -> tuple[BucketState, list[Alert]]:
+    """Which window this reading belongs to: a natural rollover starts a new one (and the
+    closed one gets its digest), a moved reset keeps it (and is said once per value)."""
+    new_resets = current.resets_at
+    if old is None:
+        return BucketState(window=new_resets), []
+    tol = config.shift_tolerance_sec
+    state = old
+    alerts: list[Alert] = []
+    # After a reading without a reset (null), the last one reported: a moved window
+    # ends at its moved reset, not at the one it began with.
+    reference = old.resets_at or old.last_reset or old.window
+    if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
+        if reference <= now + timedelta(seconds=tol):
+            # Natural rollover: the previous window had expired. Silent; a new
+            # window starts a new history and new dedup (DESIGN §1, §forecast).
+            # Within the tolerance: the old value is jittered and our clock may
+            # trail the API's, which rolls over at …:59:59.6, just before a cron tick.
+            # The closed window gets its digest (DESIGN §7); a moved reset never comes here.
+            alerts.extend(digest.digest_alerts(name, old, now, config))
+            state = BucketState(window=new_resets)
+        elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
+            # Reset shift: an active window's anchor moved. Once per distinct value.
+            alerts.append(_shift_alert(name, old.resets_at, new_resets, current.utilization, now))
+            state = replace(state, shifted_to=(*old.shifted_to, new_resets)[-MAX_SHIFT_MEMORY:])
+    if state.window is None:
+        state = replace(state, window=new_resets)
+    return state, alerts
+
+
+def _shift_alert(name: str, old: datetime, new: datetime, utilization: float, now: datetime) -> Alert:
+    return _make(
+        "reset_shift",
+        alert_id("reset_shift", name, _key(new)),
+        messages.render_shift(name, old, new, utilization, now),
+        now,
+        bucket=name,
+        old_resets_at=old.isoformat(),
+        new_resets_at=new.isoformat(),
+    )
+
+
+def _threshold_step(
+    name: str, state: BucketState, current: BucketReading, now: datetime, config: DecideConfig
+) -> tuple[BucketState, list[Alert]]:
+    """Weekly thresholds: once per threshold per window; on arming, thresholds already
+    exceeded are shown in the baseline and marked as said (DESIGN §1)."""
+    alerts: list[Alert] = []
     alerted = set(state.alerted_thresholds)
     for threshold in config.thresholds:
         if current.utilization >= threshold and threshold not in alerted:
@@ -260,7 +263,7 @@ def _bucket_step(
                         name,
                         threshold,
                         current.utilization,
-                        new_resets,
+                        current.resets_at,
                         now,
                         binding=current.binding,
                         severity=current.severity,
@@ -269,118 +272,68 @@ def _bucket_step(
                     bucket=name,
                     threshold=threshold,
                     utilization=current.utilization,
-                    resets_at=new_resets.isoformat() if new_resets else None,
+                    resets_at=current.resets_at.isoformat() if current.resets_at else None,
                 )
             )
-    state = replace(state, alerted_thresholds=tuple(sorted(alerted)))
+    return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
 
-    # Forecast history: this window's samples only, trimmed to FORECAST_WINDOW_SEC.
+
+def _forecast_step(
+    name: str, state: BucketState, current: BucketReading, now: datetime, now_ts: int, config: DecideConfig
+) -> tuple[BucketState, list[Alert]]:
+    """The burn-rate forecast (DESIGN §1, "The forecast"): this window's history only,
+    trimmed to FORECAST_WINDOW_SEC; once per window, when 100 % comes before the reset."""
     cutoff = now_ts - config.forecast_window_sec
     history: list[Sample] = [s for s in state.history if cutoff <= s[0] < now_ts]
     history.append((now_ts, current.utilization))
     state = replace(state, history=tuple(history[-MAX_HISTORY_SAMPLES:]))
-
-    if config.forecast_enabled and not state.forecast_fired and new_resets is not None and new_resets > now:
-        projection = project(
-            state.history,
-            now=now,
-            current=current.utilization,
-            min_samples=config.forecast_min_samples,
-            min_span_sec=config.forecast_min_span_sec,
-        )
-        if projection is not None and projection.exhausted_at < new_resets:
-            state = replace(state, forecast_fired=True)
-            alerts.append(
-                _make(
-                    "forecast",
-                    alert_id("forecast", name, _key(state.window)),
-                    messages.render_forecast(
-                        name,
-                        projection,
-                        current.utilization,
-                        new_resets,
-                        now,
-                        binding=current.binding,
-                        severity=current.severity,
-                    ),
-                    now,
-                    bucket=name,
-                    projected_at=projection.exhausted_at.isoformat(),
-                    resets_at=new_resets.isoformat(),
-                    burn_rate_per_hour=round(projection.slope_per_hour, 3),
-                    samples=projection.samples,
-                    utilization=current.utilization,
-                    # The picture's inputs (DESIGN §7); the sink draws it, the core stays pure.
-                    **_forecast_chart(name, state, projection, current.utilization, new_resets, now, config),
-                )
-            )
-    return state, alerts
-
-
-def _overage_on(extra: ExtraUsage) -> bool:
-    # Unknown counts as on (some answers omit the flag); `out_of_credits` is overage
-    # that ran dry at its cap, not overage that was never on, so its 100% still counts.
-    return extra.enabled is not False or extra.disabled_reason == "out_of_credits"
-
-
-def _extra_alert(ident: str, rendered: messages.Rendered, now: datetime, details: dict[str, object]) -> Alert:
-    return Alert(
-        id=ident, kind="extra_usage", plain=rendered.plain, html=rendered.html, created_at=now, details=details
-    )
-
-
-def _extra_usage_step(
-    old: ExtraUsageState | None, current: ExtraUsage | None, now: datetime, config: DecideConfig
-) -> tuple[ExtraUsageState | None, list[Alert]]:
-    """DESIGN §1 extra usage: "started" (used goes above 0) and cap thresholds, once
-    each per spend period; a period begins at the first reading and whenever the
-    used amount drops (the monthly reset). On arming the caller shows the baseline
-    instead, and what is already true is marked as said."""
-    if current is None:
-        return old, []  # not reported this time: keep the period and its dedup
-    previous_used = old.last_used if old is not None else None
-    dropped = current.used is not None and previous_used is not None and current.used < previous_used
-    if old is None or dropped:
-        state = ExtraUsageState(period_start=now, last=current, last_used=current.used)
-    else:
-        state = replace(old, last=current, last_used=current.used if current.used is not None else old.last_used)
-    if not _overage_on(current):
+    resets_at = current.resets_at
+    if not config.forecast_enabled or state.forecast_fired or resets_at is None or resets_at <= now:
         return state, []
+    projection = project(
+        state.history,
+        now=now,
+        current=current.utilization,
+        min_samples=config.forecast_min_samples,
+        min_span_sec=config.forecast_min_span_sec,
+    )
+    if projection is None or projection.exhausted_at >= resets_at:
+        return state, []
+    state = replace(state, forecast_fired=True)
+    return state, [_forecast_alert(name, state, projection, current, resets_at, now, config)]
 
-    alerts: list[Alert] = []
-    period = _key(state.period_start)
-    # The stdout line's fields (DESIGN §2): amounts in minor units, no bucket.
-    details: dict[str, object] = {
-        "used": current.used,
-        "limit": current.limit,
-        "currency": current.currency,
-        "exponent": current.exponent,
-        "percent": None if current.percent is None else round(current.percent, 2),
-        "period_start": state.period_start.isoformat(),
-    }
-    if current.used is not None and current.used > 0 and not state.started_alerted:
-        state = replace(state, started_alerted=True)
-        alerts.append(
-            _extra_alert(
-                alert_id("extra_usage", period, "started"),
-                messages.render_extra_started(current, now),
-                now,
-                {"started": True, **details},
-            )
-        )
-    alerted = set(state.alerted_thresholds)
-    for threshold in config.extra_usage_thresholds:
-        if current.percent is not None and current.percent >= threshold and threshold not in alerted:
-            alerted.add(threshold)
-            alerts.append(
-                _extra_alert(
-                    alert_id("extra_usage", period, str(threshold)),
-                    messages.render_extra_threshold(current, threshold, now),
-                    now,
-                    {"threshold": threshold, **details},
-                )
-            )
-    return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
+
+def _forecast_alert(
+    name: str,
+    state: BucketState,
+    projection: Projection,
+    current: BucketReading,
+    resets_at: datetime,
+    now: datetime,
+    config: DecideConfig,
+) -> Alert:
+    return _make(
+        "forecast",
+        alert_id("forecast", name, _key(state.window)),
+        messages.render_forecast(
+            name,
+            projection,
+            current.utilization,
+            resets_at,
+            now,
+            binding=current.binding,
+            severity=current.severity,
+        ),
+        now,
+        bucket=name,
+        projected_at=projection.exhausted_at.isoformat(),
+        resets_at=resets_at.isoformat(),
+        burn_rate_per_hour=round(projection.slope_per_hour, 3),
+        samples=projection.samples,
+        utilization=current.utilization,
+        # The picture's inputs (DESIGN §7); the sink draws it, the core stays pure.
+        **_forecast_chart(name, state, projection, current.utilization, resets_at, now, config),
+    )
 
 
 def _forecast_chart(
@@ -405,40 +358,6 @@ def _forecast_chart(
         fit_start=state.history[0][0] if state.history else None,
     )
     return {"chart": spec.to_json()}
-
-
-def _digest(name: str, closed: BucketState, now: datetime, config: DecideConfig) -> list[Alert]:
-    """The weekly digest of a window that just rolled over naturally: once per rollover
-    (its id is the closed window's), none for the five-hour bucket or an unused window."""
-    if not (config.digest_enabled and is_weekly(name)):
-        return []
-    summary = digest.summarize(name, closed, config.thresholds)
-    if summary is None:
-        return []
-    details: dict[str, object] = {
-        "window_start": summary.started_at.isoformat(),
-        "resets_at": summary.ended_at.isoformat(),
-        "peak": summary.peak,
-        "passed": {str(p.percent): p.at.isoformat() if p.at else None for p in summary.passed},
-        "limit_hit_at": summary.limit.at.isoformat() if summary.limit and summary.limit.at else None,
-        "limit_hit": summary.limit is not None,
-        "busiest_day": summary.busiest_day.isoformat() if summary.busiest_day else None,
-    }
-    if config.charts_enabled:
-        limit_at = summary.limit.at if summary.limit else None
-        spec = pictures.digest_chart(
-            name,
-            summary.samples,
-            resets_at=summary.ended_at,
-            now=now,
-            thresholds=config.thresholds,
-            peak=summary.peak,
-            limit_hit_at=int(limit_at.timestamp()) if limit_at else None,
-        )
-        details["chart"] = spec.to_json()
-    rendered = messages.render_digest(summary, config.thresholds)
-    ident = alert_id("digest", name, _key(closed.window or summary.ended_at))
-    return [_make("digest", ident, rendered, now, bucket=name, **details)]
 
 
 def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:

@@ -14,9 +14,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from ..charts import WEEK_SEC, Sample
+from ..model import Alert, is_weekly
 from ..state import HOUR_SEC, MAX_HOURLY_SAMPLES, BucketState
+from . import messages, pictures
+from .alerts import alert_id, key, make
 from .pictures import chart_samples
 
 LIMIT = 100
@@ -133,3 +137,48 @@ def busiest_day(samples: Sequence[Sample]) -> tuple[date | None, float]:
         return None, 0.0
     day = min(gains, key=lambda d: (-gains[d], d))
     return day, round(gains[day], 1)
+
+
+class DigestConfig(Protocol):
+    """What the digest reads of the decision's configuration (DecideConfig has it all)."""
+
+    @property
+    def thresholds(self) -> tuple[int, ...]: ...
+    @property
+    def charts_enabled(self) -> bool: ...
+    @property
+    def digest_enabled(self) -> bool: ...
+
+
+def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestConfig) -> list[Alert]:
+    """The weekly digest of a window that just rolled over naturally: once per rollover
+    (its id is the closed window's), none for the five-hour bucket or an unused window."""
+    if not (config.digest_enabled and is_weekly(name)):
+        return []
+    summary = summarize(name, closed, config.thresholds)
+    if summary is None:
+        return []
+    details: dict[str, object] = {
+        "window_start": summary.started_at.isoformat(),
+        "resets_at": summary.ended_at.isoformat(),
+        "peak": summary.peak,
+        "passed": {str(p.percent): p.at.isoformat() if p.at else None for p in summary.passed},
+        "limit_hit_at": summary.limit.at.isoformat() if summary.limit and summary.limit.at else None,
+        "limit_hit": summary.limit is not None,
+        "busiest_day": summary.busiest_day.isoformat() if summary.busiest_day else None,
+    }
+    if config.charts_enabled:
+        limit_at = summary.limit.at if summary.limit else None
+        spec = pictures.digest_chart(
+            name,
+            summary.samples,
+            resets_at=summary.ended_at,
+            now=now,
+            thresholds=config.thresholds,
+            peak=summary.peak,
+            limit_hit_at=int(limit_at.timestamp()) if limit_at else None,
+        )
+        details["chart"] = spec.to_json()
+    rendered = messages.render_digest(summary, config.thresholds)
+    ident = alert_id("digest", name, key(closed.window or summary.ended_at))
+    return [make("digest", ident, rendered, now, bucket=name, **details)]
