@@ -41,8 +41,10 @@ class LoginRequest:
     reset_cross_signing: bool = False
 
 
-def matrix_login(settings: Settings, request: LoginRequest, redactor: Redactor, out: TextIO = sys.stdout) -> int:
+def matrix_login(settings: Settings, request: LoginRequest, redactor: Redactor, out: TextIO | None = None) -> int:
     """Do the setup; 0 when the device is ready and cross-signed, 1 otherwise."""
+    # The current sys.stdout, not the one at import time (that stream may be closed since).
+    out = out or sys.stdout
     from ..compose import matrix_sink, open_key_store
     from ..store import open_store
 
