@@ -1,0 +1,264 @@
+"""Drawing a `ChartSpec` (DESIGN §7): matplotlib, driven for the same bytes every time.
+
+matplotlib is imported inside `render_png` only. It is driven through `Figure` and the
+Agg canvas directly, never `pyplot`: no global figure registry, no backend selection,
+nothing left behind between two charts.
+
+Deterministic bytes for a fixed spec: the style is set from matplotlib's defaults (a
+user's matplotlibrc cannot change a chart), the font is the DejaVu Sans that matplotlib
+ships, and the PNG carries no `Software` text chunk (the only metadata Agg writes).
+
+Readable in light and dark themes and for colour-blind readers: the image has its own
+opaque light background; series differ by line style and width as well as by hue, with
+hues from the Okabe-Ito palette; everything is labelled on the chart (no legend).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:  # charts imports this module for render_png
+    from .charts import ChartSpec
+
+WIDTH_PX = 1000
+HEIGHT_PX = 500
+_DPI = 100
+_MIN_TITLE_PT = 14  # still about 5 px tall on a 360 px-wide phone
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common
+# colour-vision deficiency. Blue for what happened, vermilion for what is projected.
+_BLUE = "#0072B2"
+_VERMILION = "#D55E00"
+_INK = "#1A1A1A"
+_MUTED = "#5A5A5A"
+_GRID = "#E3E3E3"
+_PAPER = "#FFFFFF"
+
+
+def _moment(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _label_time(ts: float) -> str:
+    moment = _moment(ts + 30).replace(second=0)  # the API's …:59:59.6 means "on the hour"
+    return f"{moment:%a %H:%M}"
+
+
+def _label_on_limit(axes: Any, label_x: float, span: float, text: str) -> None:
+    """A bold label beside a mark on the 100 % line, turned inwards in the right 40 %."""
+    left = label_x > span * 0.6
+    axes.annotate(
+        text,
+        (label_x, 100),
+        xytext=(-14 if left else 14, -30),
+        textcoords="offset points",
+        ha="right" if left else "left",
+        va="center",
+        fontsize=17,
+        fontweight="bold",
+        color=_VERMILION,
+    )
+
+
+def _style() -> dict[str, Any]:
+    # Sizes in points at 100 dpi: 18 pt ≈ 25 px, about 9 px tall on a 360 px-wide phone.
+    return {
+        "font.family": "DejaVu Sans",
+        "font.size": 18,
+        "axes.titlesize": 22,
+        "axes.titleweight": "bold",
+        "axes.titlelocation": "left",
+        "axes.edgecolor": _MUTED,
+        "axes.labelcolor": _INK,
+        "axes.linewidth": 1.2,
+        "text.color": _INK,
+        "xtick.color": _INK,
+        "ytick.color": _INK,
+        "xtick.labelsize": 17,
+        "ytick.labelsize": 17,
+        "figure.facecolor": _PAPER,
+        "axes.facecolor": _PAPER,
+        "savefig.facecolor": _PAPER,
+        "path.simplify": False,
+    }
+
+
+def render_png(spec: ChartSpec) -> bytes:
+    """Draw `spec` as a WIDTH_PX by HEIGHT_PX PNG. Same spec, same bytes."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context():
+        # Start from the library's defaults so no matplotlibrc on the host changes a chart.
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update(cast(Any, _style()))  # keys are checked at run time
+        figure = Figure(figsize=(WIDTH_PX / _DPI, HEIGHT_PX / _DPI), dpi=_DPI)
+        FigureCanvasAgg(figure)
+        _draw(figure, spec)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _draw(figure: Any, spec: ChartSpec) -> None:
+    """The chart, part by part, in the order the parts are drawn (later ones on top)."""
+    x = _hours_since(spec.window_start)
+    span = x(spec.resets_at)
+    axes = figure.add_axes((0.085, 0.13, 0.80, 0.72))
+    axes.set_xlim(0, span)
+    axes.set_ylim(0, 108)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.set_yticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
+    axes.grid(axis="y", color=_GRID, linewidth=1)
+    axes.set_axisbelow(True)
+    _draw_days(axes, spec.window_start, span)
+    _draw_levels(axes, spec.thresholds)
+    _draw_reset(axes, x(spec.resets_at), span, spec.resets_at)
+    _draw_usage(axes, spec, x, span)
+    _draw_fit(axes, spec, x, span)
+    _draw_limit_hit(axes, spec, x, span)
+    _draw_title(figure, axes, spec.title)
+
+
+def _hours_since(start: int) -> Callable[[float], float]:
+    def x(ts: float) -> float:  # hours since the window began: the x axis
+        return (ts - start) / 3600.0
+
+    return x
+
+
+def _draw_days(axes: Any, start: int, span: float) -> None:
+    """A tick at each UTC midnight, the weekday written under the middle of the day."""
+    x = _hours_since(start)
+    first_midnight = (_moment(start).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
+    midnights = [x(first_midnight + d * 86400) for d in range(8) if 0 < x(first_midnight + d * 86400) < span]
+    axes.set_xticks(midnights, [""] * len(midnights))
+    axes.tick_params(axis="x", length=8)
+    noons = [
+        (x(first_midnight + (d - 0.5) * 86400), _moment(first_midnight + (d - 0.5) * 86400).strftime("%a"))
+        for d in range(8)
+    ]
+    inside = [(h, name) for h, name in noons if 2 <= h <= span - 2]
+    axes.set_xticks([h for h, _ in inside], [name for _, name in inside], minor=True)
+    axes.tick_params(axis="x", which="minor", length=0, pad=8)
+
+
+def _draw_levels(axes: Any, thresholds: tuple[int, ...]) -> None:
+    """The limit and the thresholds, labelled at the right edge."""
+    axes.axhline(100, color=_INK, linewidth=1.6)
+    _label_right(axes, 100, "limit", _INK)
+    for threshold in sorted(set(thresholds)):
+        if 0 < threshold < 100:
+            axes.axhline(threshold, color=_MUTED, linewidth=1.4, linestyle=(0, (6, 4)))
+            _label_right(axes, threshold, f"{threshold}%", _MUTED)
+
+
+def _label_right(axes: Any, level: float, text: str, colour: str) -> None:
+    axes.annotate(
+        text,
+        (1.0, level),
+        xycoords=("axes fraction", "data"),
+        xytext=(8, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=16,
+        color=colour,
+    )
+
+
+def _draw_reset(axes: Any, reset_at_x: float, span: float, resets_at: int) -> None:
+    """The reset, a vertical line at the window's end (drawn inside so it stays visible)."""
+    reset_x = min(span, reset_at_x) - span * 0.002
+    axes.axvline(reset_x, color=_INK, linewidth=2.0, linestyle=(0, (2, 3)))
+    axes.annotate(
+        f"reset {_label_time(resets_at)}",
+        (reset_x, 104),
+        xytext=(-8, 0),
+        textcoords="offset points",
+        ha="right",
+        va="center",
+        fontsize=16,
+        color=_INK,
+    )
+
+
+def _draw_usage(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+    samples = sorted((t, u) for t, u in spec.samples if spec.window_start <= t <= spec.resets_at)
+    if not samples:
+        axes.text(span / 2, 54, "no samples in this window yet", ha="center", va="center", color=_MUTED)
+        return
+    xs = [x(t) for t, _ in samples]
+    ys = [max(0.0, min(u, 100.0)) for _, u in samples]
+    axes.fill_between(xs, ys, 0, color=_BLUE, alpha=0.12, linewidth=0)
+    axes.plot(xs, ys, color=_BLUE, linewidth=3.5, solid_capstyle="round", solid_joinstyle="round")
+    last_t, last_u = samples[-1]
+    axes.plot([x(last_t)], [min(last_u, 100.0)], marker="o", markersize=11, color=_BLUE)
+
+
+def _draw_fit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+    """The forecast's line up to the reset, and where it reaches 100 % when that is sooner."""
+    fit = spec.fit
+    if fit is None or fit.exhausted_at <= fit.start:
+        return
+    end = min(fit.exhausted_at, spec.resets_at)
+    slope = (100.0 - fit.start_utilization) / (fit.exhausted_at - fit.start)
+    end_u = fit.start_utilization + slope * (end - fit.start)
+    axes.plot(
+        [x(fit.start), x(end)],
+        [fit.start_utilization, end_u],
+        color=_VERMILION,
+        linewidth=3.0,
+        linestyle=(0, (5, 3)),
+    )
+    if fit.exhausted_at <= spec.resets_at:
+        # Projected exhaustion: a hollow diamond (shape as well as colour) on the limit.
+        axes.plot(
+            [x(fit.exhausted_at)],
+            [100],
+            marker="D",
+            markersize=15,
+            markerfacecolor=_PAPER,
+            markeredgecolor=_VERMILION,
+            markeredgewidth=3.0,
+        )
+        _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at)}")
+
+
+def _draw_limit_hit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+    hit = spec.limit_hit_at
+    if hit is None or not spec.window_start <= hit <= spec.resets_at:
+        return
+    axes.plot(
+        [x(hit)],
+        [100],
+        marker="X",
+        markersize=16,
+        color=_VERMILION,
+        markeredgecolor=_PAPER,
+        markeredgewidth=1.5,
+    )
+    _label_on_limit(axes, x(hit), span, f"limit hit {_label_time(hit)}")
+
+
+def _draw_title(figure: Any, axes: Any, title: str) -> None:
+    """The title, in the largest size that fits the image's width (an account's name and a
+    long bucket name would otherwise run off the right edge), cut short below 14 pt."""
+    text = axes.set_title(title, pad=14)
+    renderer = figure.canvas.get_renderer()
+    room = figure.bbox.width - text.get_window_extent(renderer).x0 - 10
+    size = float(text.get_fontsize())
+    while text.get_window_extent(renderer).width > room and size > _MIN_TITLE_PT:
+        size -= 1
+        text.set_fontsize(size)
+    width = text.get_window_extent(renderer).width
+    if width > room:
+        # Cut in proportion first (a title from a damaged outbox may be very long), then by letters.
+        title = title[: max(1, int(len(title) * room / width))]
+        text.set_text(title + "…")
+        while text.get_window_extent(renderer).width > room and len(title) > 1:
+            title = title[:-1]
+            text.set_text(title.rstrip() + "…")
