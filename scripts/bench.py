@@ -256,7 +256,7 @@ def counting_fsyncs() -> Iterator[list[int]]:
     count = [0]
     original = os.fsync
 
-    def counted(fd: int) -> None:
+    def counted(fd: Any) -> None:
         count[0] += 1
         original(fd)
 
@@ -320,12 +320,12 @@ class Rig:
             "NOW_OVERRIDE": self.now.isoformat(),
         }
 
-    def usage(self, weekly_reset: datetime | None = None) -> None:
+    def usage(self, weekly_reset: datetime | None = None, weekly_utilization: float = 30.0) -> None:
         self.weekly_reset = weekly_reset or self.weekly_reset
         self.anthropic.set_usage(
             payload(
                 five_hour=(20.0, self.five_hour_reset),
-                weekly={"seven_day": (30.0, self.weekly_reset), "seven_day_opus": None},
+                weekly={"seven_day": (weekly_utilization, self.weekly_reset), "seven_day_opus": None},
             ),
             jitter=True,
         )
@@ -349,7 +349,10 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> list[Row]:
+ACCOUNT_COUNTS = (1, 2, 3)
+
+
+def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, account_runs: int, log: Path) -> list[Row]:
     """In-process through functions-framework's test client, as Knative runs it (warm)."""
     from functions_framework import create_app
 
@@ -421,6 +424,16 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
             alert_requests.append(len(paths))
         refreshes = rig.anthropic.refresh_calls
 
+        progress(f"{account_runs} quiet cycles each with ACCOUNTS of {', '.join(map(str, ACCOUNT_COUNTS))} accounts")
+        with contextlib.redirect_stdout(sink):  # the stdout sink's armed lines
+            accounts = _quiet_cycles_per_account(rig, client, watch, fsyncs, account_runs, rig.workdir)
+            # The same on tmpfs: the bot's own cost per account, without the disk's fsync.
+            shm = Path("/dev/shm")  # noqa: S108 (a private TemporaryDirectory is made inside)
+            in_memory = None
+            if shm.is_dir() and os.access(shm, os.W_OK):
+                with tempfile.TemporaryDirectory(prefix="cmb-bench-", dir=shm) as tmp:
+                    in_memory = _quiet_cycles_per_account(rig, client, watch, fsyncs, account_runs, Path(tmp))
+
     rows.append(
         Row("quiet cycle (nothing to send): usage API requests", f"{usage_per_cycle:g}", "1", usage_per_cycle == 1)
     )
@@ -469,7 +482,95 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, log: Path) -> 
     )
     rows.append(Row("one-alert cycle, warm store: wall time (warm process, HTTP)", ms(median(alert_walls)), "—", None))
     rows.append(Row("  first delivery ever (cold store): Matrix requests", str(cold_matrix), "—", None))
+    rows += _account_rows(accounts)
+    if in_memory is not None:
+        rows += _account_rows(in_memory, where=" (state on tmpfs: no disk)")
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsFigures:
+    usage_requests: float  # per cycle
+    fsyncs: float  # per cycle
+    beyond_usage: list[float]  # seconds, one per cycle
+
+
+def _quiet_cycles_per_account(
+    rig: Rig, client: Any, watch: Stopwatch, fsyncs: list[int], runs: int, state_root: Path
+) -> dict[int, AccountsFigures]:
+    """Quiet cycles with ACCOUNTS of 1, 2, 3 accounts (issue 14), interleaved round by
+    round so a noisy moment hits every count alike. Each count has its own state
+    directory and token directories (stdout sink: quiet cycles never open a sink)."""
+    envs: dict[int, dict[str, str]] = {}
+    for count in ACCOUNT_COUNTS:
+        names = [f"acct{i}" for i in range(1, count + 1)]
+        tokens = state_root / f"tokens-{count}-accounts"
+        for name in names:
+            rig.anthropic.write_tokens_dir(tokens / name, account=name)
+        envs[count] = {
+            "ACCOUNTS": ",".join(names),
+            "OAUTH_TOKENS_DIR": str(tokens),
+            "STATE_URL": (state_root / f"state-{count}-accounts").as_uri(),
+            "ALERT_SINK": "stdout",
+        }
+    times: dict[int, list[float]] = {count: [] for count in ACCOUNT_COUNTS}
+    usage: dict[int, int] = dict.fromkeys(ACCOUNT_COUNTS, 0)
+    synced: dict[int, int] = dict.fromkeys(ACCOUNT_COUNTS, 0)
+    for round_ in range(runs + 1):  # round 0 arms every account (not measured)
+        rig.tick()
+        rig.usage()
+        for count in ACCOUNT_COUNTS:
+            with environment(envs[count]):
+                calls, synced_before = rig.anthropic.usage_calls, fsyncs[0]
+                watch.take()
+                began = time.perf_counter()
+                response = client.post("/")
+                total = time.perf_counter() - began
+                spent = watch.take()
+            body = response.get_json()
+            assert response.status_code == 200, body
+            if round_ == 0:
+                continue
+            assert body["new_alerts"] == 0, body
+            times[count].append(total - spent.get("usage request", 0.0))
+            usage[count] += rig.anthropic.usage_calls - calls
+            synced[count] += fsyncs[0] - synced_before
+    return {count: AccountsFigures(usage[count] / runs, synced[count] / runs, times[count]) for count in ACCOUNT_COUNTS}
+
+
+def _account_rows(figures: dict[int, AccountsFigures], where: str = "") -> list[Row]:
+    counts = list(figures)
+    first, last = counts[0], counts[-1]
+    medians = {count: median(f.beyond_usage) for count, f in figures.items()}
+    # The cost of one more account: the slope from the fewest to the most accounts.
+    per_account = (medians[last] - medians[first]) / (last - first)
+    requests_ok = all(f.usage_requests == count for count, f in figures.items())
+
+    def each(values: list[str]) -> str:
+        return " / ".join(values)
+
+    return [
+        Row(
+            f"ACCOUNTS of {each([str(c) for c in counts])}, quiet cycle{where}: usage API requests",
+            each([f"{f.usage_requests:g}" for f in figures.values()]),
+            f"{each([str(c) for c in counts])} (+1 per account)",
+            requests_ok,
+        ),
+        Row(
+            "  handler time beyond the usage requests",
+            each([ms(medians[c]) for c in counts])
+            + f" (p90 {each([ms(statistics.quantiles(f.beyond_usage, n=10)[-1]) for f in figures.values()])})",
+            "—",
+            None,
+        ),
+        Row(
+            "  each extra account costs (slope of the medians)",
+            f"{'+' if per_account >= 0 else '-'}{ms(abs(per_account))}",
+            "≤ +2 ms per account",
+            per_account <= 0.002,
+        ),
+        Row("  fsyncs per quiet cycle", each([f"{f.fsyncs:g}" for f in figures.values()]), "1 per account", None),
+    ]
 
 
 def _short_path(path: str) -> str:
@@ -566,6 +667,123 @@ def bench_cli(rig: Rig, runs: int, log: Path) -> list[Row]:
     ]
 
 
+# --- pictures (issue 15) ----------------------------------------------------------------------
+
+# Draws a full week's chart (hourly samples, the fitted line, thresholds, the reset) in
+# a fresh interpreter: the first draw imports matplotlib, the next ones are warm. Prints
+# JSON: first and warm seconds, and the process's own peak RSS (VmHWM, KiB).
+_DRAW = """
+import json, sys, time
+from claude_matrix_bot.charts import ChartSpec, Fit, render_png
+start = 1_900_000_000 - 1_900_000_000 % 3600
+samples = tuple((start + h * 3600, min(99.0, h * 0.55)) for h in range(150))
+spec = ChartSpec(title="Weekly (all models): 100% Fri 14:00", samples=samples, window_start=start,
+                 resets_at=start + 7 * 86400, now=start + 149 * 3600, thresholds=(50, 80),
+                 fit=Fit(start + 143 * 3600, 78.0, start + 180 * 3600))
+began = time.perf_counter(); png = render_png(spec); first = time.perf_counter() - began
+warm = []
+for _ in range(int(sys.argv[1])):
+    began = time.perf_counter(); render_png(spec); warm.append(time.perf_counter() - began)
+peak = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))
+print(json.dumps({"first": first, "warm": warm, "peak_kib": peak, "bytes": len(png)}))
+"""
+
+
+def bench_chart_draw(runs: int) -> list[Row]:
+    import json
+
+    progress(f"drawing a week's chart in a fresh interpreter, then {runs} more times")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function")}
+    out = subprocess.run(
+        [sys.executable, "-c", _DRAW, str(runs)], env=env, capture_output=True, text=True, check=True, timeout=300
+    )
+    figures = json.loads(out.stdout)
+    return [
+        Row("chart (1000x500 PNG, a week): first draw, importing matplotlib", ms(figures["first"]), "—", None),
+        Row(
+            "  each further draw (warm)",
+            f"{ms(median(figures['warm']))} (p90 {ms(statistics.quantiles(figures['warm'], n=10)[-1])}; "
+            f"{figures['bytes'] / 1024:.0f} KB PNG)",
+            "—",
+            None,
+        ),
+        Row("  peak RSS of a process that only draws", f"{figures['peak_kib'] / 1024:.0f} MB", "—", None),
+    ]
+
+
+def prime_forecast(store_dir: Path, now: datetime, bucket: str = "seven_day") -> float:
+    """Rewrite `bucket` in `store_dir`/state.json so that the next reading (at `now`)
+    fires its forecast: six readings over the last 80 minutes, rising 6 %/h, well under
+    the first threshold. Returns the utilization the next reading must carry. Only the
+    bench does this (between CLI runs, nothing else holds the store)."""
+    import dataclasses
+
+    from claude_matrix_bot.store.file import DirectoryStore
+
+    store = DirectoryStore(store_dir)
+    data, version = store.read("state.json")
+    state = parse_state(data)
+    old = state.buckets[bucket]
+    base = max(0.0, (old.utilization or 0.0) - 10.0)
+    stamps = [int((now - timedelta(minutes=80 - 15 * i)).timestamp()) for i in range(6)]
+    history = tuple((t, round(base + 1.5 * i, 1)) for i, t in enumerate(stamps))
+    primed = dataclasses.replace(old, history=history, forecast_fired=False, utilization=history[-1][1])
+    state = dataclasses.replace(state, buckets={**state.buckets, bucket: primed})
+    store.write("state.json", dump_state(state), expect=version)
+    return round(base + 1.5 * 6.3, 1)
+
+
+def bench_drawing_cycles(rig: Rig, runs: int, log: Path) -> list[Row]:
+    """CLI cycles whose forecast alert carries a chart (DESIGN §7): through the Matrix
+    sink (drawn, encrypted, uploaded, posted as m.image) and the stdout sink (drawn,
+    digested). Peak RSS as the CLI rows above (the child's own VmHWM)."""
+    import shutil
+
+    assert rig.proxy is not None
+    progress(f"{runs} CLI cycles whose forecast draws a chart, via Matrix and via stdout")
+    matrix_rss: list[int] = []
+    stdout_rss: list[int] = []
+    uploads = 0
+    pictures = 0
+    for n in range(runs):
+        rig.tick()
+        # stdout: a copy of the primed state beside the real one (no key store needed)
+        copy = rig.workdir / f"chart-stdout-{n}"
+        copy.mkdir()
+        utilization = prime_forecast(rig.workdir / "state", rig.now)
+        shutil.copy2(rig.workdir / "state" / "state.json", copy / "state.json")
+        rig.usage(weekly_utilization=utilization)
+        size = log.stat().st_size
+        code, _, rss = _run_cli(rig.env(state=copy.name, sink="stdout"), log)
+        assert code == 0, f"CLI cycle failed; see {log}"
+        with log.open("rb") as read:
+            read.seek(size)
+            pictures += read.read().count(b'"image_sha256"')
+        stdout_rss.append(rss)
+        mark = rig.proxy.count()
+        code, _, rss = _run_cli(rig.env(), log)
+        assert code == 0, f"CLI cycle failed; see {log}"
+        uploads += sum(1 for _, path in rig.proxy.since(mark) if "/media/" in path and path.endswith("/upload"))
+        matrix_rss.append(rss)
+    assert pictures == runs, f"{pictures} of {runs} stdout cycles drew a chart; see {log}"
+    assert uploads == runs, f"{uploads} of {runs} Matrix cycles uploaded a chart; see {log}"
+    peak = max(matrix_rss + stdout_rss) / 1024
+    return [
+        Row(
+            "CLI cycle that draws (forecast + chart) via Matrix: peak RSS",
+            f"{median([float(k) for k in matrix_rss]) / 1024:.0f} MB (max {max(matrix_rss) / 1024:.0f} MB)",
+            "≤ 100 MB",
+            peak <= 100,
+        ),
+        Row(
+            "CLI cycle that draws (forecast + chart) via stdout: peak RSS",
+            f"{median([float(k) for k in stdout_rss]) / 1024:.0f} MB",
+            "≤ 100 MB",
+            max(stdout_rss) / 1024 <= 100,
+        ),
+    ]
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -592,9 +810,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     runs = (
-        {"cold start": 3, "quiet cycle": 40, "one-alert cycle": 3, "CLI cycle": 2}
+        {"cold start": 3, "quiet cycle": 40, "one-alert cycle": 3, "accounts": 15, "CLI cycle": 2, "chart draw": 5}
         if args.quick
-        else {"cold start": 11, "quiet cycle": 300, "one-alert cycle": 9, "CLI cycle": 5}
+        else {
+            "cold start": 11,
+            "quiet cycle": 300,
+            "one-alert cycle": 9,
+            "accounts": 100,
+            "CLI cycle": 5,
+            "chart draw": 20,
+        }
     )
     info = machine()
     rows: list[Row] = []
@@ -605,10 +830,12 @@ def main(argv: list[str] | None = None) -> int:
         rig = Rig(workdir)
         try:
             rig.start()
-            rows += bench_http_cycles(rig, runs["quiet cycle"], runs["one-alert cycle"], log)
+            rows += bench_http_cycles(rig, runs["quiet cycle"], runs["one-alert cycle"], runs["accounts"], log)
             rows += bench_cli(rig, runs["CLI cycle"], log)
+            rows += bench_drawing_cycles(rig, runs["CLI cycle"], log)
         finally:
             rig.stop()
+    rows += bench_chart_draw(runs["chart draw"])
     rows += bench_state_size()
     table = render(rows, info, runs)
     print(table)
