@@ -40,41 +40,10 @@ from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks.stdout import StdoutSink
 from claude_matrix_bot.state import BucketState, State, dump_state
 from devstack.fakes.anthropic import FakeAnthropic
+from tests.chart_scenarios import HOUR, RESET, START, synthetic_window
 from tests.helpers import bot_env, payload, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-RESET = int(datetime(2026, 12, 7, 18, 0, tzinfo=UTC).timestamp())
-START = RESET - 7 * 86400
-HOUR = 3600
-
-
-def synthetic_window(*, fit: bool = True, limit_hit: bool = False) -> ChartSpec:
-    """Four days of a weekly window: quiet nights, busy work hours, a hard burn at the end."""
-    samples: list[tuple[int, float]] = []
-    utilization = 0.0
-    for hour in range(4 * 24 + 6):
-        busy = 9 <= (hour + 18) % 24 <= 18  # the window starts at 18:00
-        utilization += 0.9 if busy else 0.05
-        if hour >= 4 * 24:
-            utilization += 2.5
-        samples.append((START + hour * HOUR, round(min(utilization, 100.0), 1)))
-    now, current = samples[-1]
-    return ChartSpec(
-        title=f"Weekly (all models): {current:.0f}% now",
-        samples=tuple(samples),
-        window_start=START,
-        resets_at=RESET,
-        now=now,
-        thresholds=(50, 80),
-        fit=Fit(
-            start=now - 6 * HOUR,
-            start_utilization=current - 6 * 3.4,
-            exhausted_at=now + int((100 - current) / 3.4 * HOUR),
-        )
-        if fit
-        else None,
-        limit_hit_at=now if limit_hit else None,
-    )
 
 
 def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
@@ -129,7 +98,7 @@ def test_same_bytes_in_a_fresh_interpreter_and_under_a_hostile_matplotlibrc(tmp_
     )
     script = (
         "import hashlib, sys\n"
-        "from tests.test_charts import synthetic_window\n"
+        "from tests.chart_scenarios import synthetic_window\n"
         "from claude_matrix_bot.charts import render_png\n"
         "sys.stdout.write(hashlib.sha256(render_png(synthetic_window())).hexdigest())\n"
     )

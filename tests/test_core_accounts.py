@@ -73,7 +73,7 @@ def test_a_decision_without_alerts_is_unchanged() -> None:
 
 
 def test_a_picture_names_the_account_too_and_the_alert_keeps_the_rest_of_its_chart() -> None:
-    from tests.test_core_digest import busy_week, roll_over
+    from tests.scenarios import busy_week, roll_over
 
     (digest,) = roll_over(busy_week())
     labelled = label_alert(digest, "priv")

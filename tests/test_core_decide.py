@@ -1,15 +1,14 @@
 """The decision core, driven directly like h11's test_state.py: readings in, alerts and
 state out, `now` passed explicitly. No mocks, no clock, no I/O.
 
-Each test cites the DESIGN §1 rule it checks. The helpers at the top (`Watch`,
-`reading`) are reused by the property tests in test_core_properties.py.
+Each test cites the DESIGN §1 rule it checks. The helpers (`Watch`, `reading`) live in
+scenarios.py, shared with the property, digest, state and message tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -19,80 +18,25 @@ from claude_matrix_bot.core.decide import (
     decide,
     drop_delivered,
     needs_arming,
-    record_failure,
 )
-from claude_matrix_bot.model import Alert, BucketReading, Reading
+from claude_matrix_bot.model import Alert
 from claude_matrix_bot.state import BucketState, State, dump_state
-
-# A real-looking instant and the API's `…:59:59.6` resets (DESIGN §2 sample).
-T0 = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
-FIVE_RESET = datetime(2026, 1, 2, 14, 59, 59, 600956, tzinfo=UTC)
-WEEK_RESET = datetime(2026, 1, 8, 6, 59, 59, 600974, tzinfo=UTC)
-NEXT_WEEK_RESET = WEEK_RESET + timedelta(days=7)
-MIN = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-CFG = DecideConfig()
-
-Bucket = tuple[float, datetime | None]
-
-
-def reading(now: datetime, buckets: Mapping[str, Bucket | None]) -> Reading:
-    """A usage answer: `None` values are buckets the API returned as `null`."""
-    return Reading(
-        taken_at=now,
-        buckets={name: BucketReading(*value) for name, value in buckets.items() if value is not None},
-        null_buckets=tuple(name for name, value in buckets.items() if value is None),
-    )
-
-
-def jitter(moment: datetime, microseconds: int) -> datetime:
-    """The same instant as the API reports it on another call: sub-second noise."""
-    return moment + timedelta(microseconds=microseconds)
-
-
-@dataclass
-class Watch:
-    """Successive cycles of one bot: each `see` is one successful run, each `fail` one failed run."""
-
-    config: DecideConfig = CFG
-    state: State | None = None
-    now: datetime = T0
-    log: list[Alert] = field(default_factory=list)
-
-    def see(self, buckets: Mapping[str, Bucket | None], at: datetime | None = None) -> list[Alert]:
-        if at is not None:
-            self.now = at
-        decision = decide(self.state, reading(self.now, buckets), self.now, self.config)
-        self.state = decision.state
-        self.log.extend(decision.alerts)
-        return list(decision.alerts)
-
-    def fail(
-        self, error: str = "usage API answered 401", hint: str = "re-bootstrap the tokens", at: datetime | None = None
-    ) -> list[Alert]:
-        if at is not None:
-            self.now = at
-        decision = record_failure(self.state, error, hint, self.now, self.config)
-        self.state = decision.state
-        self.log.extend(decision.alerts)
-        return list(decision.alerts)
-
-    def bucket(self, name: str) -> BucketState:
-        assert self.state is not None
-        return self.state.buckets[name]
-
-
-def kinds(alerts: Sequence[Alert]) -> list[str]:
-    return [a.kind for a in alerts]
-
-
-def armed_watch(weekly: float = 10.0, config: DecideConfig = CFG, at: datetime = T0) -> Watch:
-    """A bot that has armed with `seven_day` at `weekly` percent."""
-    watch = Watch(config=config, now=at)
-    assert kinds(watch.see({"five_hour": (5.0, FIVE_RESET), "seven_day": (weekly, WEEK_RESET)})) == ["armed"]
-    return watch
-
+from tests.scenarios import (
+    CFG,
+    DAY,
+    FIVE_RESET,
+    HOUR,
+    MIN,
+    NEXT_WEEK_RESET,
+    T0,
+    WEEK_RESET,
+    Bucket,
+    Watch,
+    armed_watch,
+    jitter,
+    kinds,
+    reading,
+)
 
 # --- armed (DESIGN §1: "first run ever: a baseline snapshot of every bucket", once) -----
 

@@ -19,7 +19,7 @@ from claude_matrix_bot.core.digest import busiest_day, summarize
 from claude_matrix_bot.core.pictures import chart_samples
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.state import MAX_HOURLY_SAMPLES, BucketState, State, dump_state, parse_state
-from tests.test_core_decide import (
+from tests.scenarios import (
     CFG,
     DAY,
     HOUR,
@@ -29,9 +29,11 @@ from tests.test_core_decide import (
     WEEK_RESET,
     Watch,
     armed_watch,
+    busy_week,
     jitter,
     kinds,
     reading,
+    roll_over,
 )
 
 T0_TS = int(T0.timestamp())  # 12:00 UTC, a whole hour
@@ -164,25 +166,6 @@ def test_every_window_state_reads_back_equal() -> None:
 
 
 # --- the weekly digest (DESIGN §7: at each natural weekly rollover, once, used buckets only) ----
-
-
-def busy_week(config: DecideConfig = CFG, *, until: datetime = WEEK_RESET) -> Watch:
-    """Armed at 12:00 on Fri 2 Jan at 2 %, then a reading every hour to the reset: 1 point an
-    hour on weekdays' working hours (08-18 UTC), 8 an hour on Tue 6 Jan, capped at 100:
-    7 % on Friday, 17 % on Monday, 50 % and 80 % on Tuesday, the limit on Wednesday 10:00."""
-    watch = armed_watch(weekly=2.0, config=config)
-    value = 2.0
-    moment = T0 + HOUR
-    while moment < until:
-        if moment.weekday() < 5 and 8 <= moment.hour < 18:
-            value = min(100.0, value + (8.0 if moment.day == 6 else 1.0))
-        watch.see({"seven_day": (value, WEEK_RESET)}, at=moment)
-        moment += HOUR
-    return watch
-
-
-def roll_over(watch: Watch, *buckets: str, at: datetime = WEEK_RESET + 5 * MIN) -> list[Alert]:
-    return watch.see(dict.fromkeys(buckets or ("seven_day",), (0.5, NEXT_WEEK_RESET)), at=at)
 
 
 def test_the_digest_sums_up_the_closed_window() -> None:

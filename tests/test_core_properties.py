@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from claude_matrix_bot.core.decide import DecideConfig, drop_delivered
 from claude_matrix_bot.state import MAX_HOURLY_SAMPLES, dump_state, parse_state
-from tests.test_core_decide import DAY, FIVE_RESET, HOUR, MIN, T0, WEEK_RESET, Bucket, Watch, jitter, kinds
+from tests.scenarios import DAY, FIVE_RESET, HOUR, MIN, T0, WEEK_RESET, Bucket, Watch, jitter, kinds
 
 WEEKLY = ("seven_day", "seven_day_opus")
 

@@ -1,8 +1,9 @@
 """The bot's cross-signing identity: the pure parts, then against a real Synapse.
 
-The signature chain is checked here independently of the bot's own code: canonical
-JSON built with the standard library (the spec's definition) and ed25519 verified by
-vodozemac (Rust), where the bot signs with `canonicaljson` and `cryptography` (OpenSSL).
+The signature chain is checked independently of the bot's own code, by
+devstack/crosssigning_check.py: canonical JSON built with the standard library (the spec's
+definition) and ed25519 verified by vodozemac (Rust), where the bot signs with
+`canonicaljson` and `cryptography` (OpenSSL).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import vodozemac
 
 from claude_matrix_bot.cli import main as cli_main
 from claude_matrix_bot.errors import ConfigError
@@ -38,40 +37,12 @@ from claude_matrix_bot.sinks.crosssigning import (
 )
 from claude_matrix_bot.sinks.matrix import MatrixSink
 from claude_matrix_bot.status import collect, format_status
+from devstack.crosssigning_check import assert_chain, keys_query, only_key, signed_by
 from devstack.matrix_recipient import Recipient
 from devstack.synapse import Account, Homeserver
 
 SINK_LOGGER = "claude_matrix_bot.sinks.matrix"
 USER = "@bot:example.org"
-
-
-# --- independent checks ---------------------------------------------------------------------
-
-
-def spec_canonical_json(value: dict[str, Any]) -> bytes:
-    """Canonical JSON as the spec defines it (sorted keys, no spaces, UTF-8)."""
-    stripped = {k: v for k, v in value.items() if k not in ("signatures", "unsigned")}
-    return json.dumps(stripped, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def signed_by(value: dict[str, Any], user_id: str, public_key: str) -> bool:
-    signature = value.get("signatures", {}).get(user_id, {}).get(f"ed25519:{public_key}")
-    if signature is None:
-        return False
-    try:
-        vodozemac.Ed25519PublicKey.from_base64(public_key).verify_signature(
-            spec_canonical_json(value), vodozemac.Ed25519Signature.from_base64(signature)
-        )
-    except vodozemac.SignatureException:
-        return False
-    return True
-
-
-def only_key(key_object: dict[str, Any]) -> str:
-    [(key_id, public)] = key_object["keys"].items()
-    assert key_id == f"ed25519:{public}"
-    assert "=" not in public and len(public) == 43  # unpadded base64 of 32 bytes
-    return str(public)
 
 
 # --- pure ----------------------------------------------------------------------------------------
@@ -208,30 +179,6 @@ def test_identity_pins_and_the_exclusion_rule_are_settings() -> None:
 
 def alert(alert_id: str, kind: str = "threshold") -> Alert:
     return Alert(id=alert_id, kind=kind, plain=f"alert {alert_id}", html=f"<p>alert {alert_id}</p>")  # type: ignore[arg-type]
-
-
-def keys_query(homeserver: Homeserver, asker: Account, user_id: str) -> dict[str, Any]:
-    response = httpx.post(
-        f"{homeserver.url}/_matrix/client/v3/keys/query",
-        json={"device_keys": {user_id: []}},
-        headers={"Authorization": f"Bearer {asker.access_token}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    answer: dict[str, Any] = response.json()
-    return answer
-
-
-def assert_chain(answer: dict[str, Any], user_id: str, device_id: str) -> str:
-    """device ← self-signing ← master, independently; returns the master key."""
-    master_object = answer["master_keys"][user_id]
-    ssk_object = answer["self_signing_keys"][user_id]
-    master, ssk = only_key(master_object), only_key(ssk_object)
-    assert master_object["usage"] == ["master"] and ssk_object["usage"] == ["self_signing"]
-    assert signed_by(ssk_object, user_id, master)
-    device = answer["device_keys"][user_id][device_id]
-    assert signed_by(device, user_id, ssk)
-    return master
 
 
 @pytest.fixture

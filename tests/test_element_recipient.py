@@ -22,11 +22,11 @@ from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
 from claude_matrix_bot.sinks.crosssigning import CrossSigningKeys, foreign_identity_notice
 from claude_matrix_bot.sinks.matrix import MatrixSink
+from devstack.crosssigning_check import assert_chain, keys_query, only_key
 from devstack.fakes.anthropic import FakeAnthropic
 from devstack.synapse import Account, Homeserver
 from tests.element_recipient import ElementDevice, ElementMessage, ensure_installed, versions
 from tests.helpers import CliResult, assert_no_secrets, bot_env, issued_secrets, payload, run_cli
-from tests.test_cross_signing import assert_chain, keys_query, only_key
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

@@ -207,7 +207,7 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_text_alone(room: Room, caplog: 
 def test_the_weekly_digest_reaches_the_room_with_its_chart(room: Room) -> None:
     """DESIGN §7: the digest the core decides at a natural rollover, through the sink: its
     text, then its window's chart as an encrypted m.image the recipient decrypts."""
-    from tests.test_core_digest import busy_week, roll_over
+    from tests.scenarios import busy_week, roll_over
 
     [digest] = roll_over(busy_week())
     expected = render_png(ChartSpec.from_json(digest.details["chart"]))

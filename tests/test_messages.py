@@ -33,7 +33,7 @@ from claude_matrix_bot.core.messages import (
     render_shift,
     render_threshold,
 )
-from tests.test_core_decide import FIVE_RESET, HOUR, MIN, T0, WEEK_RESET, Watch, armed_watch
+from tests.scenarios import FIVE_RESET, HOUR, MIN, T0, WEEK_RESET, Watch, armed_watch
 
 ALLOWED_TAGS = {"b", "i", "br"}
 

@@ -22,7 +22,7 @@ from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.errors import StateSchemaError, StorageError
 from claude_matrix_bot.model import Alert, AlertKind
 from claude_matrix_bot.state import SCHEMA, BucketState, CorruptState, Health, State, dump_state, parse_state
-from tests.test_core_decide import FIVE_RESET, T0, WEEK_RESET, Watch, kinds, reading
+from tests.scenarios import FIVE_RESET, T0, WEEK_RESET, Watch, kinds, reading
 
 V1 = {
     "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T14:59:59.600956+00:00", "alerted_thresholds": []},
