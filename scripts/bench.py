@@ -583,21 +583,51 @@ def _short_path(path: str) -> str:
 # The CLI exactly as `python -m claude_matrix_bot run` runs it (runpy is what -m does),
 # reporting its own peak RSS on the way out. VmHWM belongs to the process image after
 # exec; rusage maxrss would also count the pre-exec copy of this (much larger) process.
+# A cycle that draws does so in a child interpreter (chart_drawing.render_png_in_child):
+# the wrapper also reports the children's peak (RUSAGE_CHILDREN: the drawing child, whose
+# pre-exec copy is this small CLI process) and its own RSS while a child was drawing.
 _CLI_WITH_PEAK = """
-import atexit, os, runpy, sys
-def report():
+import atexit, json, os, resource, runpy, sys
+def vm(key):
     with open('/proc/self/status') as status:
-        peak = next(line.split()[1] for line in status if line.startswith('VmHWM:'))
+        return int(next(line.split()[1] for line in status if line.startswith(key + ':')))
+while_drawing = [0]
+import claude_matrix_bot.charts as charts
+drawing = charts.render_png_in_child
+def watched(*args, **kwargs):
+    while_drawing[0] = max(while_drawing[0], vm('VmRSS'))
+    return drawing(*args, **kwargs)
+charts.render_png_in_child = watched
+def report():
+    figures = {'own': vm('VmHWM'), 'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+               'while_drawing': while_drawing[0]}
     with open(os.environ['BENCH_PEAK_FILE'], 'w') as out:
-        out.write(peak)
+        json.dump(figures, out)
 atexit.register(report)
 sys.argv = ['claude-matrix-bot', 'run']
 runpy.run_module('claude_matrix_bot', run_name='__main__', alter_sys=True)
 """
 
 
-def _run_cli(env: dict[str, str], log: Path) -> tuple[int, float, int]:
-    """(exit code, wall seconds, peak RSS in KiB) of one CLI cycle in a new process."""
+@dataclass(frozen=True, slots=True)
+class Peak:
+    """KiB: the CLI process's own peak, its children's (0: none), its RSS while one drew."""
+
+    own: int
+    children: int = 0
+    while_drawing: int = 0
+
+    @property
+    def together(self) -> int:
+        """At most this much at once: the child's peak on top of what the parent held then
+        (pages both map, such as libpython, are counted twice: an upper bound)."""
+        return max(self.own, self.while_drawing + self.children)
+
+
+def _run_cli_peak(env: dict[str, str], log: Path) -> tuple[int, float, Peak]:
+    """(exit code, wall seconds, peak RSS) of one CLI cycle in a new process."""
+    import json
+
     peak_file = log.parent / "peak-rss"
     full = {
         "PATH": os.environ.get("PATH", ""),
@@ -611,7 +641,14 @@ def _run_cli(env: dict[str, str], log: Path) -> tuple[int, float, int]:
             [sys.executable, "-c", _CLI_WITH_PEAK], env=full, stdout=out, stderr=out, check=False, timeout=120
         ).returncode
         wall = time.perf_counter() - began
-    return code, wall, int(peak_file.read_text())
+    figures = json.loads(peak_file.read_text())
+    return code, wall, Peak(figures["own"], figures["children"], figures["while_drawing"])
+
+
+def _run_cli(env: dict[str, str], log: Path) -> tuple[int, float, int]:
+    """(exit code, wall seconds, own peak RSS in KiB) of one CLI cycle that draws nothing."""
+    code, wall, peak = _run_cli_peak(env, log)
+    return code, wall, peak.own
 
 
 def bench_cli(rig: Rig, runs: int, log: Path) -> list[Row]:
@@ -741,8 +778,8 @@ def bench_drawing_cycles(rig: Rig, runs: int, log: Path) -> list[Row]:
 
     assert rig.proxy is not None
     progress(f"{runs} CLI cycles whose forecast draws a chart, via Matrix and via stdout")
-    matrix_rss: list[int] = []
-    stdout_rss: list[int] = []
+    matrix: list[Peak] = []
+    stdout: list[Peak] = []
     uploads = 0
     pictures = 0
     for n in range(runs):
@@ -754,34 +791,33 @@ def bench_drawing_cycles(rig: Rig, runs: int, log: Path) -> list[Row]:
         shutil.copy2(rig.workdir / "state" / "state.json", copy / "state.json")
         rig.usage(weekly_utilization=utilization)
         size = log.stat().st_size
-        code, _, rss = _run_cli(rig.env(state=copy.name, sink="stdout"), log)
+        code, _, peak = _run_cli_peak(rig.env(state=copy.name, sink="stdout"), log)
         assert code == 0, f"CLI cycle failed; see {log}"
         with log.open("rb") as read:
             read.seek(size)
             pictures += read.read().count(b'"image_sha256"')
-        stdout_rss.append(rss)
+        stdout.append(peak)
         mark = rig.proxy.count()
-        code, _, rss = _run_cli(rig.env(), log)
+        code, _, peak = _run_cli_peak(rig.env(), log)
         assert code == 0, f"CLI cycle failed; see {log}"
         uploads += sum(1 for _, path in rig.proxy.since(mark) if "/media/" in path and path.endswith("/upload"))
-        matrix_rss.append(rss)
+        matrix.append(peak)
     assert pictures == runs, f"{pictures} of {runs} stdout cycles drew a chart; see {log}"
     assert uploads == runs, f"{uploads} of {runs} Matrix cycles uploaded a chart; see {log}"
-    peak = max(matrix_rss + stdout_rss) / 1024
-    return [
-        Row(
-            "CLI cycle that draws (forecast + chart) via Matrix: peak RSS",
-            f"{median([float(k) for k in matrix_rss]) / 1024:.0f} MB (max {max(matrix_rss) / 1024:.0f} MB)",
-            "≤ 100 MB",
-            peak <= 100,
-        ),
-        Row(
-            "CLI cycle that draws (forecast + chart) via stdout: peak RSS",
-            f"{median([float(k) for k in stdout_rss]) / 1024:.0f} MB",
-            "≤ 100 MB",
-            max(stdout_rss) / 1024 <= 100,
-        ),
-    ]
+
+    def row(sink: str, peaks: list[Peak]) -> Row:
+        worst = max(peaks, key=lambda p: p.together)
+        largest = max(max(p.own, p.children) for p in peaks) / 1024
+        return Row(
+            f"CLI cycle that draws (forecast + chart) via {sink}: peak RSS",
+            f"{median([float(p.own) for p in peaks]) / 1024:.0f} MB; the drawing child "
+            f"{median([float(p.children) for p in peaks]) / 1024:.0f} MB while the cycle held "
+            f"{worst.while_drawing / 1024:.0f} MB: together ≤ {worst.together / 1024:.0f} MB",
+            "≤ 100 MB each process",
+            largest <= 100,
+        )
+
+    return [row("Matrix", matrix), row("stdout", stdout)]
 
 
 # --- the table ---------------------------------------------------------------------------------

@@ -233,6 +233,48 @@ def test_picture_for_an_alert(caplog: pytest.LogCaptureFixture) -> None:
     assert "cmb-forecast-broken" in caplog.text and "sending the text alone" in caplog.text
 
 
+def test_the_sinks_draw_in_a_child_process_with_the_same_bytes() -> None:
+    # picture_for in a fresh interpreter (this one may have loaded matplotlib already):
+    # it draws, and its own process still has no matplotlib (issue 15: nio and matplotlib
+    # never share a process, so a drawing cycle peaks at the larger, not at their sum).
+    script = (
+        "import hashlib, json, sys\n"
+        "from tests.chart_scenarios import synthetic_window\n"
+        "from claude_matrix_bot.charts import picture_for\n"
+        "picture = picture_for({'chart': synthetic_window().to_json()}, alert_id='cmb-forecast-x')\n"
+        "print(json.dumps([picture.sha256 if picture else None, 'matplotlib' in sys.modules]))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join([str(REPO / "function"), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    digest, loaded = json.loads(proc.stdout)
+    assert digest == hashlib.sha256(render_png(synthetic_window())).hexdigest()
+    assert loaded is False
+
+
+def test_a_drawing_process_that_fails_leaves_the_text_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stand-in for the interpreter: it records the environment it was given and fails.
+    seen = tmp_path / "environment"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nenv > {seen}\necho 'MemoryError: drawing' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setenv("TRIGGER_TOKEN", "never-for-the-drawing-child-0123456789")
+    monkeypatch.setenv("MATRIX_STORE_PASSPHRASE", "nor-this-passphrase")
+
+    with caplog.at_level(logging.WARNING, logger="claude_matrix_bot.charts"):
+        assert picture_for({"chart": synthetic_window().to_json()}, alert_id="cmb-forecast-y") is None
+    assert "cmb-forecast-y" in caplog.text and "sending the text alone" in caplog.text
+    assert "exit 3" in caplog.text and "MemoryError: drawing" in caplog.text
+    child_env = seen.read_text()
+    assert "never-for-the-drawing-child" not in child_env and "nor-this-passphrase" not in child_env
+    assert f"PYTHONPATH={REPO / 'function'}" in child_env.splitlines()
+
+
 def test_strip_chart_keeps_everything_else() -> None:
     assert strip_chart({"chart": {}, "id": "a", "kind": "forecast"}) == {"id": "a", "kind": "forecast"}
 

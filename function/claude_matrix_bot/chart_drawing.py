@@ -262,3 +262,69 @@ def _draw_title(figure: Any, axes: Any, title: str) -> None:
         while text.get_window_extent(renderer).width > room and len(title) > 1:
             title = title[:-1]
             text.set_text(title.rstrip() + "…")
+
+
+# --- drawing in a child process -----------------------------------------------------------
+
+CHILD_TIMEOUT_SEC = 60.0
+# What the child needs to find Python, matplotlib and a writable font cache; nothing else
+# of the cycle's environment (tokens, the trigger token, passphrases) reaches it.
+_CHILD_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "MPLCONFIGDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "VIRTUAL_ENV",
+)
+
+
+def render_png_in_child(spec: ChartSpec, timeout: float = CHILD_TIMEOUT_SEC) -> bytes:
+    """`render_png(spec)` in a new interpreter (`python -m claude_matrix_bot.chart_drawing`),
+    the spec's JSON in, the PNG out: the same bytes.
+
+    Why a child: matplotlib and numpy take about 50 MB that Python never gives back, and a
+    Matrix delivery adds nio and aiohttp (about 30 MB) to the same process; drawn here, a
+    cycle that draws peaks at the larger of the two instead of their sum, and a warm
+    instance holds neither between cycles. A drawing that crashes or hangs ends with the
+    child (killed at `timeout`), and the caller sends the text alone (DESIGN §7)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {name: value for name in _CHILD_ENVIRONMENT if (value := os.environ.get(name)) is not None}
+    # Where this package lives, so the child imports the same code however the parent found
+    # it (installed, PYTHONPATH, or functions-framework's --source adding function/ to sys.path).
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", __name__],
+        input=json.dumps(spec.to_json()).encode(),
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"the drawing process failed (exit {done.returncode}): {last[:200]}")
+    return done.stdout
+
+
+def _main() -> int:
+    import json
+    import sys
+
+    from .charts import ChartSpec
+
+    spec = ChartSpec.from_json(json.loads(sys.stdin.buffer.read()))
+    sys.stdout.buffer.write(render_png(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -4,7 +4,8 @@ Pure: a `ChartSpec` in, PNG bytes out (`render_png`, drawn by `chart_drawing`). 
 is plain data (it rides in an alert's `details` through the outbox, so it round-trips
 through JSON); the core builds it and the sinks draw it, so the decision stays free of
 plotting. matplotlib is imported only when a chart is drawn: cycles that draw nothing
-never load it (cold start and quiet cycles stay as they were).
+never load it (cold start and quiet cycles stay as they were), and the sinks draw in a
+child process (`picture_for`), so a cycle never holds matplotlib and nio together.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .chart_drawing import HEIGHT_PX, WIDTH_PX, render_png
+from .chart_drawing import HEIGHT_PX, WIDTH_PX, render_png, render_png_in_child
 
 __all__ = ["HEIGHT_PX", "PNG_SIGNATURE", "WIDTH_PX", "ChartSpec", "Fit", "Picture", "picture_for", "render_png"]
 
@@ -149,13 +150,14 @@ def picture_for(details: dict[str, Any], *, alert_id: str) -> Picture | None:
     """The picture an alert asks for (`details["chart"]`), or None when it asks for none.
 
     Never raises: a chart that cannot be drawn is logged and the alert goes out as text
-    (DESIGN §7: the text never waits on a picture)."""
+    (DESIGN §7: the text never waits on a picture). Drawn in a child process
+    (`render_png_in_child`): the sink's process never loads matplotlib."""
     raw = details.get("chart")
     if raw is None:
         return None
     try:
         spec = ChartSpec.from_json(raw)
-        png = render_png(spec)
+        png = render_png_in_child(spec)
         width, height = png_dimensions(png)
     except Exception as exc:  # any failure to draw: the text alert still goes out
         log.warning(

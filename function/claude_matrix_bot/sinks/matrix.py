@@ -185,6 +185,10 @@ class MatrixSink:
         if not alerts:
             return DeliveryReport(())
         delivery = _Delivery(self, list(alerts))
+        # Pictures first, before nio, aiohttp and the event loop are loaded: the drawing
+        # child and this process then never peak together (charts.picture_for).
+        for alert in delivery.alerts:
+            delivery._picture(alert)
         error = asyncio.run(delivery.run(delivery._deliver))
         if error is not None:
             log.error("matrix delivery stopped after %d of %d alerts: %s", len(delivery.delivered), len(alerts), error)
