@@ -21,8 +21,8 @@ import pytest
 from claude_matrix_bot import charts
 from claude_matrix_bot.charts import ChartSpec, Fit, Picture, render_png
 from claude_matrix_bot.model import Alert
-from claude_matrix_bot.sinks import matrix as matrix_sink
 from claude_matrix_bot.sinks.matrix import MatrixSink, picture_txn_id
+from claude_matrix_bot.sinks.matrix import delivery as matrix_sink
 from devstack.matrix_proxy import MatrixProxy, SendFault
 from devstack.matrix_recipient import Recipient
 from devstack.synapse import Account, Homeserver

@@ -28,7 +28,7 @@ import httpx
 from ..errors import ConfigError, DeliveryError
 from ..logs import Redactor
 from ..settings import Settings
-from .matrix import CREDENTIAL_FILES, MatrixCredentials, _Stopped
+from .matrix.credentials import CREDENTIAL_FILES, MatrixCredentials, _Stopped
 
 DEVICE_NAME = "claude-matrix-bot"
 
