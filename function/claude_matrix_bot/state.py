@@ -192,6 +192,20 @@ def _parse_time(value: object, where: str) -> datetime | None:
         raise CorruptState(f"{where}: not an ISO time") from None
 
 
+# Integers up to 2**53 convert to float and back exactly: for them the fast checks below
+# give what `_number` gives (a state holds a few hundred samples, read every cycle).
+_EXACT = 2**53
+
+
+def _exact_int(value: object) -> bool:
+    return type(value) is int and -_EXACT < value < _EXACT  # `type`: a bool is not a number here
+
+
+def _plain_number(value: object) -> bool:
+    """A finite float or an exactly convertible int: what `_number` accepts as it is."""
+    return (type(value) is float and math.isfinite(value)) or _exact_int(value)
+
+
 def _number(value: object, where: str) -> float | None:
     if value is None:
         return None
@@ -254,6 +268,9 @@ def _bucket_from_json(name: str, raw: object, *, v1: bool) -> BucketState:
         if not isinstance(raw_history, list):
             raise CorruptState(f"{where}.history: expected a list")
         for pair in raw_history[-MAX_HISTORY_SAMPLES:]:
+            if type(pair) is list and len(pair) == 2 and _exact_int(pair[0]) and _plain_number(pair[1]):
+                history.append((pair[0], float(pair[1])))  # what the checks below make of it, cheaply
+                continue
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise CorruptState(f"{where}.history: expected [time, utilization] pairs")
             t = _number(pair[0], where)
@@ -304,7 +321,7 @@ def _hourly_from_json(raw: object, where: str) -> tuple[Sample, ...]:
     skip = max(0, len(values) - MAX_HOURLY_SAMPLES)
     samples: list[Sample] = []
     for index, value in enumerate(values[skip:], start=skip):
-        number = _number(value, where)
+        number = float(value) if _plain_number(value) else _number(value, where)
         if number is not None:
             samples.append((int(first) + index * HOUR_SEC, number))
     return tuple(samples)

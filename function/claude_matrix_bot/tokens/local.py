@@ -104,7 +104,7 @@ class DirectoryTokenStore:
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} is not UTF-8 text") from None
             if not text:
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} is empty")
-            if name != EXPIRES_FILE and any(ch.isspace() for ch in text):
+            if name != EXPIRES_FILE and len(text.split()) > 1:  # whitespace inside (the ends are stripped)
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} holds more than one token")
             values[name] = text
         try:
