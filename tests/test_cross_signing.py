@@ -25,16 +25,15 @@ from claude_matrix_bot.errors import ConfigError
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice, load_settings
 from claude_matrix_bot.sinks.crosssigning import (
-    IDENTITY_FILE,
     KEYS_FILE,
     CrossSigningError,
     CrossSigningKeys,
     PublishedIdentity,
-    identity_report,
     load_keys,
     save_keys,
     verify_signature,
 )
+from claude_matrix_bot.sinks.identity_record import IDENTITY_FILE, identity_report
 from claude_matrix_bot.sinks.matrix import MatrixSink
 from claude_matrix_bot.status import collect, format_status
 from devstack.crosssigning_check import assert_chain, keys_query, only_key, signed_by

@@ -20,7 +20,8 @@ from claude_matrix_bot.charts import PNG_SIGNATURE
 from claude_matrix_bot.cli import main as cli_main
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.settings import TrustedDevice
-from claude_matrix_bot.sinks.crosssigning import CrossSigningKeys, foreign_identity_notice
+from claude_matrix_bot.sinks.crosssigning import CrossSigningKeys
+from claude_matrix_bot.sinks.identity_record import foreign_identity_notice
 from claude_matrix_bot.sinks.matrix import MatrixSink
 from devstack.crosssigning_check import assert_chain, keys_query, only_key
 from devstack.fakes.anthropic import FakeAnthropic

@@ -18,7 +18,7 @@ from .errors import CorruptState, StorageError
 from .isotime import iso
 from .model import is_weekly
 from .settings import Settings
-from .sinks.crosssigning import IDENTITY_FILE, identity_lines, identity_report
+from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
 from .store import BlobStore, open_store

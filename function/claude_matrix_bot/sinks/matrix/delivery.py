@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from ...charts import Picture, picture_for
 from ...model import Alert
-from ..crosssigning import read_identity, write_identity
+from ..identity_record import read_identity, write_identity
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_error
 from .pictures import MEDIA_MEMORY, MediaMemory, picture_txn_id, send_picture

@@ -6,17 +6,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..crosssigning import (
-    CrossSigningError,
-    CrossSigningKeys,
-    IdentityRecord,
-    foreign_identity_notice,
-    load_keys,
-    read_identity,
-    save_keys,
-    single_key,
-    write_identity,
-)
+from ..crosssigning import CrossSigningError, CrossSigningKeys, load_keys, save_keys, single_key
+from ..identity_record import IdentityRecord, foreign_identity_notice, read_identity, write_identity
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_status
 from .device import _DeviceSession
