@@ -4,14 +4,13 @@ keys themselves); and the atomic 0600 writer both files use."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..atomic import replace_file
 
 IDENTITY_FILE = "identity.json"
 
@@ -102,18 +101,9 @@ def foreign_identity_notice(user_id: str, foreign_master: str) -> str:
 
 
 def write_private_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic, 0600: these files travel with the nio store."""
+    """Atomic, 0600, durable: these files travel with the nio store and hold private keys."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 # --- for `status` and GET / ------------------------------------------------------------------------

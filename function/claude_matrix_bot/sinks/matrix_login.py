@@ -14,17 +14,15 @@ asks for the password: user-interactive auth).
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import httpx
 
+from ..atomic import replace_file
 from ..errors import ConfigError, DeliveryError
 from ..logs import Redactor
 from ..settings import Settings
@@ -181,12 +179,4 @@ def _write_credentials(creds_dir: Path, creds: MatrixCredentials) -> None:
     }
     assert set(values) == set(CREDENTIAL_FILES)
     for name, value in values.items():
-        fd, tmp = tempfile.mkstemp(dir=creds_dir, prefix=f".{name}.")  # created 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(value + "\n")
-            os.replace(tmp, creds_dir / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        replace_file(creds_dir / name, (value + "\n").encode())  # 0600, durable

@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...atomic import replace_file
 from ..crosssigning import PublishedIdentity
 
 DEVICE_MARKER = "device.json"
@@ -44,15 +43,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Not fsynced: a lost sync token or media note after a crash costs a replayed sync or
+    # one more upload, never a wrong message; deliveries stay off the disk's flush path.
+    replace_file(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), durable=False)
 
 
 def _read_sync_state(path: Path) -> _SyncState:
