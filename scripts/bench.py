@@ -477,7 +477,7 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, account_runs: 
     described = ", ".join(f"{m} {_short_path(p)}" for m, p in paths)
     rows.append(
         Row(
-            "one-alert cycle, warm store: Matrix requests", f"{requests} ({described})", "≤ 4", max(alert_requests) <= 4
+            "one-alert cycle, warm store: Matrix requests", f"{requests} ({described})", "≤ 3", max(alert_requests) <= 3
         )
     )
     rows.append(Row("one-alert cycle, warm store: wall time (warm process, HTTP)", ms(median(alert_walls)), "—", None))
@@ -698,8 +698,8 @@ def bench_cli(rig: Rig, runs: int, log: Path) -> list[Row]:
         Row(
             "CLI cycle, one alert via Matrix: Matrix requests",
             f"{statistics.median_low(matrix_requests)}",
-            "≤ 4",
-            max(matrix_requests) <= 4,
+            "≤ 3",
+            max(matrix_requests) <= 3,
         ),
     ]
 
