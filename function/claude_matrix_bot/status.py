@@ -19,7 +19,7 @@ from .isotime import iso
 from .model import is_weekly
 from .settings import Settings
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
-from .state import BucketState, ExtraUsageState, State, health_to_json, parse_state
+from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
 from .store import BlobStore, open_store
 
@@ -178,17 +178,9 @@ def _before_reset(bucket: BucketState, projection: Projection) -> bool:
 def _extra_json(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
     if extra is None:
         return None
-    last = extra.last
     return {
-        "enabled": last.enabled,
-        "used": last.used,
-        "limit": last.limit,
-        "currency": last.currency,
-        "exponent": last.exponent,
-        "percent": last.percent,
-        "disabled_reason": last.disabled_reason,
-        "source": last.source,
-        "summary": messages.extra_status(last),
+        **extra_usage_to_json(extra.last),
+        "summary": messages.extra_status(extra.last),
         "period_start": iso(extra.period_start),
         "started_alerted": extra.started_alerted,
         "alerted_thresholds": list(extra.alerted_thresholds),

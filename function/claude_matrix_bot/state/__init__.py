@@ -26,6 +26,7 @@ optional keys of v2. An older v2 reader ignores them
 
 from ..errors import CorruptState
 from .document import SCHEMA, dump_state, health_to_json, parse_state
+from .extra import extra_usage_to_json
 from .lasting import lasting_change
 from .outbox import ALERT_KINDS
 from .records import (
@@ -58,6 +59,7 @@ __all__ = [
     "Sample",
     "State",
     "dump_state",
+    "extra_usage_to_json",
     "health_to_json",
     "lasting_change",
     "parse_state",

@@ -20,23 +20,27 @@ def _minor(value: object, where: str) -> int | None:
     return int(number)
 
 
+def extra_usage_to_json(last: ExtraUsage) -> dict[str, Any]:
+    """The last paid-overage reading as state.json and `status --json` both show it."""
+    return {
+        "enabled": last.enabled,
+        "used": last.used,
+        "limit": last.limit,
+        "currency": last.currency,
+        "exponent": last.exponent,
+        "percent": last.percent,
+        "disabled_reason": last.disabled_reason,
+        "source": last.source,
+    }
+
+
 def _extra_to_json(extra: ExtraUsageState) -> dict[str, Any]:
-    last = extra.last
     return {
         "period_start": _iso(extra.period_start),
         "last_used": extra.last_used,
         "started_alerted": extra.started_alerted,
         "alerted_thresholds": list(extra.alerted_thresholds),
-        "last": {
-            "enabled": last.enabled,
-            "used": last.used,
-            "limit": last.limit,
-            "currency": last.currency,
-            "exponent": last.exponent,
-            "percent": last.percent,
-            "disabled_reason": last.disabled_reason,
-            "source": last.source,
-        },
+        "last": extra_usage_to_json(extra.last),
     }
 
 
