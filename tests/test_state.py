@@ -380,6 +380,15 @@ def test_an_unknown_alert_kind_in_the_outbox_is_corrupt() -> None:
         parse_state(json.dumps(doc).encode())
 
 
+def test_alert_details_that_are_not_an_object_are_corrupt() -> None:
+    # Found by the damage property above: [[null, null]] read as {None: None}, which wrote
+    # back as {"null": null} and so read back as another state.
+    doc = json.loads(dump_state(full_state()))
+    doc["outbox"][0]["details"] = [[None, None]]
+    with pytest.raises(CorruptState, match="details must be an object"):
+        parse_state(json.dumps(doc).encode())
+
+
 def test_the_attempt_mark_is_written_before_the_send_and_reads_back() -> None:
     """DESIGN §5: an outbox alert carries when its delivery was first tried (Unix ms)."""
     state = full_state()

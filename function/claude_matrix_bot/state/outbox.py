@@ -21,8 +21,13 @@ def _alert_from_json(raw: object) -> Alert:
         # Sinks pick a template by kind; an unknown one must not reach them.
         raise CorruptState(f"outbox: unknown alert kind {str(kind)[:40]!r}")
     attempted_at = _unix_ms(raw.get("attempted_at"), "outbox.attempted_at")
+    details = raw.get("details") or {}
+    # An object, as written: dict() would also take a list of pairs, whose non-string keys
+    # come back as other keys once the state is written again.
+    if not isinstance(details, dict):
+        raise CorruptState("outbox: an alert's details must be an object")
     try:
-        details = dict(raw.get("details") or {})
+        details = dict(details)
         return Alert(
             id=str(raw["id"]),
             kind=raw["kind"],
