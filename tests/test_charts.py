@@ -275,6 +275,47 @@ def test_a_drawing_process_that_fails_leaves_the_text_alone(
     assert f"PYTHONPATH={REPO / 'function'}" in child_env.splitlines()
 
 
+def test_the_drawing_child_runs_without_docstrings_and_one_blas_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 15's memory: the child runs `python -OO` and numpy's OpenBLAS gets one thread,
+    # whatever the parent's environment says.
+    seen = tmp_path / "seen"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {seen}.argv\nenv > {seen}.env\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "64")
+
+    assert picture_for({"chart": synthetic_window().to_json()}, alert_id="cmb-forecast-z") is None
+    assert Path(f"{seen}.argv").read_text().split() == ["-OO", "-m", "claude_matrix_bot.chart_drawing"]
+    child_env = Path(f"{seen}.env").read_text().splitlines()
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert f"{name}=1" in child_env
+
+
+def test_the_drawing_child_never_loads_openssl() -> None:
+    # charts and matplotlib import hashlib; in the child it runs on CPython's own hashes,
+    # so libcrypto is never mapped there (3-4 MB of RSS), and the bytes are the same.
+    script = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: sys.stderr.write(str('libcrypto' in open('/proc/self/maps').read())))\n"
+        "runpy.run_module('claude_matrix_bot.chart_drawing', run_name='__main__', alter_sys=True)\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function")}
+    proc = subprocess.run(
+        [sys.executable, "-OO", "-c", script],
+        input=json.dumps(synthetic_window().to_json()).encode(),
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == render_png(synthetic_window())
+    assert proc.stderr.decode().strip().splitlines()[-1] == "False"
+
+
 def test_strip_chart_keeps_everything_else() -> None:
     assert strip_chart({"chart": {}, "id": "a", "kind": "forecast"}) == {"id": "a", "kind": "forecast"}
 

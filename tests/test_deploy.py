@@ -520,6 +520,26 @@ def test_dockerfile_default_command_serves_the_watch_target() -> None:
     assert "ENTRYPOINT" not in {keyword for keyword, _ in final.instructions}, "commands in the manifests replace CMD"
 
 
+def test_dockerfile_compiles_the_drawing_childs_bytecode_with_its_flags() -> None:
+    # The drawing child runs with chart_drawing._CHILD_FLAGS (-OO: .opt-2.pyc bytecode); the
+    # image's root filesystem is read-only, so the image draws one chart at build time with
+    # the same flags (else every drawing would compile matplotlib again, and peak higher).
+    import json
+
+    from claude_matrix_bot.chart_drawing import _CHILD_FLAGS
+    from claude_matrix_bot.charts import ChartSpec
+
+    final = dockerfile_stages()[-1]
+    runs = [rest for keyword, rest in final.instructions if keyword == "RUN"]
+    command = f"/opt/venv/bin/python {' '.join(_CHILD_FLAGS)} -m claude_matrix_bot.chart_drawing"
+    (warm,) = [run for run in runs if command in run]
+    spec = re.fullmatch(r"echo '(\{.*\})'\s+\|.*", warm)
+    assert spec is not None, warm
+    ChartSpec.from_json(json.loads(spec.group(1)))  # a spec the child accepts
+    envs = [i for i, (keyword, rest) in enumerate(final.instructions) if "PYTHONDONTWRITEBYTECODE" in rest]
+    assert final.instructions.index(("RUN", warm)) < envs[0], "bytecode is written before it is turned off"
+
+
 def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context() -> None:
     lines = [
         line.strip()
