@@ -5,7 +5,7 @@ process), a throwaway Synapse behind a counting proxy (so every Matrix request
 the bot makes is counted, whoever makes it), the HTTP entry through
 functions-framework's own test client, and the CLI in a subprocess.
 
-    python -m scripts.bench [--quick] [--markdown FILE]
+    python -m scripts.bench [--quick] [--markdown FILE] [--only cold,http,cli,drawing,chart,state]
 
 Figures, not assertions: the tests never time anything.
 """
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from devstack.fakes.anthropic import FakeAnthropic
 from devstack.matrix_recipient import Recipient
 from devstack.payloads import payload
 from devstack.synapse import Homeserver
+from scripts._bench_memory import Family, run_watched
 from scripts._bench_proxy import CountingProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -611,17 +612,20 @@ runpy.run_module('claude_matrix_bot', run_name='__main__', alter_sys=True)
 
 @dataclass(frozen=True, slots=True)
 class Peak:
-    """KiB: the CLI process's own peak, its children's (0: none), its RSS while one drew."""
+    """KiB: the CLI process's own peak, its children's (0: none), its RSS while one drew
+    (as the CLI itself reported them), and the family as sampled from outside."""
 
     own: int
     children: int = 0
     while_drawing: int = 0
+    family: Family = field(default_factory=Family)
 
     @property
     def together(self) -> int:
-        """At most this much at once: the child's peak on top of what the parent held then
-        (pages both map, such as libpython, are counted twice: an upper bound)."""
-        return max(self.own, self.while_drawing + self.children)
+        """At most this much at once: the child's own peak on the most the parent held while
+        it lived (pages both map, such as libpython, are counted in each: RSS, not PSS)."""
+        child = max(self.children, self.family.child_hwm)
+        return max(self.own, max(self.while_drawing, self.family.parent_rss) + child)
 
 
 def _run_cli_peak(env: dict[str, str], log: Path) -> tuple[int, float, Peak]:
@@ -637,12 +641,10 @@ def _run_cli_peak(env: dict[str, str], log: Path) -> tuple[int, float, Peak]:
     }
     with log.open("ab") as out:
         began = time.perf_counter()
-        code = subprocess.run(
-            [sys.executable, "-c", _CLI_WITH_PEAK], env=full, stdout=out, stderr=out, check=False, timeout=120
-        ).returncode
+        code, family = run_watched([sys.executable, "-c", _CLI_WITH_PEAK], full, out, timeout=120)
         wall = time.perf_counter() - began
     figures = json.loads(peak_file.read_text())
-    return code, wall, Peak(figures["own"], figures["children"], figures["while_drawing"])
+    return code, wall, Peak(figures["own"], figures["children"], figures["while_drawing"], family)
 
 
 def _run_cli(env: dict[str, str], log: Path) -> tuple[int, float, int]:
@@ -805,19 +807,34 @@ def bench_drawing_cycles(rig: Rig, runs: int, log: Path) -> list[Row]:
     assert pictures == runs, f"{pictures} of {runs} stdout cycles drew a chart; see {log}"
     assert uploads == runs, f"{uploads} of {runs} Matrix cycles uploaded a chart; see {log}"
 
-    def row(sink: str, peaks: list[Peak]) -> Row:
-        worst = max(peaks, key=lambda p: p.together)
-        largest = max(max(p.own, p.children) for p in peaks) / 1024
-        return Row(
-            f"CLI cycle that draws (forecast + chart) via {sink}: peak RSS",
-            f"{median([float(p.own) for p in peaks]) / 1024:.0f} MB; the drawing child "
-            f"{median([float(p.children) for p in peaks]) / 1024:.0f} MB while the cycle held "
-            f"{worst.while_drawing / 1024:.0f} MB: together ≤ {worst.together / 1024:.0f} MB",
-            "≤ 100 MB each process",
-            largest <= 100,
-        )
+    return [*_drawing_rows("Matrix", matrix), *_drawing_rows("stdout", stdout)]
 
-    return [row("Matrix", matrix), row("stdout", stdout)]
+
+def _drawing_rows(sink: str, peaks: list[Peak]) -> list[Row]:
+    """The cycle's own peak, the child's, and what both held at once (the goal's figure:
+    what a container's memory limit sees while the chart is drawn)."""
+
+    def mb(kib: float) -> str:
+        return f"{kib / 1024:.0f} MB"
+
+    worst = max(peaks, key=lambda p: p.together)
+    return [
+        Row(
+            f"CLI cycle that draws (forecast + chart) via {sink}: peak RSS",
+            f"{mb(median([float(p.own) for p in peaks]))}; the drawing child "
+            f"{mb(median([float(p.children) for p in peaks]))} while the cycle held "
+            f"{mb(worst.family.parent_rss)}: together {mb(max(p.family.rss_sum for p in peaks))} "
+            f"(sampled), at most {mb(worst.together)}",
+            "≤ 100 MB together",
+            worst.together / 1024 <= 100,
+        ),
+        Row(
+            "  both processes at once in PSS (a shared page split among its mappers)",
+            f"{mb(max(p.family.pss_sum for p in peaks))}",
+            "—",
+            None,
+        ),
+    ]
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -840,11 +857,51 @@ def render(rows: list[Row], info: dict[str, str], runs: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+SECTIONS = ("cold", "http", "cli", "drawing", "chart", "state")
+
+
+def _run_sections(only: set[str], runs: dict[str, int]) -> list[Row]:
+    rows: list[Row] = []
+    if "cold" in only:
+        rows += bench_cold_start(runs["cold start"])
+    if only & {"http", "cli", "drawing"}:
+        with tempfile.TemporaryDirectory(prefix="cmb-bench-") as tmp:
+            workdir = Path(tmp)
+            log = workdir / "bot.log"
+            rig = Rig(workdir)
+            try:
+                rig.start()
+                if "http" in only:
+                    rows += bench_http_cycles(rig, runs["quiet cycle"], runs["one-alert cycle"], runs["accounts"], log)
+                if "cli" in only:
+                    rows += bench_cli(rig, runs["CLI cycle"], log)
+                if "drawing" in only:
+                    if not only & {"http", "cli"}:  # the state and key store the drawing cycles build on
+                        rig.usage()
+                        assert _run_cli(rig.env(), log)[0] == 0, f"CLI cycle failed; see {log}"
+                    rows += bench_drawing_cycles(rig, runs["CLI cycle"], log)
+            finally:
+                rig.stop()
+    if "chart" in only:
+        rows += bench_chart_draw(runs["chart draw"])
+    if "state" in only:
+        rows += bench_state_size()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=set(SECTIONS),
+        help=f"these sections only, comma-separated: {','.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    if unknown := args.only - set(SECTIONS):
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     runs = (
         {"cold start": 3, "quiet cycle": 40, "one-alert cycle": 3, "accounts": 15, "CLI cycle": 2, "chart draw": 5}
         if args.quick
@@ -858,21 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     info = machine()
-    rows: list[Row] = []
-    rows += bench_cold_start(runs["cold start"])
-    with tempfile.TemporaryDirectory(prefix="cmb-bench-") as tmp:
-        workdir = Path(tmp)
-        log = workdir / "bot.log"
-        rig = Rig(workdir)
-        try:
-            rig.start()
-            rows += bench_http_cycles(rig, runs["quiet cycle"], runs["one-alert cycle"], runs["accounts"], log)
-            rows += bench_cli(rig, runs["CLI cycle"], log)
-            rows += bench_drawing_cycles(rig, runs["CLI cycle"], log)
-        finally:
-            rig.stop()
-    rows += bench_chart_draw(runs["chart draw"])
-    rows += bench_state_size()
+    rows = _run_sections(args.only, runs)
     table = render(rows, info, runs)
     print(table)
     if args.markdown:
