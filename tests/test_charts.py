@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from claude_matrix_bot.charts import (
     WIDTH_PX,
     ChartSpec,
     Fit,
+    Picture,
     picture_for,
     png_dimensions,
     render_png,
@@ -355,6 +357,70 @@ def test_the_stdout_sink_names_the_picture_by_digest() -> None:
     assert first["projected_at"] == "2026-12-05T08:00:00+00:00"
     assert "chart" not in first and "chart" not in second
     assert "image_sha256" not in second and "image_bytes" not in second
+
+
+def _forecast_alert(alert_id: str = "cmb-forecast-ahead") -> Alert:
+    return Alert(
+        id=alert_id,
+        kind="forecast",
+        plain="p",
+        html="h",
+        bucket="seven_day",
+        details={"chart": synthetic_window().to_json()},
+    )
+
+
+def _count_drawings(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    from claude_matrix_bot import charts
+
+    drawings: list[object] = []
+    monkeypatch.setattr(charts, "render_png_in_child", lambda spec: drawings.append(spec) or render_png(spec))
+    return drawings
+
+
+def test_pictures_drawn_ahead_are_handed_out_not_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from claude_matrix_bot.charts import drawn_ahead
+
+    drawings = _count_drawings(monkeypatch)
+    alert = _forecast_alert()
+    text_only = Alert(id="cmb-threshold-t", kind="threshold", plain="p", html="h", details={"threshold": 50})
+    with drawn_ahead([alert, text_only]):
+        assert len(drawings) == 1
+        picture = picture_for(alert.details, alert_id=alert.id)
+        assert picture_for(text_only.details, alert_id=text_only.id) is None
+    assert len(drawings) == 1
+    assert picture is not None and picture.png == render_png(synthetic_window())
+    assert picture_for(alert.details, alert_id=alert.id) is not None
+    assert len(drawings) == 2, "outside the block a picture is drawn when asked for"
+
+
+def test_the_cycle_draws_before_it_opens_the_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 15: the drawing child never runs beside a loaded sink (nio, asyncio).
+    import contextlib
+    import types
+
+    from claude_matrix_bot.cycle import deliver
+    from claude_matrix_bot.sinks.base import DeliveryReport
+
+    drawings = _count_drawings(monkeypatch)
+    seen: list[tuple[int, Picture | None]] = []
+
+    class Sink:
+        def deliver(self, alerts: list[Alert]) -> DeliveryReport:
+            seen.append((len(drawings), picture_for(alerts[0].details, alert_id=alerts[0].id)))
+            return DeliveryReport(tuple(a.id for a in alerts))
+
+    @contextlib.contextmanager
+    def open_sink() -> Iterator[Sink]:
+        seen.append((len(drawings), None))
+        yield Sink()
+
+    ports = types.SimpleNamespace(open_sink=open_sink, redactor=lambda text: text)
+    report, error = deliver(ports, [_forecast_alert()])  # type: ignore[arg-type]
+    assert (report.delivered, error) == (("cmb-forecast-ahead",), None)
+    (drawn_when_opened, _), (drawn_when_delivering, picture) = seen
+    assert drawn_when_opened == 1 and drawn_when_delivering == 1
+    assert picture is not None
 
 
 def _state_with_window(tmp_path: Path, key: str = "state.json", *, rise: float = 0.5) -> Path:

@@ -10,14 +10,20 @@ child process (`picture_for`), so a cycle never holds matplotlib and nio togethe
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import logging
 import math
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .chart_drawing import HEIGHT_PX, WIDTH_PX, render_png, render_png_in_child
+
+if TYPE_CHECKING:
+    from .model import Alert
 
 __all__ = ["HEIGHT_PX", "PNG_SIGNATURE", "WIDTH_PX", "ChartSpec", "Fit", "Picture", "picture_for", "render_png"]
 
@@ -146,12 +152,37 @@ def png_dimensions(data: bytes) -> tuple[int, int]:
 # --- what the sinks call ------------------------------------------------------------------
 
 
+# Pictures drawn by `drawn_ahead`, by alert id, while its block runs (None: outside one).
+_DRAWN: contextvars.ContextVar[dict[str, Picture | None] | None] = contextvars.ContextVar("drawn", default=None)
+
+
+@contextlib.contextmanager
+def drawn_ahead(alerts: Sequence[Alert]) -> Iterator[None]:
+    """Draw the pictures `alerts` ask for now; inside the block `picture_for` hands them
+    out instead of drawing again. The cycle calls it before it opens the sink, so the
+    drawing child runs while this process holds no sink yet (the Matrix sink's modules
+    and asyncio are 2 MB of a cycle that draws: issue 15, both processes ≤ 100 MB)."""
+    drawn = {alert.id: _draw_picture(alert.details, alert_id=alert.id) for alert in alerts if "chart" in alert.details}
+    token = _DRAWN.set(drawn)
+    try:
+        yield
+    finally:
+        _DRAWN.reset(token)
+
+
 def picture_for(details: dict[str, Any], *, alert_id: str) -> Picture | None:
     """The picture an alert asks for (`details["chart"]`), or None when it asks for none.
 
     Never raises: a chart that cannot be drawn is logged and the alert goes out as text
     (DESIGN §7: the text never waits on a picture). Drawn in a child process
     (`render_png_in_child`): the sink's process never loads matplotlib."""
+    drawn = _DRAWN.get()
+    if drawn is not None and alert_id in drawn:
+        return drawn[alert_id]
+    return _draw_picture(details, alert_id=alert_id)
+
+
+def _draw_picture(details: dict[str, Any], *, alert_id: str) -> Picture | None:
     raw = details.get("chart")
     if raw is None:
         return None

@@ -139,9 +139,13 @@ def log_alerts(decision: Decision, account: str | None = None) -> None:
 
 
 def deliver(ports: Ports, outbox: Sequence[Alert]) -> tuple[DeliveryReport, str | None]:
-    """`outbox` through the sink, opened only now: (what was delivered, the error in words, redacted)."""
+    """`outbox` through the sink, opened only now: (what was delivered, the error in words, redacted).
+    Charts are drawn before the sink is opened (`drawn_ahead`), so the drawing child never
+    runs beside a loaded sink."""
+    from .charts import drawn_ahead
+
     try:
-        with ports.open_sink() as sink:
+        with drawn_ahead(outbox), ports.open_sink() as sink:
             report = sink.deliver(outbox)
     except DeliveryError as exc:
         return DeliveryReport(()), ports.redactor(str(exc))
