@@ -44,6 +44,12 @@ REPO = Path(__file__).resolve().parent.parent
 FIVE_MIN = timedelta(minutes=5)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+# What the simulated usage API takes to answer: a round trip to api.anthropic.com from a
+# cluster is tens to hundreds of milliseconds. The wait matters to the figures, not only
+# to wall times: the bot's code after an idle wait runs on a colder CPU (measured here:
+# a quiet cycle's own work 2.2 ms after an instant loopback answer, 3.6 ms after a 40 ms
+# one). Until 2026-12-03 the fake's Nagle stall (40 ms per answer) played this part by accident.
+USAGE_LATENCY_SEC = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +284,7 @@ class Rig:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.homeserver = Homeserver(workdir / "synapse")
-        self.anthropic = FakeAnthropic(expires_in=14 * 86400)
+        self.anthropic = FakeAnthropic(expires_in=14 * 86400, usage_latency=USAGE_LATENCY_SEC)
         self.proxy: CountingProxy | None = None
         self.recipient: Recipient | None = None
         self.room_id = ""

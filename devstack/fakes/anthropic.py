@@ -380,8 +380,11 @@ class FakeAnthropic:
         invalidate_old_access: bool = False,
         rotate_refresh_tokens: bool = True,
         state_file: Path | None = None,
+        usage_latency: float = 0.0,
     ) -> None:
         self.port = port
+        # Seconds each usage answer takes, as a round trip to the real API does (the bench).
+        self.usage_latency = usage_latency
         self.expires_in = expires_in
         self.invalidate_old_access = invalidate_old_access
         self.rotate_refresh_tokens = rotate_refresh_tokens
@@ -786,6 +789,10 @@ def _api_error(kind: str, message: str) -> dict[str, Any]:
 def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes; with Nagle on, the body waits for
+        # the client's delayed ACK of the headers (40 ms on Linux loopback) on every
+        # keep-alive request. Real servers (nginx, Envoy, Go) set TCP_NODELAY too.
+        disable_nagle_algorithm = True
         server_version = "fake-anthropic"
         sys_version = ""
 
@@ -837,6 +844,11 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, _api_error("not_found_error", "Not Found"))
                 return
+            # The bot's code after the answer then runs as in a cluster, after an idle wait
+            # on the network (a colder CPU than an instant loopback answer leaves): the bench.
+            if kind == "usage" and fake.usage_latency > 0 and fake._stopping.wait(fake.usage_latency):
+                self.close_connection = True
+                return
             fault = fake._take_fault(kind, fake._request_account(kind, dict(self.headers.items()), body))
             if fault is not None:
                 if fault.delay > 0 and fake._stopping.wait(fault.delay):
@@ -869,12 +881,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens-dir", type=Path, default=None, help="mint a pair at start and write it here")
     parser.add_argument("--expires-in", type=int, default=3600)
     parser.add_argument("--invalidate-old-access", action="store_true")
+    parser.add_argument("--usage-latency", type=float, default=0.0, help="seconds each usage answer takes")
     args = parser.parse_args(argv)
     fake = FakeAnthropic(
         port=args.port,
         expires_in=args.expires_in,
         invalidate_old_access=args.invalidate_old_access,
         state_file=args.state_file,
+        usage_latency=args.usage_latency,
     )
     if args.tokens_dir is not None:
         fake.write_tokens_dir(args.tokens_dir)
