@@ -256,15 +256,20 @@ def test_the_sinks_draw_in_a_child_process_with_the_same_bytes() -> None:
     assert loaded is False
 
 
+def _stand_in_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """`sys.executable` becomes a shell script, so a test sees how the drawing child is started."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+
+
 def test_a_drawing_process_that_fails_leaves_the_text_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A stand-in for the interpreter: it records the environment it was given and fails.
     seen = tmp_path / "environment"
-    fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\nenv > {seen}\necho 'MemoryError: drawing' >&2\nexit 3\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(fake))
+    _stand_in_interpreter(tmp_path, monkeypatch, f"env > {seen}\necho 'MemoryError: drawing' >&2\nexit 3")
     monkeypatch.setenv("TRIGGER_TOKEN", "never-for-the-drawing-child-0123456789")
     monkeypatch.setenv("MATRIX_STORE_PASSPHRASE", "nor-this-passphrase")
 
@@ -283,10 +288,7 @@ def test_the_drawing_child_runs_without_docstrings_and_one_blas_thread(
     # Issue 15's memory: the child runs `python -OO` and numpy's OpenBLAS gets one thread,
     # whatever the parent's environment says.
     seen = tmp_path / "seen"
-    fake = tmp_path / "python"
-    fake.write_text(f'#!/bin/sh\necho "$@" > {seen}.argv\nenv > {seen}.env\nexit 3\n')
-    fake.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(fake))
+    _stand_in_interpreter(tmp_path, monkeypatch, f'echo "$@" > {seen}.argv\nenv > {seen}.env\nexit 3')
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "64")
 
     assert picture_for({"chart": synthetic_window().to_json()}, alert_id="cmb-forecast-z") is None
