@@ -8,12 +8,13 @@ import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from claude_matrix_bot.errors import BotError, ConfigError, StorageConflict, StorageError
-from claude_matrix_bot.tokens.base import OAuthTokens, StoredTokens
+from claude_matrix_bot.tokens.base import OAuthTokens
 from claude_matrix_bot.tokens.k8s import SecretTokenStore
 from claude_matrix_bot.tokens.oauth import TokenManager, TokenRefresher
 from devstack.fakes.anthropic import FakeAnthropic
@@ -432,7 +433,11 @@ CLAIM = "claude-matrix-bot/refreshing"
 
 
 class _PausingSecretStore(SecretTokenStore):
-    """Waits at a barrier after its first load, so both runs have seen the expiring tokens."""
+    """Waits at a barrier after each of its first two reads of the Secret: after the load,
+    so both runs have seen the expiring tokens, and after the refresh claim's read, so both
+    claim the same resourceVersion and one of them must get the 409. (Without the second
+    pause the loser might read the winner's claim first and wait without a 409: which one
+    happened depended on how fast the fake answered.)"""
 
     def __init__(self, fake: FakeKubeApiServer, barrier: threading.Barrier) -> None:
         super().__init__(
@@ -442,14 +447,14 @@ class _PausingSecretStore(SecretTokenStore):
             claim_poll=timedelta(milliseconds=20),
         )
         self.barrier = barrier
-        self.paused = False
+        self.reads = 0
 
-    def load(self) -> StoredTokens:
-        stored = super().load()
-        if not self.paused:
-            self.paused = True
+    def _read(self) -> tuple[Any, str]:
+        answer = super()._read()
+        self.reads += 1
+        if self.reads <= 2:
             self.barrier.wait(timeout=10)
-        return stored
+        return answer
 
 
 def test_two_managers_on_one_secret_refresh_once_and_share_the_winners_tokens(fake: FakeKubeApiServer) -> None:
