@@ -430,3 +430,20 @@ def test_a_corrupt_file_note_leads_to_a_rearm() -> None:
     decision = decide(previous, reading(T0, {"seven_day": (10.0, WEEK_RESET)}), T0, DecideConfig())
     assert kinds(decision.alerts) == ["armed"]
     assert "re-armed" in decision.alerts[0].plain
+
+
+def test_an_alerts_urgency_is_written_and_an_older_entry_reads_as_not_urgent() -> None:
+    """DESIGN §9: urgency is decided when the alert is made and survives the outbox."""
+    state = full_state()
+    urgent = replace(state.outbox[0], id="cmb-threshold-urgent", urgent=True)
+    state = state.with_outbox((*state.outbox, urgent))
+    doc = json.loads(dump_state(state))
+    assert [entry["urgent"] for entry in doc["outbox"]] == [False, True]
+    assert parse_state(dump_state(state)) == state
+    del doc["outbox"][1]["urgent"]
+    assert parse_state(json.dumps(doc).encode()).outbox[1].urgent is False, "written before the rule: not urgent"
+    doc["outbox"][1]["urgent"] = "yes"
+    with pytest.raises(CorruptState, match="urgent"):
+        parse_state(json.dumps(doc).encode())
+    assert urgent.to_json()["urgent"] is True
+    assert state.outbox[0].to_json()["urgent"] is False, "always on the stdout line (DESIGN §3)"

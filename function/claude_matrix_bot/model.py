@@ -7,7 +7,20 @@ from datetime import datetime
 from typing import Any, Literal
 
 # The source of truth for alert kinds: the outbox and the stdout sink accept these only.
-AlertKind = Literal["armed", "threshold", "reset_shift", "forecast", "degraded", "recovered", "extra_usage", "digest"]
+AlertKind = Literal[
+    "armed",
+    "threshold",
+    "reset_shift",
+    "forecast",
+    "degraded",
+    "recovered",
+    "extra_usage",
+    "digest",
+    "session",
+    "credit",
+    "banked_reset",
+    "locked",
+]
 
 FIVE_HOUR = "five_hour"
 WEEKLY_PREFIX = "seven_day"
@@ -86,13 +99,16 @@ class Alert:
     created_at: datetime | None = None
     # Kind-specific fields: threshold, old_resets_at/new_resets_at, projected_at, ...
     details: dict[str, Any] = field(default_factory=dict)
+    # Urgent alerts go out at once, even in quiet hours, and mention MATRIX_MENTION
+    # (DESIGN §9); decided when the alert is made.
+    urgent: bool = False
     # Outbox bookkeeping, not message content (never in `to_json`): when a delivery of
     # this alert was first started (Unix ms). Set means "may already be in the room".
     attempted_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stdout-sink / outbox shape (DESIGN §3): details are flattened in."""
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind}
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "urgent": self.urgent}
         # "bucket (where one applies)": extra-usage lines carry none (DESIGN §2).
         if self.bucket is not None or self.kind != "extra_usage":
             out["bucket"] = self.bucket

@@ -22,6 +22,10 @@ def _alert_from_json(raw: object) -> Alert:
         raise CorruptState(f"outbox: unknown alert kind {str(kind)[:40]!r}")
     attempted_at = _unix_ms(raw.get("attempted_at"), "outbox.attempted_at")
     details = raw.get("details") or {}
+    # Written since the urgency rule (DESIGN §9); an older entry without it is not urgent.
+    urgent = raw.get("urgent", False)
+    if not isinstance(urgent, bool):
+        raise CorruptState("outbox: an alert's urgent must be true or false")
     # An object, as written: dict() would also take a list of pairs, whose non-string keys
     # come back as other keys once the state is written again.
     if not isinstance(details, dict):
@@ -36,6 +40,7 @@ def _alert_from_json(raw: object) -> Alert:
             bucket=raw.get("bucket"),
             created_at=_parse_time(raw.get("created_at"), "outbox.created_at"),
             details=details,
+            urgent=urgent,
             attempted_at=attempted_at,
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -60,6 +65,7 @@ def _alert_to_json(alert: Alert) -> dict[str, Any]:
         "html": alert.html,
         "created_at": _iso(alert.created_at),
         "details": alert.details,
+        "urgent": alert.urgent,
     }
     # Optional: an older v2 reader ignores it (it would only resend without looking first).
     if alert.attempted_at is not None:
