@@ -199,6 +199,23 @@ def test_bad_environment_names_every_variable(tmp_path: Path) -> None:
     assert not (tmp_path / "never-created").exists(), "no I/O before the configuration is valid"
 
 
+def test_a_bad_time_zone_or_log_level_stops_the_run_before_any_io(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    # docs/design.md §3, §9: TIMEZONE is checked with the other variables; LOG_LEVEL takes any case.
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, TIMEZONE="Mars/Olympus_Mons", LOG_LEVEL="debug")
+    result = run_cli(env, "run")
+    assert result.code == 2
+    assert "TIMEZONE: expected an IANA time zone name" in result.stderr and "LOG_LEVEL" not in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "state").exists(), "no I/O before the configuration is valid"
+    assert anthropic.usage_calls == 0
+
+    result = run_cli({**env, "TIMEZONE": "Europe/Berlin", "LOG_LEVEL": "chatty", "QUIET_HOURS": "late"}, "run")
+    assert result.code == 2
+    assert "LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR" in result.stderr and "QUIET_HOURS" in result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_upstream_errors_exit_nonzero_without_traceback(
     tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
 ) -> None:

@@ -4,14 +4,17 @@ ConfigError that names every offending variable before any I/O.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claude_matrix_bot.core.config import DecideConfig
 from claude_matrix_bot.errors import BotError, ConfigError
+from claude_matrix_bot.quiet_hours import QuietHours
 from claude_matrix_bot.settings import Settings, TrustedDevice, load_settings
 
 # The least a default (Matrix sink, Kubernetes Secret) deployment must say.
@@ -22,7 +25,9 @@ VARIABLES = [
     "K8S_NAMESPACE", "OAUTH_REFRESH_LEEWAY_SEC", "WEEKLY_THRESHOLDS", "STATE_URL", "FORECAST_ENABLED",
     "FORECAST_WINDOW_SEC", "FORECAST_MIN_SAMPLES", "FORECAST_MIN_SPAN_SEC", "ALERT_SINK", "ANTHROPIC_BASE_URL",
     "ANTHROPIC_TOKEN_URL", "NOW_OVERRIDE", "RESET_SHIFT_TOLERANCE_SEC", "HEALTH_FAILURES", "ANTHROPIC_USER_AGENT",
-    "TRIGGER_TOKEN", "MIN_INTERVAL_SEC", "MATRIX_TRUSTED_DEVICES", "MATRIX_STORE_PASSPHRASE",
+    "TRIGGER_TOKEN", "MIN_INTERVAL_SEC", "MATRIX_TRUSTED_DEVICES", "MATRIX_STORE_PASSPHRASE", "LOG_LEVEL",
+    "SESSION_ALERTS", "SESSION_THRESHOLDS", "CREDIT_THRESHOLDS", "BANKED_RESETS_ENABLED", "TIMEZONE",
+    "QUIET_HOURS", "MATRIX_MENTION",
 ]  # fmt: skip
 
 
@@ -62,6 +67,11 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.min_interval_sec == 60
     assert s.matrix_trusted_devices == ()
     assert s.matrix_store_passphrase is None
+    assert s.log_level == "INFO"
+    assert (s.session_alerts, s.session_thresholds, s.credit_thresholds) == (True, (), (80, 100))
+    assert s.banked_resets_enabled is True
+    assert s.timezone.tzname(datetime(2026, 12, 7, tzinfo=UTC)) == "UTC"
+    assert (s.quiet_hours, s.matrix_mention) == (None, ())
 
 
 def test_every_variable_is_parsed() -> None:
@@ -90,6 +100,14 @@ def test_every_variable_is_parsed() -> None:
         "MIN_INTERVAL_SEC": "0",
         "MATRIX_TRUSTED_DEVICES": "@me:example.org:PHONE:edKeyA",
         "MATRIX_STORE_PASSPHRASE": "store-secret-value",
+        "LOG_LEVEL": "debug",
+        "SESSION_ALERTS": "off",
+        "SESSION_THRESHOLDS": "90,80",
+        "CREDIT_THRESHOLDS": "50",
+        "BANKED_RESETS_ENABLED": "no",
+        "TIMEZONE": "Europe/Berlin",
+        "QUIET_HOURS": "22:30-07:00",
+        "MATRIX_MENTION": "@me:example.org, @partner:matrix.example.org:8448,@me:example.org",
     }
     assert set(env) == set(VARIABLES)
     s = load_settings(env)
@@ -118,6 +136,14 @@ def test_every_variable_is_parsed() -> None:
         min_interval_sec=0,
         matrix_trusted_devices=(TrustedDevice("@me:example.org", "PHONE", "edKeyA"),),
         matrix_store_passphrase="store-secret-value",
+        log_level="DEBUG",
+        session_alerts=False,
+        session_thresholds=(80, 90),
+        credit_thresholds=(50,),
+        banked_resets_enabled=False,
+        timezone=ZoneInfo("Europe/Berlin"),
+        quiet_hours=QuietHours(time(22, 30), time(7, 0)),
+        matrix_mention=("@me:example.org", "@partner:matrix.example.org:8448"),
     )
     # NOW_OVERRIDE is the run's "now", in UTC.
     assert s.now() == datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -207,6 +233,27 @@ def test_blank_values_count_as_unset() -> None:
         ("K8S_NAMESPACE", "claude_bot"),
         ("K8S_NAMESPACE", "x" * 64),
         ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "verbose"),
+        ("LOG_LEVEL", "warn"),
+        ("ANTHROPIC_USER_AGENT", "claude-cli/2.1.0 (external, cli) ünïcode"),  # a header value: ASCII only
+        ("ANTHROPIC_USER_AGENT", "claude-cli/2.1.0\t(external, cli)"),
+        ("SESSION_ALERTS", "sometimes"),
+        ("SESSION_THRESHOLDS", "0"),
+        ("CREDIT_THRESHOLDS", "80,eighty"),
+        ("BANKED_RESETS_ENABLED", "maybe"),
+        ("TIMEZONE", "Mars/Olympus_Mons"),
+        ("TIMEZONE", "Europe"),  # a folder of the zone data, not a zone
+        ("TIMEZONE", "../../etc/passwd"),
+        ("TIMEZONE", "utc"),  # IANA names are case-sensitive
+        ("TIMEZONE", "CET+1"),
+        ("QUIET_HOURS", "22-7"),
+        ("QUIET_HOURS", "22:00-24:00"),
+        ("QUIET_HOURS", "22:00 07:00"),
+        ("QUIET_HOURS", "07:00-07:00"),  # all day or never: not a span
+        ("MATRIX_MENTION", "me:example.org"),
+        ("MATRIX_MENTION", "@me"),
+        ("MATRIX_MENTION", "@me:example.org,#room:example.org"),
+        ("MATRIX_MENTION", " , "),
     ],
 )
 def test_each_bad_value_is_named(name: str, bad: str) -> None:
@@ -362,3 +409,67 @@ def test_pictures_and_the_digest_are_on_by_default_and_validated(name: str) -> N
     assert getattr(load_settings({**MINIMAL, name: "on"}), field) is True
     message = config_error({**MINIMAL, name: "weekly", "FORECAST_ENABLED": "maybe"})
     assert named(message) == {name, "FORECAST_ENABLED"}, "named together with every other bad value"
+
+
+# --- the reader's day and the new families (docs/design.md §8, §9) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"), [("22:00-07:00", time(22), time(7)), ("9:05 - 17:30", time(9, 5), time(17, 30))]
+)
+def test_quiet_hours_are_a_span_of_local_time(text: str, start: time, end: time) -> None:
+    span = load_settings({**MINIMAL, "QUIET_HOURS": text}).quiet_hours
+    assert span == QuietHours(start, end)
+    assert str(span) == f"{start:%H:%M}-{end:%H:%M}"
+
+
+def test_quiet_hours_may_wrap_midnight() -> None:
+    night = QuietHours(time(22), time(7))
+    assert night.wraps_midnight
+    assert [night.contains(time(h)) for h in (21, 22, 23, 0, 6, 7, 12)] == [False, True, True, True, True, False, False]
+    office = QuietHours(time(9), time(17, 30))
+    assert not office.wraps_midnight
+    assert [office.contains(t) for t in (time(8, 59), time(9), time(17, 29), time(17, 30))] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_log_level_takes_any_case_and_is_named_with_the_other_bad_values() -> None:
+    assert load_settings({**MINIMAL, "LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert load_settings({**MINIMAL, "LOG_LEVEL": "Warning"}).log_level == "WARNING"
+    message = config_error({**MINIMAL, "LOG_LEVEL": "loud", "TIMEZONE": "Nowhere/At_All", "HEALTH_FAILURES": "0"})
+    assert named(message) == {"LOG_LEVEL", "TIMEZONE", "HEALTH_FAILURES"}
+
+
+@pytest.mark.parametrize("name", ["CREDIT_THRESHOLDS", "SESSION_THRESHOLDS", "EXTRA_USAGE_THRESHOLDS"])
+def test_set_but_empty_thresholds_turn_a_family_s_thresholds_off(name: str) -> None:
+    assert getattr(load_settings({**MINIMAL, name: ""}), name.lower()) == ()
+    assert getattr(load_settings({**MINIMAL, name: "100,25"}), name.lower()) == (25, 100)
+
+
+def test_the_core_gets_the_families_and_the_reader_s_day() -> None:
+    s = load_settings(
+        {
+            **MINIMAL,
+            "SESSION_ALERTS": "off",
+            "SESSION_THRESHOLDS": "80",
+            "CREDIT_THRESHOLDS": "",
+            "BANKED_RESETS_ENABLED": "off",
+            "TIMEZONE": "America/New_York",
+            "QUIET_HOURS": "23:00-06:30",
+        }
+    )
+    config = s.decide_config()
+    assert config == DecideConfig(
+        session_alerts=False,
+        session_thresholds=(80,),
+        credit_thresholds=(),
+        banked_resets_enabled=False,
+        timezone=ZoneInfo("America/New_York"),
+        quiet_hours=QuietHours(time(23), time(6, 30)),
+    )
+    # The defaults of both come from one place.
+    assert load_settings(MINIMAL).decide_config() == DecideConfig()

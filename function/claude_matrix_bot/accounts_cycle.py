@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from .core.accounts import for_account
-from .core.decide import DecideConfig, Decision, decide, drop_delivered, record_failure
+from .core.config import DecideConfig
+from .core.decide import Decision, decide, drop_delivered, record_failure
 from .cycle import CycleConfig, deliver, log_alerts, too_soon
 from .errors import BotError, ConfigError, DeliveryError, RateLimited, StorageError, UpstreamError
 from .hints import explain

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BotError, ConfigError
-from .logs import Redactor, configure_logging, cycle_scope, set_log_format
+from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot")
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="claude-matrix-bot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: LOG_LEVEL"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one watch cycle (exit 0: done or nothing to do; 1: failed; 2: bad config)")
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # One redactor for this run: the logging filter and every adapter share it.
     redactor = Redactor()
-    configure_logging(args.log_level, redactor)
+    configure_logging(args.log_level or startup_level(os.environ.get("LOG_LEVEL")), redactor)
     try:
         code: int = args.func(args, redactor)
     except BotError as exc:  # its family says the exit code (a ConfigError: 2)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from .core.decide import DecideConfig, Decision, decide, drop_delivered, record_failure
+from .core.config import DecideConfig
+from .core.decide import Decision, decide, drop_delivered, record_failure
 from .errors import BotError, ConfigError, DeliveryError, LeaseHeld, RateLimited, StorageError, UpstreamError
 from .hints import explain
 from .model import Alert

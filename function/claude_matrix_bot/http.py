@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BotError, ConfigError
-from .logs import Redactor, configure_logging, cycle_scope, set_log_format
+from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
 
 log = logging.getLogger("claude_matrix_bot.http")
@@ -103,7 +103,7 @@ def handle(
     """One request. `redactor` is the entry point's (function/main.py keeps one per
     process); without one, this request gets its own."""
     redactor = redactor or Redactor()
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), redactor)
+    configure_logging(startup_level(os.environ.get("LOG_LEVEL")), redactor)
     h = _Headers(headers)
     method = method.upper()
     if method not in ("GET", "HEAD", "POST"):

@@ -148,6 +148,13 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
+def startup_level(raw: str | None) -> str:
+    """The level to log at before the settings are read: `LOG_LEVEL` in any case, else INFO
+    (a bad value is named with the other settings a moment later, docs/design.md §3)."""
+    level = (raw or "").strip().upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+
+
 def configure_logging(level: str, redactor: Redactor) -> None:
     """Entry points call it with their redactor; again (tests run several entry points in
     one process), it hands the existing handler the new redactor."""

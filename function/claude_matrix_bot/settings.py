@@ -13,17 +13,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlparse
 
 from . import defaults as shared_defaults
 from .errors import ConfigError
-from .settings_matrix import TrustedDevice, credential_problems, room_id, trusted_devices
+from .quiet_hours import QuietHours, parse_quiet_hours
+from .settings_matrix import TrustedDevice, credential_problems, mention_users, room_id, trusted_devices
+from .settings_values import instant, namespace, secret_name, timezone_name, user_agent
 
 if TYPE_CHECKING:
-    from .core.decide import DecideConfig
+    from .core.config import DecideConfig
 
 # TrustedDevice lives with the other Matrix settings; it is part of this module's interface.
 __all__ = [
@@ -43,6 +45,8 @@ OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 
 AlertSinkName = Literal["matrix", "stdout"]
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Shorter trigger tokens are guessable, and the log redactor cannot mask them
 # without masking ordinary words (logs.Redactor ignores short values).
@@ -53,9 +57,6 @@ _FALSE = {"0", "false", "no", "off", ""}
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 # Names that would land an account's `<name>/state.json` inside the store's own prefixes.
 _RESERVED_ACCOUNTS = frozenset({"nio"})
-# Secret names are DNS-1123 subdomains, namespaces DNS-1123 labels.
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 T = TypeVar("T")
 
@@ -96,6 +97,15 @@ class Settings:
     log_format: LogFormat = "text"
     matrix_exclude_insecure_devices: bool = False
     matrix_password_file: Path | None = None  # matrix-login only
+    log_level: LogLevel = "INFO"
+    # docs/design.md §8, §9: the session, credit and banked-reset families and the reader's day.
+    session_alerts: bool = shared_defaults.SESSION_ALERTS
+    session_thresholds: tuple[int, ...] = shared_defaults.SESSION_THRESHOLDS
+    credit_thresholds: tuple[int, ...] = shared_defaults.CREDIT_THRESHOLDS
+    banked_resets_enabled: bool = shared_defaults.BANKED_RESETS_ENABLED
+    timezone: tzinfo = shared_defaults.TIMEZONE
+    quiet_hours: QuietHours | None = None
+    matrix_mention: tuple[str, ...] = ()
 
     def now(self) -> datetime:
         """The instant this run treats as "now" (`NOW_OVERRIDE` for simulations)."""
@@ -103,7 +113,7 @@ class Settings:
 
     def decide_config(self) -> DecideConfig:
         """What the pure core needs of these settings."""
-        from .core.decide import DecideConfig  # the core only when a cycle runs (cold start)
+        from .core.config import DecideConfig  # the core only when a cycle runs (cold start)
 
         return DecideConfig(
             thresholds=self.weekly_thresholds,
@@ -116,6 +126,12 @@ class Settings:
             extra_usage_thresholds=self.extra_usage_thresholds,
             charts_enabled=self.charts_enabled,
             digest_enabled=self.digest_enabled,
+            session_alerts=self.session_alerts,
+            session_thresholds=self.session_thresholds,
+            credit_thresholds=self.credit_thresholds,
+            banked_resets_enabled=self.banked_resets_enabled,
+            timezone=self.timezone,
+            quiet_hours=self.quiet_hours,
         )
 
 
@@ -205,22 +221,19 @@ def _thresholds(text: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-def _extra_usage_thresholds(c: _Collector, default: tuple[int, ...]) -> tuple[int, ...]:
-    """`EXTRA_USAGE_THRESHOLDS`: percents of the monthly overage cap; set but empty turns them off."""
-    name = "EXTRA_USAGE_THRESHOLDS"
+def _optional_thresholds(c: _Collector, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Thresholds a family may go without (`EXTRA_USAGE_THRESHOLDS`, `SESSION_THRESHOLDS`,
+    `CREDIT_THRESHOLDS`): set but empty turns them off."""
     if name in c.env and c.raw(name) is None:
         return ()
     return c.parse(name, default, _thresholds)
 
 
-def _instant(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"expected an ISO-8601 instant like 2026-01-02T03:04:05Z, got {text!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"expected an instant with a timezone (e.g. a trailing Z), got {text!r}")
-    return moment.astimezone(UTC)
+def _log_level(text: str) -> LogLevel:
+    for level in LOG_LEVELS:
+        if text.upper() == level:
+            return level
+    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)} (any case), got {text!r}")
 
 
 def _sink(text: str) -> AlertSinkName:
@@ -229,20 +242,6 @@ def _sink(text: str) -> AlertSinkName:
     if text == "stdout":
         return "stdout"
     raise ValueError(f"expected 'matrix' or 'stdout', got {text!r}")
-
-
-def _secret_name(text: str) -> str:
-    if len(text) > 253 or not _SUBDOMAIN.match(text):
-        raise ValueError(
-            f"{text!r} is not a valid Secret name (a DNS-1123 subdomain: lower-case letters, digits, '-', '.')"
-        )
-    return text
-
-
-def _namespace(text: str) -> str:
-    if len(text) > 63 or not _LABEL.match(text):
-        raise ValueError(f"{text!r} is not a valid namespace (a DNS-1123 label: lower-case letters, digits, '-')")
-    return text
 
 
 def _trigger_token(text: str) -> str:
@@ -264,12 +263,6 @@ def _log_format(text: str) -> LogFormat:
     if lowered == "json":
         return "json"
     raise ValueError(f"expected 'text' or 'json', got {text!r}")
-
-
-def _user_agent(text: str) -> str:
-    if any(ch in text for ch in "\r\n"):
-        raise ValueError("must be a single line")
-    return text
 
 
 def _accounts(text: str) -> tuple[str, ...]:
@@ -301,10 +294,10 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         alert_sink=c.parse("ALERT_SINK", defaults.alert_sink, _sink),
         local_mode=c.boolean("LOCAL_MODE", False),
         matrix_room_id=c.parse("MATRIX_ROOM_ID", None, room_id),
-        k8s_oauth_secret_name=c.parse("K8S_OAUTH_SECRET_NAME", None, _secret_name),
+        k8s_oauth_secret_name=c.parse("K8S_OAUTH_SECRET_NAME", None, secret_name),
         matrix_creds_dir=Path(c.raw("MATRIX_CREDS_DIR") or defaults.matrix_creds_dir),
         oauth_tokens_dir=Path(c.raw("OAUTH_TOKENS_DIR") or defaults.oauth_tokens_dir),
-        k8s_namespace=c.parse("K8S_NAMESPACE", None, _namespace),
+        k8s_namespace=c.parse("K8S_NAMESPACE", None, namespace),
         oauth_refresh_leeway_sec=c.integer("OAUTH_REFRESH_LEEWAY_SEC", defaults.oauth_refresh_leeway_sec),
         weekly_thresholds=c.parse("WEEKLY_THRESHOLDS", defaults.weekly_thresholds, _thresholds),
         state_url=c.parse("STATE_URL", defaults.state_url, _state_url),
@@ -314,21 +307,29 @@ def load_settings(env: Mapping[str, str], *, check_files: bool = False) -> Setti
         forecast_min_span_sec=c.integer("FORECAST_MIN_SPAN_SEC", defaults.forecast_min_span_sec, minimum=1),
         anthropic_base_url=c.parse("ANTHROPIC_BASE_URL", defaults.anthropic_base_url, _http_url),
         anthropic_token_url=c.parse("ANTHROPIC_TOKEN_URL", defaults.anthropic_token_url, _http_url),
-        now_override=c.parse("NOW_OVERRIDE", None, _instant),
+        now_override=c.parse("NOW_OVERRIDE", None, instant),
         reset_shift_tolerance_sec=c.integer("RESET_SHIFT_TOLERANCE_SEC", defaults.reset_shift_tolerance_sec),
         health_failures=c.integer("HEALTH_FAILURES", defaults.health_failures, minimum=1),
-        anthropic_user_agent=c.parse("ANTHROPIC_USER_AGENT", defaults.anthropic_user_agent, _user_agent),
+        anthropic_user_agent=c.parse("ANTHROPIC_USER_AGENT", defaults.anthropic_user_agent, user_agent),
         trigger_token=c.parse("TRIGGER_TOKEN", None, _trigger_token),
         min_interval_sec=c.integer("MIN_INTERVAL_SEC", defaults.min_interval_sec),
         matrix_trusted_devices=c.parse("MATRIX_TRUSTED_DEVICES", (), trusted_devices),
         matrix_store_passphrase=c.raw("MATRIX_STORE_PASSPHRASE"),
         accounts=c.parse("ACCOUNTS", (), _accounts),
-        extra_usage_thresholds=_extra_usage_thresholds(c, defaults.extra_usage_thresholds),
+        extra_usage_thresholds=_optional_thresholds(c, "EXTRA_USAGE_THRESHOLDS", defaults.extra_usage_thresholds),
         charts_enabled=c.boolean("CHARTS_ENABLED", defaults.charts_enabled),
         digest_enabled=c.boolean("DIGEST_ENABLED", defaults.digest_enabled),
         log_format=c.parse("LOG_FORMAT", defaults.log_format, _log_format),
         matrix_exclude_insecure_devices=c.boolean("MATRIX_EXCLUDE_INSECURE_DEVICES", False),
         matrix_password_file=Path(password_file) if (password_file := c.raw("MATRIX_PASSWORD_FILE")) else None,
+        log_level=c.parse("LOG_LEVEL", defaults.log_level, _log_level),
+        session_alerts=c.boolean("SESSION_ALERTS", defaults.session_alerts),
+        session_thresholds=_optional_thresholds(c, "SESSION_THRESHOLDS", defaults.session_thresholds),
+        credit_thresholds=_optional_thresholds(c, "CREDIT_THRESHOLDS", defaults.credit_thresholds),
+        banked_resets_enabled=c.boolean("BANKED_RESETS_ENABLED", defaults.banked_resets_enabled),
+        timezone=c.parse("TIMEZONE", defaults.timezone, timezone_name),
+        quiet_hours=c.parse("QUIET_HOURS", None, parse_quiet_hours),
+        matrix_mention=c.parse("MATRIX_MENTION", (), mention_users),
     )
     c.problems.extend(_combination_problems(settings, c.problems, check_files=check_files))
     if c.problems:

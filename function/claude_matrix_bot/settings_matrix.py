@@ -59,6 +59,22 @@ def trusted_devices(text: str) -> tuple[TrustedDevice, ...]:
     return tuple(devices)
 
 
+def mention_users(text: str) -> tuple[str, ...]:
+    """`MATRIX_MENTION`: comma-separated user ids the urgent alerts mention (docs/design.md §9)."""
+    users: list[str] = []
+    for raw in text.split(","):
+        user = raw.strip()
+        if not user:
+            continue
+        if not _USER_ID.match(user):
+            raise ValueError(f"expected comma-separated Matrix user ids like @me:example.org, got {user!r}")
+        if user not in users:
+            users.append(user)
+    if not users:
+        raise ValueError(f"expected at least one Matrix user id like @me:example.org, got {text!r}")
+    return tuple(users)
+
+
 def room_id(text: str) -> str:
     if not _ROOM_ID.match(text):
         raise ValueError(f"expected a room id like !abc123:example.org (or a bare !id), got {text!r}")

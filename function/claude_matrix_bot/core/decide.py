@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from .. import defaults
 from ..model import Alert, BucketReading, ExtraUsage, Reading, is_weekly
 from ..state import (
     MAX_HISTORY_SAMPLES,
@@ -25,22 +24,8 @@ from . import digest, extra_usage, messages, pictures
 from .alerts import alert_id
 from .alerts import key as _key
 from .alerts import make as _make
+from .config import DecideConfig  # its home is the leaf core.config; importable here too
 from .forecast import Projection, project
-
-
-@dataclass(frozen=True, slots=True)
-class DecideConfig:
-    # The defaults are the settings' defaults (one source: defaults.py).
-    thresholds: tuple[int, ...] = defaults.WEEKLY_THRESHOLDS
-    shift_tolerance_sec: int = defaults.RESET_SHIFT_TOLERANCE_SEC
-    forecast_enabled: bool = defaults.FORECAST_ENABLED
-    forecast_window_sec: int = defaults.FORECAST_WINDOW_SEC
-    forecast_min_samples: int = defaults.FORECAST_MIN_SAMPLES
-    forecast_min_span_sec: int = defaults.FORECAST_MIN_SPAN_SEC
-    health_failures: int = defaults.HEALTH_FAILURES
-    extra_usage_thresholds: tuple[int, ...] = defaults.EXTRA_USAGE_THRESHOLDS
-    charts_enabled: bool = defaults.CHARTS_ENABLED
-    digest_enabled: bool = defaults.DIGEST_ENABLED
 
 
 @dataclass(frozen=True, slots=True)
