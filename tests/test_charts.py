@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from claude_matrix_bot import chart_drawing, localtime
+from claude_matrix_bot.chart_drawing import render_png_in_child
 from claude_matrix_bot.charts import (
     PNG_SIGNATURE,
     WIDTH_PX,
@@ -211,6 +213,8 @@ def test_spec_round_trips_through_json() -> None:
         (lambda d: d.update(resets_at=d["window_start"]), "ends before it starts"),
         (lambda d: d.update(fit=[1, 2]), "chart.fit"),
         (lambda d: d.update(thresholds="50"), "chart.thresholds"),
+        (lambda d: d.update(timezone=1), "chart.timezone"),
+        (lambda d: d.update(timezone="Mars/Olympus"), "unknown time zone"),
     ],
 )
 def test_a_bad_spec_is_refused(mutate: object, message: str) -> None:
@@ -569,3 +573,60 @@ def test_the_forecast_alert_carries_its_chart_through_the_cli(
         return
     assert isinstance(forecast["image_bytes"], int) and forecast["image_bytes"] > 10_000
     assert re.fullmatch(r"[0-9a-f]{64}", str(forecast["image_sha256"]))
+
+
+# --- the reader's zone (docs/design.md §9) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "ts", "label"),
+    [
+        ("UTC", RESET, "Mon 18:00 UTC"),
+        ("Europe/Berlin", RESET, "Mon 19:00 CET"),
+        # …:59:59.6 is "on the hour", on the reader's clock too; summer time says so.
+        ("Europe/Berlin", int(datetime(2026, 7, 9, 6, 59, 59, tzinfo=UTC).timestamp()), "Thu 09:00 CEST"),
+        ("America/New_York", RESET, "Mon 13:00 EST"),
+    ],
+)
+def test_time_labels_are_on_the_readers_clock(zone: str, ts: int, label: str) -> None:
+    assert chart_drawing._label_time(ts, localtime.zone_named(zone)) == label
+
+
+class _Axes:
+    """What `_draw_days` asks of matplotlib's axes: the ticks it sets."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[bool, tuple[list[float], list[str]]] = {}
+
+    def set_xticks(self, ticks: list[float], labels: list[str], minor: bool = False) -> None:
+        self.ticks[minor] = (list(ticks), list(labels))
+
+    def tick_params(self, **_: object) -> None:
+        pass
+
+
+def test_day_ticks_are_the_readers_midnights_across_a_dst_change() -> None:
+    # A week in Berlin over the end of summer time (Sun 25 Oct 2026, 03:00 CEST -> 02:00 CET):
+    # that Sunday is 25 hours long, and every tick still sits on a local midnight.
+    berlin = localtime.zone_named("Europe/Berlin")
+    start = int(datetime(2026, 10, 21, 12, 0, tzinfo=berlin).timestamp())
+    axes = _Axes()
+    span = 7 * 24.0
+    chart_drawing._draw_days(axes, start, span, berlin)
+    midnights, _ = axes.ticks[False]
+    local = [datetime.fromtimestamp(start + h * 3600, berlin) for h in midnights]
+    assert all((m.hour, m.minute) == (0, 0) for m in local), local
+    assert [m.day for m in local] == [22, 23, 24, 25, 26, 27, 28]
+    assert midnights[4] - midnights[3] == 25.0  # Sunday
+    _, names = axes.ticks[True]
+    assert names[:4] == ["Thu", "Fri", "Sat", "Sun"]  # Wednesday began before the window
+
+
+def test_a_chart_in_a_zone_round_trips_and_the_child_draws_it_the_same() -> None:
+    spec = dataclasses.replace(synthetic_window(), timezone="Europe/Berlin")
+    raw = json.loads(json.dumps(spec.to_json()))
+    assert raw["timezone"] == "Europe/Berlin"
+    assert ChartSpec.from_json(raw) == spec
+    png = render_png(spec)
+    assert png != render_png(synthetic_window())  # the days and labels moved by an hour
+    assert render_png_in_child(spec) == png  # the child finds the same zone data

@@ -8,6 +8,7 @@ argument): no mocks, no clock, no I/O.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -433,3 +434,31 @@ def test_a_moved_window_still_ends_at_its_moved_reset_after_a_null_reading(gap: 
     assert watch.bucket("seven_day").alerted_thresholds == (50,)
     # It ends at the moved reset: then the digest, once.
     assert kinds(watch.see({"seven_day": (0.0, moved + 7 * DAY)}, at=moved + 5 * MIN)) == ["digest"]
+
+
+# --- the reader's days (docs/design.md §9) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        # 12:00 UTC +12h30: 00:30 UTC the next day, still the evening before in New York.
+        ("UTC", ((T0 + DAY).date(), 6.0)),
+        ("America/New_York", (T0.date(), 6.0)),
+        ("Asia/Tokyo", ((T0 + DAY).date(), 6.0)),
+    ],
+)
+def test_busiest_day_is_the_readers_day(zone: str, expected: tuple[object, float]) -> None:
+    samples = [(T0_TS, 1.0), (T0_TS + 12 * H + 1800, 7.0)]
+    assert busiest_day(samples, ZoneInfo(zone)) == expected
+
+
+def test_the_digest_speaks_the_readers_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    watch = busy_week(DecideConfig(timezone=berlin))
+    [digest] = roll_over(watch, "seven_day")
+    assert "the week to Thu 8 Jan in review" in digest.plain
+    assert "Window Thu 1 Jan 08:00 CET to Thu 8 Jan 08:00 CET." in digest.plain
+    assert "UTC" not in digest.plain
+    assert digest.details["resets_at"] == WEEK_RESET.isoformat()  # machine fields stay UTC
+    assert digest.details["chart"]["timezone"] == "Europe/Berlin"

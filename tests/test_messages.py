@@ -7,8 +7,9 @@ with only <b>, <i> and <br> added.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -104,7 +105,7 @@ def test_bucket_in_words(bucket: str, label: str) -> None:
     ],
 )
 def test_times_are_utc_rounded_to_the_minute(moment: datetime, text: str) -> None:
-    assert fmt_time(moment) == text
+    assert fmt_time(moment, UTC) == text
 
 
 @pytest.mark.parametrize(
@@ -141,8 +142,8 @@ def test_relative_hints(moment: datetime, text: str) -> None:
 
 
 def test_when_combines_time_and_hint_and_says_when_unknown() -> None:
-    assert fmt_when(WEEK_RESET, T0) == "Thu 8 Jan 07:00 UTC (in 5d 19h)"
-    assert fmt_when(None, T0) == "no reset time reported"
+    assert fmt_when(WEEK_RESET, T0, UTC) == "Thu 8 Jan 07:00 UTC (in 5d 19h)"
+    assert fmt_when(None, T0, UTC) == "no reset time reported"
 
 
 @pytest.mark.parametrize(
@@ -156,11 +157,11 @@ def test_percentages(value: float, text: str) -> None:
 
 
 def test_threshold_message() -> None:
-    rendered = render_threshold("seven_day_opus", 80, 81.5, WEEK_RESET, T0)
+    rendered = render_threshold("seven_day_opus", 80, 81.5, WEEK_RESET, T0, zone=UTC)
     assert rendered.plain == ("🔴 Weekly Opus usage passed 80%\nNow at 81.5%.\nResets Thu 8 Jan 07:00 UTC (in 5d 19h).")
     assert rendered.html.startswith("<b>🔴 Weekly Opus usage passed 80%</b><br>")
     assert_html_mirrors_plain(rendered)
-    assert render_threshold("seven_day", 50, 50.0, None, T0).plain.endswith("Resets no reset time reported.")
+    assert render_threshold("seven_day", 50, 50.0, None, T0, zone=UTC).plain.endswith("Resets no reset time reported.")
 
 
 @pytest.mark.parametrize(
@@ -171,17 +172,17 @@ def test_threshold_message() -> None:
     ],
 )
 def test_shift_message(new: datetime, title: str) -> None:
-    rendered = render_shift("seven_day", WEEK_RESET, new, 36.0, T0)
+    rendered = render_shift("seven_day", WEEK_RESET, new, 36.0, T0, zone=UTC)
     lines = rendered.plain.splitlines()
     assert lines[0] == title
-    assert lines[1] == f"Was Thu 8 Jan 07:00 UTC, now {fmt_when(new, T0)}."
+    assert lines[1] == f"Was Thu 8 Jan 07:00 UTC, now {fmt_when(new, T0, UTC)}."
     assert lines[2] == "Usage 36%."
     assert_html_mirrors_plain(rendered)
 
 
 def test_forecast_message_has_eta_lead_rate_and_samples() -> None:
     projection = Projection(slope_per_hour=12.0, samples=13, span_sec=3600, exhausted_at=T0 + 5 * HOUR)
-    rendered = render_forecast("seven_day", projection, 40.0, WEEK_RESET, T0)
+    rendered = render_forecast("seven_day", projection, 40.0, WEEK_RESET, T0, zone=UTC)
     plain = rendered.plain
     assert plain.startswith("🔥 Weekly (all models) on track to run out before it resets")
     assert "reaches 100% Fri 2 Jan 17:00 UTC (in 5h)" in plain  # when
@@ -203,7 +204,7 @@ def test_forecast_message_from_decide() -> None:
 
 
 def test_degraded_and_recovered_messages() -> None:
-    degraded = render_degraded("usage API answered 401", 3, T0 - 10 * MIN, "re-bootstrap the tokens", T0)
+    degraded = render_degraded("usage API answered 401", 3, T0 - 10 * MIN, "re-bootstrap the tokens", T0, zone=UTC)
     assert degraded.plain.splitlines() == [
         "🚨 Claude usage watch is failing",
         "3 runs in a row failed since Fri 2 Jan 11:50 UTC (10m ago).",
@@ -212,7 +213,7 @@ def test_degraded_and_recovered_messages() -> None:
         "Usage alerts cannot fire until it works again; a message follows when it recovers.",
     ]
     assert_html_mirrors_plain(degraded)
-    assert "What to do" not in render_degraded("boom", 3, None, "", T0).plain
+    assert "What to do" not in render_degraded("boom", 3, None, "", T0, zone=UTC).plain
     recovered = render_recovered(T0 - 30 * MIN, 5, T0)
     assert recovered.plain == "✅ Claude usage watch recovered\nWorking again after 30m (5 failed runs)."
     assert_html_mirrors_plain(recovered)
@@ -224,7 +225,7 @@ def test_armed_message() -> None:
         BaselineRow("seven_day", 83.0, WEEK_RESET, (50, 80)),
         BaselineRow("seven_day_opus", None, None),
     ]
-    rendered = render_armed(rows, (50, 80), T0, None)
+    rendered = render_armed(rows, (50, 80), T0, None, zone=UTC)
     assert rendered.plain.splitlines() == [
         "📊 Claude usage watch armed",
         "• 5-hour session: 24%, resets Fri 2 Jan 15:00 UTC (in 3h)",
@@ -233,7 +234,7 @@ def test_armed_message() -> None:
         "Alerts at 50%, 80% of weekly limits, on reset shifts and burn-rate forecasts.",
     ]
     assert_html_mirrors_plain(rendered)
-    rearmed = render_armed(rows, (50, 80), T0, "state.json was moved aside")
+    rearmed = render_armed(rows, (50, 80), T0, "state.json was moved aside", zone=UTC)
     assert rearmed.plain.splitlines()[:2] == ["📊 Claude usage watch re-armed", "state.json was moved aside"]
     assert "<i>state.json was moved aside</i>" in rearmed.html
     assert_html_mirrors_plain(rearmed)
@@ -248,13 +249,17 @@ def test_a_hostile_bucket_name_cannot_inject_html() -> None:
     bucket = "seven_day_" + HOSTILE
     projection = Projection(slope_per_hour=12.0, samples=13, span_sec=3600, exhausted_at=T0 + 5 * HOUR)
     rendered = [
-        render_threshold(bucket, 50, 51.0, WEEK_RESET, T0),
-        render_shift(bucket, WEEK_RESET, WEEK_RESET + HOUR, 51.0, T0),
-        render_forecast(bucket, projection, 40.0, WEEK_RESET, T0),
+        render_threshold(bucket, 50, 51.0, WEEK_RESET, T0, zone=UTC),
+        render_shift(bucket, WEEK_RESET, WEEK_RESET + HOUR, 51.0, T0, zone=UTC),
+        render_forecast(bucket, projection, 40.0, WEEK_RESET, T0, zone=UTC),
         render_armed(
-            [BaselineRow(bucket, 51.0, WEEK_RESET, (50,)), BaselineRow("x<b>", None, None)], (50,), T0, HOSTILE
+            [BaselineRow(bucket, 51.0, WEEK_RESET, (50,)), BaselineRow("x<b>", None, None)],
+            (50,),
+            T0,
+            HOSTILE,
+            zone=UTC,
         ),
-        render_degraded(HOSTILE, 3, T0, HOSTILE, T0),
+        render_degraded(HOSTILE, 3, T0, HOSTILE, T0, zone=UTC),
     ]
     for message in rendered:
         assert "<script" not in message.html.lower()
@@ -284,10 +289,10 @@ def test_any_text_renders_as_escaped_html_mirroring_the_plain_text(
     # Matrix clients render `formatted_body`: whatever text goes in, only our own
     # three tags come out, and the HTML says exactly what the plain body says.
     for message in (
-        render_threshold("seven_day" + bucket, 50, utilization, WEEK_RESET, T0),
-        render_shift(bucket, WEEK_RESET, WEEK_RESET + HOUR, utilization, T0),
-        render_armed([BaselineRow(bucket, utilization, None, (50,))], (50,), T0, hint or None),
-        render_degraded(error, 3, T0, hint, T0),
+        render_threshold("seven_day" + bucket, 50, utilization, WEEK_RESET, T0, zone=UTC),
+        render_shift(bucket, WEEK_RESET, WEEK_RESET + HOUR, utilization, T0, zone=UTC),
+        render_armed([BaselineRow(bucket, utilization, None, (50,))], (50,), T0, hint or None, zone=UTC),
+        render_degraded(error, 3, T0, hint, T0, zone=UTC),
     ):
         # HTMLParser folds \r and \r\n like a browser would; compare on what is visible.
         if "\r" in message.plain:
@@ -301,3 +306,51 @@ def test_round_minute_is_exposed_for_ids() -> None:
     assert base == datetime(2026, 1, 8, 7, 0, tzinfo=UTC)
     assert messages.round_minute(WEEK_RESET + timedelta(microseconds=390_000)) == base
     assert messages.round_minute(WEEK_RESET - timedelta(microseconds=600_974)) == base
+
+
+# --- the reader's zone (docs/design.md §9) ---------------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment", "text"),
+    [
+        (BERLIN, WEEK_RESET, "Thu 8 Jan 08:00 CET"),
+        # Summer time has its own abbreviation; the API's …:59:59.6 still means "on the hour".
+        (BERLIN, datetime(2026, 7, 9, 6, 59, 59, 600000, tzinfo=UTC), "Thu 9 Jul 09:00 CEST"),
+        # Past midnight in the zone: the reader's day, not UTC's.
+        (BERLIN, datetime(2026, 1, 7, 23, 30, tzinfo=UTC), "Thu 8 Jan 00:30 CET"),
+        (ZoneInfo("America/New_York"), WEEK_RESET, "Thu 8 Jan 02:00 EST"),
+        (ZoneInfo("Asia/Kolkata"), WEEK_RESET, "Thu 8 Jan 12:30 IST"),
+        # A zone whose data has no letters for it: its offset, read as one.
+        (ZoneInfo("Asia/Dubai"), WEEK_RESET, "Thu 8 Jan 11:00 UTC+04"),
+        (ZoneInfo("UTC"), WEEK_RESET, "Thu 8 Jan 07:00 UTC"),
+    ],
+)
+def test_times_are_on_the_readers_clock_with_the_zones_abbreviation(zone: tzinfo, moment: datetime, text: str) -> None:
+    assert fmt_time(moment, zone) == text
+
+
+def test_every_time_of_a_message_is_in_the_zone_and_ids_stay_utc() -> None:
+    config = DecideConfig(thresholds=(50, 99), timezone=BERLIN)
+    watch = armed_watch(weekly=10.0, config=config)
+    (armed,) = watch.log
+    assert "resets Thu 8 Jan 08:00 CET (in 5d 19h)" in armed.plain
+    for step in range(1, 13):
+        watch.see({"seven_day": (10.0 + step * 4, WEEK_RESET)}, at=T0 + step * 5 * MIN)
+    utc_watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(50, 99)))
+    for step in range(1, 13):
+        utc_watch.see({"seven_day": (10.0 + step * 4, WEEK_RESET)}, at=T0 + step * 5 * MIN)
+    by_kind = {a.kind: a for a in watch.log}
+    assert "Resets Thu 8 Jan 08:00 CET" in by_kind["threshold"].plain
+    assert " CET (in " in by_kind["forecast"].plain
+    for alert in watch.log:
+        assert "UTC" not in alert.plain, alert.plain
+    # Only what a person reads changed: the same alerts, the same ids and machine fields.
+    assert [a.id for a in watch.log] == [a.id for a in utc_watch.log]
+    forecast, utc_forecast = by_kind["forecast"], {a.kind: a for a in utc_watch.log}["forecast"]
+    assert forecast.details["projected_at"] == utc_forecast.details["projected_at"]
+    assert forecast.details["projected_at"].endswith("+00:00")
+    assert forecast.details["chart"]["timezone"] == "Europe/Berlin"
+    assert "timezone" not in utc_forecast.details["chart"]  # UTC: the outbox as older releases wrote it

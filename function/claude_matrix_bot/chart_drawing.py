@@ -16,9 +16,12 @@ hues from the Okabe-Ito palette; everything is labelled on the chart (no legend)
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, cast
+
+from .localtime import abbreviation, to_minute, zone_named
 
 if TYPE_CHECKING:  # charts imports this module for render_png
     from .charts import ChartSpec
@@ -38,13 +41,15 @@ _GRID = "#E3E3E3"
 _PAPER = "#FFFFFF"
 
 
-def _moment(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+def _moment(ts: float, zone: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ts, zone)
 
 
-def _label_time(ts: float) -> str:
-    moment = _moment(ts + 30).replace(second=0)  # the API's …:59:59.6 means "on the hour"
-    return f"{moment:%a %H:%M}"
+def _label_time(ts: float, zone: tzinfo) -> str:
+    """`Thu 08:00 CET`: on the reader's clock (docs/design.md §9), to the minute (the API's
+    …:59:59.6 means "on the hour")."""
+    moment = to_minute(_moment(ts, zone)).astimezone(zone)
+    return f"{moment:%a %H:%M} {abbreviation(moment)}"
 
 
 def _label_on_limit(axes: Any, label_x: float, span: float, text: str) -> None:
@@ -108,6 +113,7 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
     """The chart, part by part, in the order the parts are drawn (later ones on top)."""
     x = _hours_since(spec.window_start)
     span = x(spec.resets_at)
+    zone = zone_named(spec.timezone)
     axes = figure.add_axes((0.085, 0.13, 0.80, 0.72))
     axes.set_xlim(0, span)
     axes.set_ylim(0, 108)
@@ -115,12 +121,12 @@ def _draw(figure: Any, spec: ChartSpec) -> None:
     axes.set_yticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
     axes.grid(axis="y", color=_GRID, linewidth=1)
     axes.set_axisbelow(True)
-    _draw_days(axes, spec.window_start, span)
+    _draw_days(axes, spec.window_start, span, zone)
     _draw_levels(axes, spec.thresholds)
-    _draw_reset(axes, x(spec.resets_at), span, spec.resets_at)
+    _draw_reset(axes, x(spec.resets_at), span, _label_time(spec.resets_at, zone))
     _draw_usage(axes, spec, x, span)
-    _draw_fit(axes, spec, x, span)
-    _draw_limit_hit(axes, spec, x, span)
+    _draw_fit(axes, spec, x, span, zone)
+    _draw_limit_hit(axes, spec, x, span, zone)
     _draw_title(figure, axes, spec.title)
 
 
@@ -131,17 +137,17 @@ def _hours_since(start: int) -> Callable[[float], float]:
     return x
 
 
-def _draw_days(axes: Any, start: int, span: float) -> None:
-    """A tick at each UTC midnight, the weekday written under the middle of the day."""
+def _draw_days(axes: Any, start: int, span: float, zone: tzinfo) -> None:
+    """A tick at each of the reader's midnights, the weekday written under the middle of
+    the day (a day of a DST change is 23 or 25 hours long: midnights come from the calendar)."""
     x = _hours_since(start)
-    first_midnight = (_moment(start).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
-    midnights = [x(first_midnight + d * 86400) for d in range(8) if 0 < x(first_midnight + d * 86400) < span]
+    first_day = _moment(start, zone).date()
+    # Nine midnights from the day the window starts: a window is seven days, a moved one a little more.
+    bounds = [datetime.combine(first_day + timedelta(days=d), time(), zone).timestamp() for d in range(10)]
+    midnights = [x(ts) for ts in bounds if 0 < x(ts) < span]
     axes.set_xticks(midnights, [""] * len(midnights))
     axes.tick_params(axis="x", length=8)
-    noons = [
-        (x(first_midnight + (d - 0.5) * 86400), _moment(first_midnight + (d - 0.5) * 86400).strftime("%a"))
-        for d in range(8)
-    ]
+    noons = [(x((a + b) / 2), _moment(a, zone).strftime("%a")) for a, b in itertools.pairwise(bounds)]
     inside = [(h, name) for h, name in noons if 2 <= h <= span - 2]
     axes.set_xticks([h for h, _ in inside], [name for _, name in inside], minor=True)
     axes.tick_params(axis="x", which="minor", length=0, pad=8)
@@ -170,12 +176,12 @@ def _label_right(axes: Any, level: float, text: str, colour: str) -> None:
     )
 
 
-def _draw_reset(axes: Any, reset_at_x: float, span: float, resets_at: int) -> None:
+def _draw_reset(axes: Any, reset_at_x: float, span: float, when: str) -> None:
     """The reset, a vertical line at the window's end (drawn inside so it stays visible)."""
     reset_x = min(span, reset_at_x) - span * 0.002
     axes.axvline(reset_x, color=_INK, linewidth=2.0, linestyle=(0, (2, 3)))
     axes.annotate(
-        f"reset {_label_time(resets_at)}",
+        f"reset {when}",
         (reset_x, 104),
         xytext=(-8, 0),
         textcoords="offset points",
@@ -199,7 +205,7 @@ def _draw_usage(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: f
     axes.plot([x(last_t)], [min(last_u, 100.0)], marker="o", markersize=11, color=_BLUE)
 
 
-def _draw_fit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+def _draw_fit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float, zone: tzinfo) -> None:
     """The forecast's line up to the reset, and where it reaches 100 % when that is sooner."""
     fit = spec.fit
     if fit is None or fit.exhausted_at <= fit.start:
@@ -225,10 +231,10 @@ def _draw_fit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: flo
             markeredgecolor=_VERMILION,
             markeredgewidth=3.0,
         )
-        _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at)}")
+        _label_on_limit(axes, x(fit.exhausted_at), span, f"100% {_label_time(fit.exhausted_at, zone)}")
 
 
-def _draw_limit_hit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float) -> None:
+def _draw_limit_hit(axes: Any, spec: ChartSpec, x: Callable[[float], float], span: float, zone: tzinfo) -> None:
     hit = spec.limit_hit_at
     if hit is None or not spec.window_start <= hit <= spec.resets_at:
         return
@@ -241,7 +247,7 @@ def _draw_limit_hit(axes: Any, spec: ChartSpec, x: Callable[[float], float], spa
         markeredgecolor=_PAPER,
         markeredgewidth=1.5,
     )
-    _label_on_limit(axes, x(hit), span, f"limit hit {_label_time(hit)}")
+    _label_on_limit(axes, x(hit), span, f"limit hit {_label_time(hit, zone)}")
 
 
 def _draw_title(figure: Any, axes: Any, title: str) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import localtime
 from .chart_drawing import HEIGHT_PX, WIDTH_PX, render_png, render_png_in_child
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class Fit:
 
 @dataclass(frozen=True, slots=True)
 class ChartSpec:
-    """One weekly window as the chart shows it. Times are Unix seconds (UTC)."""
+    """One weekly window as the chart shows it. Times are Unix seconds (UTC); `timezone` is
+    the IANA name of the reader's zone, in which its days and times are drawn (docs/design.md §9)."""
 
     title: str
     samples: tuple[Sample, ...]
@@ -57,6 +59,7 @@ class ChartSpec:
     thresholds: tuple[int, ...] = ()
     fit: Fit | None = None
     limit_hit_at: int | None = None  # the first time the window reached 100 %
+    timezone: str = "UTC"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,6 +74,8 @@ class ChartSpec:
             out["fit"] = [self.fit.start, self.fit.start_utilization, self.fit.exhausted_at]
         if self.limit_hit_at is not None:
             out["limit_hit_at"] = self.limit_hit_at
+        if self.timezone != "UTC":  # an outbox written before zones existed reads as UTC
+            out["timezone"] = self.timezone
         return out
 
     @classmethod
@@ -100,6 +105,10 @@ class ChartSpec:
                 raise ValueError("chart.fit: expected [start, utilization, exhausted_at]")
             fit = Fit(_int(fit_raw[0], "chart.fit"), _float(fit_raw[1], "chart.fit"), _int(fit_raw[2], "chart.fit"))
         limit_hit = raw.get("limit_hit_at")
+        zone = raw.get("timezone", "UTC")
+        if not isinstance(zone, str):
+            raise ValueError("chart.timezone: expected a string")
+        localtime.zone_named(zone)  # a name the zone data knows, or ValueError
         spec = cls(
             title=title,
             samples=tuple(samples),
@@ -109,6 +118,7 @@ class ChartSpec:
             thresholds=tuple(_int(t, "chart.thresholds") for t in thresholds_raw),
             fit=fit,
             limit_hit_at=None if limit_hit is None else _int(limit_hit, "chart.limit_hit_at"),
+            timezone=zone,
         )
         if spec.resets_at <= spec.window_start:
             raise ValueError("chart: the window ends before it starts")

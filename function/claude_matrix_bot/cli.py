@@ -106,6 +106,7 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
             thresholds=settings.weekly_thresholds,
             min_samples=settings.forecast_min_samples,
             min_span_sec=settings.forecast_min_span_sec,
+            zone=settings.timezone,
         )
     except ValueError as exc:
         raise BotError(str(exc)) from None

@@ -9,7 +9,7 @@ the text never parses back the times the JSON wrote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from .core import messages
@@ -90,6 +90,11 @@ def _read_or_none(store: BlobStore, key: str) -> bytes | None:
         return store.read(key)[0]
     except FileNotFoundError:
         return None
+
+
+def _zone(snapshot: Snapshot) -> tzinfo:
+    """The reader's zone: every time `status` prints is on their clock (docs/design.md §9)."""
+    return snapshot.settings.timezone
 
 
 def _armed(state: State | None) -> bool:
@@ -211,7 +216,7 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
         return lines
     health = state.health
     if health.last_success_at:
-        lines.append(f"last success: {messages.fmt_when(health.last_success_at, now)}")
+        lines.append(f"last success: {messages.fmt_when(health.last_success_at, now, _zone(snapshot))}")
     if health.consecutive_failures:
         lines.append(
             f"FAILING: {health.consecutive_failures} run(s) in a row"
@@ -221,7 +226,7 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
     for name, bucket in sorted(state.buckets.items()):
         lines.extend(_bucket_lines(snapshot, name, bucket))
     if state.extra_usage:
-        lines.extend(_extra_lines(state.extra_usage, now))
+        lines.extend(_extra_lines(state.extra_usage, now, _zone(snapshot)))
     if state.unknown_numbers:
         lines.append(
             "numbers under keys this release does not read (the endpoint may have changed): "
@@ -239,7 +244,7 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
     pct = messages.fmt_pct(bucket.utilization)
     judgement = messages.fmt_binding(bucket.is_active is True, bucket.severity)
     lines = [
-        f"{label} ({name}): {pct}, resets {messages.fmt_when(bucket.resets_at, now)}"
+        f"{label} ({name}): {pct}, resets {messages.fmt_when(bucket.resets_at, now, _zone(snapshot))}"
         + (f" ({judgement})" if judgement else "")
     ]
     if not is_weekly(name):
@@ -252,17 +257,18 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
     if projection is not None:
         verdict = "BEFORE the reset" if _before_reset(bucket, projection) else "after the reset"
         rate = round(projection.slope_per_hour, 3)  # as the JSON says it
-        when = messages.fmt_when(projection.exhausted_at, now)
+        when = messages.fmt_when(projection.exhausted_at, now, _zone(snapshot))
         lines.append(f"  forecast: {rate:.2f}%/h, 100% {when} ({verdict})")
     else:
         lines.append(f"  forecast: {NO_PROJECTION if bucket.history else 'n/a'}")
     return lines
 
 
-def _extra_lines(extra: ExtraUsageState, now: datetime) -> list[str]:
+def _extra_lines(extra: ExtraUsageState, now: datetime, zone: tzinfo) -> list[str]:
     said = ["started"] if extra.started_alerted else []
     said += [f"{t}%" for t in extra.alerted_thresholds]
     return [
         f"Extra usage: {messages.extra_status(extra.last)}",
-        f"  spend period since {messages.fmt_when(extra.period_start, now)}; alerted: {', '.join(said) or 'none'}",
+        f"  spend period since {messages.fmt_when(extra.period_start, now, zone)}; "
+        f"alerted: {', '.join(said) or 'none'}",
     ]

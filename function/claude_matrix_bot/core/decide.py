@@ -8,7 +8,7 @@ them before it tries to deliver anything (DESIGN §5, "nothing lost").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from ..model import Alert, BucketReading, ExtraUsage, Reading, is_weekly
 from ..state import (
@@ -123,6 +123,7 @@ def _armed(
         note,
         extra=extra_baseline,
         extra_thresholds=config.extra_usage_thresholds,
+        zone=config.timezone,
     )
     return _make("armed", alert_id("armed", now.isoformat()), rendered, now, note=note)
 
@@ -211,18 +212,18 @@ def _window_step(
             state = BucketState(window=new_resets)
         elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
             # Reset shift: an active window's anchor moved. Once per distinct value.
-            alerts.append(_shift_alert(name, old.resets_at, new_resets, current.utilization, now))
+            alerts.append(_shift_alert(name, old.resets_at, new_resets, current.utilization, now, config.timezone))
             state = replace(state, shifted_to=(*old.shifted_to, new_resets)[-MAX_SHIFT_MEMORY:])
     if state.window is None:
         state = replace(state, window=new_resets)
     return state, alerts
 
 
-def _shift_alert(name: str, old: datetime, new: datetime, utilization: float, now: datetime) -> Alert:
+def _shift_alert(name: str, old: datetime, new: datetime, utilization: float, now: datetime, zone: tzinfo) -> Alert:
     return _make(
         "reset_shift",
         alert_id("reset_shift", name, _key(new)),
-        messages.render_shift(name, old, new, utilization, now),
+        messages.render_shift(name, old, new, utilization, now, zone=zone),
         now,
         bucket=name,
         old_resets_at=old.isoformat(),
@@ -252,6 +253,7 @@ def _threshold_step(
                         now,
                         binding=current.binding,
                         severity=current.severity,
+                        zone=config.timezone,
                     ),
                     now,
                     bucket=name,
@@ -308,6 +310,7 @@ def _forecast_alert(
             now,
             binding=current.binding,
             severity=current.severity,
+            zone=config.timezone,
         ),
         now,
         bucket=name,
@@ -341,6 +344,7 @@ def _forecast_chart(
         current=current,
         projection=projection,
         fit_start=state.history[0][0] if state.history else None,
+        zone=config.timezone,
     )
     return {"chart": spec.to_json()}
 
@@ -360,7 +364,7 @@ def record_failure(previous: State | None, error: str, hint: str, now: datetime,
             _make(
                 "degraded",
                 alert_id("degraded", _key(since)),
-                messages.render_degraded(error, failures, since, hint, now),
+                messages.render_degraded(error, failures, since, hint, now, zone=config.timezone),
                 now,
                 error=error,
                 failures=failures,

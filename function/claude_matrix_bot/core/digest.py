@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Protocol
 
+from .. import localtime
 from ..charts import WEEK_SEC, Sample
 from ..model import Alert, is_weekly
 from ..state import HOUR_SEC, MAX_HOURLY_SAMPLES, BucketState
@@ -41,10 +42,10 @@ class WindowSummary:
     started_at: datetime
     ended_at: datetime  # the reset that closed it
     peak: float
-    peak_on: date  # the UTC day the peak was first read
+    peak_on: date  # the reader's day (TIMEZONE) the peak was first read
     passed: tuple[Passed, ...]  # the thresholds reached, lowest first
     limit: Passed | None  # None: the limit was never hit
-    busiest_day: date | None  # the UTC day with the largest rise; None: no rise seen
+    busiest_day: date | None  # the reader's day with the largest rise; None: no rise seen
     busiest_gain: float
     samples: tuple[Sample, ...]
 
@@ -83,7 +84,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int]) -> WindowSummary | None:
+def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int], zone: tzinfo = UTC) -> WindowSummary | None:
     """The digest of `closed`, the state of a weekly bucket whose window just rolled over.
 
     None when there is nothing to sum up: no reset time to place the window, no sample of
@@ -106,14 +107,14 @@ def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int]) -> Wi
         return Passed(percent, None) if peak >= percent else None
 
     passed = tuple(p for p in (reached(t) for t in sorted(set(thresholds)) if t < LIMIT) if p is not None)
-    busiest, gain = busiest_day(samples)
+    busiest, gain = busiest_day(samples, zone)
     return WindowSummary(
         bucket=bucket,
         # Seven days before the reset, or earlier when a moved reset made the window longer.
         started_at=min(ended - timedelta(seconds=WEEK_SEC), _utc(samples[0][0])),
         ended_at=ended,
         peak=peak,
-        peak_on=_utc(peak_t).date(),
+        peak_on=localtime.local_day(_utc(peak_t), zone),
         passed=passed,
         limit=reached(LIMIT),
         busiest_day=busiest,
@@ -122,8 +123,8 @@ def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int]) -> Wi
     )
 
 
-def busiest_day(samples: Sequence[Sample]) -> tuple[date | None, float]:
-    """The UTC day whose readings rose the most, and by how much (percentage points).
+def busiest_day(samples: Sequence[Sample], zone: tzinfo = UTC) -> tuple[date | None, float]:
+    """The day (on the reader's calendar, `zone`) whose readings rose the most, and by how much (percentage points).
 
     Each rise between two consecutive samples counts for the day of the later one (after
     an outage, the whole gap's rise lands on the day the bot saw it again); falls count
@@ -131,7 +132,7 @@ def busiest_day(samples: Sequence[Sample]) -> tuple[date | None, float]:
     gains: dict[date, float] = {}
     for (_, before), (t, after) in itertools.pairwise(samples):
         if after > before:
-            day = _utc(t).date()
+            day = localtime.local_day(_utc(t), zone)
             gains[day] = gains.get(day, 0.0) + (after - before)
     if not gains:
         return None, 0.0
@@ -148,6 +149,8 @@ class DigestConfig(Protocol):
     def charts_enabled(self) -> bool: ...
     @property
     def digest_enabled(self) -> bool: ...
+    @property
+    def timezone(self) -> tzinfo: ...
 
 
 def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestConfig) -> list[Alert]:
@@ -155,7 +158,7 @@ def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestC
     (its id is the closed window's), none for the five-hour bucket or an unused window."""
     if not (config.digest_enabled and is_weekly(name)):
         return []
-    summary = summarize(name, closed, config.thresholds)
+    summary = summarize(name, closed, config.thresholds, config.timezone)
     if summary is None:
         return []
     details: dict[str, object] = {
@@ -177,8 +180,9 @@ def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestC
             thresholds=config.thresholds,
             peak=summary.peak,
             limit_hit_at=int(limit_at.timestamp()) if limit_at else None,
+            zone=config.timezone,
         )
         details["chart"] = spec.to_json()
-    rendered = messages.render_digest(summary, config.thresholds)
+    rendered = messages.render_digest(summary, config.thresholds, zone=config.timezone)
     ident = alert_id("digest", name, key(closed.window or summary.ended_at))
     return [make("digest", ident, rendered, now, bucket=name, **details)]

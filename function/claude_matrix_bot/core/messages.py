@@ -1,19 +1,21 @@
 """Rendering alerts for a person reading a phone: plain text and Matrix HTML.
 
 Every message leads with what happened and to which bucket, then the numbers.
-Times are UTC, rounded to the minute (the API's `…:59:59.6` means "on the hour"),
-with a relative hint ("in 2d 4h") so nobody has to do date arithmetic.
+Times are in the reader's `TIMEZONE` with its abbreviation (docs/design.md §9), rounded
+to the minute (the API's `…:59:59.6` means "on the hour"), with a relative hint
+("in 2d 4h") so nobody has to do date arithmetic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from html import escape
 from typing import TYPE_CHECKING
 
+from .. import localtime
 from ..model import FIVE_HOUR, WEEKLY_PREFIX, ExtraUsage, is_weekly
 from .forecast import Projection
 
@@ -40,13 +42,14 @@ def bucket_label(name: str) -> str:
 
 
 def round_minute(moment: datetime) -> datetime:
-    # In UTC: messages say "UTC", and alert ids must not depend on the offset an instant carries.
-    return (moment.astimezone(UTC) + timedelta(seconds=30)).replace(second=0, microsecond=0)
+    # In UTC: alert ids must not depend on the offset an instant carries.
+    return localtime.to_minute(moment)
 
 
-def fmt_time(moment: datetime) -> str:
-    m = round_minute(moment)
-    return f"{m:%a} {m.day} {m:%b} {m:%H:%M} UTC"
+def fmt_time(moment: datetime, zone: tzinfo) -> str:
+    """`Thu 8 Jan 08:00 CET`: on the reader's clock (docs/design.md §9)."""
+    m = localtime.local(moment, zone)
+    return f"{m:%a} {m.day} {m:%b} {m:%H:%M} {localtime.abbreviation(m)}"
 
 
 def fmt_duration(delta: timedelta) -> str:
@@ -68,10 +71,10 @@ def fmt_relative(moment: datetime, now: datetime) -> str:
     return f"in {fmt_duration(delta)}" if delta.total_seconds() > 0 else f"{fmt_duration(delta)} ago"
 
 
-def fmt_when(moment: datetime | None, now: datetime) -> str:
+def fmt_when(moment: datetime | None, now: datetime, zone: tzinfo) -> str:
     if moment is None:
         return "no reset time reported"
-    return f"{fmt_time(moment)} ({fmt_relative(moment, now)})"
+    return f"{fmt_time(moment, zone)} ({fmt_relative(moment, now)})"
 
 
 def fmt_pct(value: float) -> str:
@@ -172,6 +175,7 @@ def render_armed(
     *,
     extra: ExtraBaseline | None = None,
     extra_thresholds: Sequence[int] = (),
+    zone: tzinfo,
 ) -> Rendered:
     title = "📊 Claude usage watch armed"
     if note:
@@ -186,7 +190,7 @@ def render_armed(
         if row.utilization is None:
             text = f"• {label}: not in use"
         else:
-            text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now)}"
+            text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now, zone)}"
             if row.exceeded:
                 text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
             judgement = fmt_binding(row.is_active is True, row.severity)
@@ -227,18 +231,21 @@ def render_threshold(
     *,
     binding: bool = False,
     severity: str | None = None,
+    zone: tzinfo,
 ) -> Rendered:
     icon = "🔴" if threshold >= 80 else "🟠"
     title = f"{icon} {bucket_label(bucket)} usage passed {threshold}%"
-    lines = [_judged(f"Now at {fmt_pct(utilization)}.", binding, severity), f"Resets {fmt_when(resets_at, now)}."]
+    lines = [_judged(f"Now at {fmt_pct(utilization)}.", binding, severity), f"Resets {fmt_when(resets_at, now, zone)}."]
     return _render(title, lines)
 
 
-def render_shift(bucket: str, old: datetime, new: datetime, utilization: float | None, now: datetime) -> Rendered:
+def render_shift(
+    bucket: str, old: datetime, new: datetime, utilization: float | None, now: datetime, *, zone: tzinfo
+) -> Rendered:
     moved = new - old
     direction = "later" if moved.total_seconds() > 0 else "earlier"
     title = f"⏱ {bucket_label(bucket)} reset moved {fmt_duration(moved)} {direction}"
-    lines = [f"Was {fmt_time(old)}, now {fmt_when(new, now)}."]
+    lines = [f"Was {fmt_time(old, zone)}, now {fmt_when(new, now, zone)}."]
     if utilization is not None:
         lines.append(f"Usage {fmt_pct(utilization)}.")
     return _render(title, lines)
@@ -253,12 +260,13 @@ def render_forecast(
     *,
     binding: bool = False,
     severity: str | None = None,
+    zone: tzinfo,
 ) -> Rendered:
     ahead = resets_at - projection.exhausted_at
     title = f"🔥 {bucket_label(bucket)} on track to run out before it resets"
     lines = [
-        f"At this pace it reaches 100% {fmt_when(projection.exhausted_at, now)}, "
-        f"{fmt_duration(ahead)} before the reset {fmt_when(resets_at, now)}.",
+        f"At this pace it reaches 100% {fmt_when(projection.exhausted_at, now, zone)}, "
+        f"{fmt_duration(ahead)} before the reset {fmt_when(resets_at, now, zone)}.",
         f"Now {fmt_pct(current)}, burning {projection.slope_per_hour:.1f}%/h "
         f"(fit over {projection.samples} samples in the last {fmt_duration(timedelta(seconds=projection.span_sec))}).",
     ]
@@ -292,9 +300,11 @@ def render_extra_threshold(extra: ExtraUsage, threshold: int, now: datetime) -> 
     return _render(title, lines)
 
 
-def render_degraded(error: str, failures: int, since: datetime | None, hint: str, now: datetime) -> Rendered:
+def render_degraded(
+    error: str, failures: int, since: datetime | None, hint: str, now: datetime, *, zone: tzinfo
+) -> Rendered:
     title = "🚨 Claude usage watch is failing"
-    lines = [f"{failures} runs in a row failed" + (f" since {fmt_when(since, now)}." if since else ".")]
+    lines = [f"{failures} runs in a row failed" + (f" since {fmt_when(since, now, zone)}." if since else ".")]
     lines.append(f"Last error: {error}")
     if hint:
         lines.append(f"What to do: {hint}")
@@ -313,12 +323,13 @@ def fmt_day(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b}"
 
 
-def render_digest(summary: WindowSummary, thresholds: Sequence[int]) -> Rendered:
-    """The weekly digest (DESIGN §7): peak, each threshold's time, the limit, the busiest day."""
+def render_digest(summary: WindowSummary, thresholds: Sequence[int], *, zone: tzinfo) -> Rendered:
+    """The weekly digest (DESIGN §7): peak, each threshold's time, the limit, the busiest day;
+    days are the reader's (`summary` counts them in `zone`)."""
     label = bucket_label(summary.bucket)
-    title = f"📅 {label}: the week to {fmt_day(round_minute(summary.ended_at).date())} in review"
+    title = f"📅 {label}: the week to {fmt_day(localtime.local(summary.ended_at, zone).date())} in review"
     lines = [
-        f"Window {fmt_time(summary.started_at)} to {fmt_time(summary.ended_at)}.",
+        f"Window {fmt_time(summary.started_at, zone)} to {fmt_time(summary.ended_at, zone)}.",
         f"Peak {fmt_pct(summary.peak)}, on {fmt_day(summary.peak_on)}.",
     ]
     reached = {p.percent: p for p in summary.passed}
@@ -329,14 +340,16 @@ def render_digest(summary: WindowSummary, thresholds: Sequence[int]) -> Rendered
         elif passed.at is None:
             lines.append(f"{threshold}%: already past when the watch first saw this window.")
         else:
-            lines.append(f"{threshold}%: passed {fmt_time(passed.at)}.")
+            lines.append(f"{threshold}%: passed {fmt_time(passed.at, zone)}.")
     limit = summary.limit
     if limit is None:
         lines.append("Limit: not hit.")
     elif limit.at is None:
         lines.append("Limit: hit, before the watch first saw this window.")
     else:
-        lines.append(f"Limit: hit {fmt_time(limit.at)}, {fmt_duration(summary.ended_at - limit.at)} before the reset.")
+        lines.append(
+            f"Limit: hit {fmt_time(limit.at, zone)}, {fmt_duration(summary.ended_at - limit.at)} before the reset."
+        )
     if summary.busiest_day is not None:
         lines.append(f"Busiest day: {fmt_day(summary.busiest_day)} (+{fmt_pct(summary.busiest_gain)} of the limit).")
     return _render(title, lines)

@@ -8,8 +8,9 @@ the outbox keeps everything a retry needs to draw the same picture again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
+from .. import localtime
 from ..charts import WEEK_SEC, ChartSpec, Fit, Sample
 from ..state import BucketState
 from . import messages
@@ -56,6 +57,7 @@ def window_chart(
     projection: Projection | None = None,
     fit_start: int | None = None,
     limit_hit_at: int | None = None,
+    zone: tzinfo = UTC,
 ) -> ChartSpec:
     """The current window of a weekly bucket: the forecast alert's picture and `chart`'s."""
     title = messages.bucket_label(bucket)
@@ -74,6 +76,7 @@ def window_chart(
         thresholds=tuple(thresholds),
         fit=fit,
         limit_hit_at=limit_hit_at,
+        timezone=localtime.zone_name(zone),
     )
 
 
@@ -86,9 +89,10 @@ def digest_chart(
     thresholds: Sequence[int],
     peak: float,
     limit_hit_at: int | None,
+    zone: tzinfo = UTC,
 ) -> ChartSpec:
     """A closed window, for the weekly digest: what happened, nothing projected."""
-    ended = messages.round_minute(resets_at)
+    ended = localtime.local(resets_at, zone)
     title = f"{messages.bucket_label(bucket)}: week to {ended:%a} {ended.day} {ended:%b}, peak {messages.fmt_pct(peak)}"
     return ChartSpec(
         title=title,
@@ -98,6 +102,7 @@ def digest_chart(
         now=int(now.timestamp()),
         thresholds=tuple(thresholds),
         limit_hit_at=limit_hit_at,
+        timezone=localtime.zone_name(zone),
     )
 
 
@@ -109,6 +114,7 @@ def current_chart(
     thresholds: Sequence[int],
     min_samples: int,
     min_span_sec: int,
+    zone: tzinfo = UTC,
 ) -> ChartSpec:
     """`claude-matrix-bot chart`: the bucket's current window as the state remembers it,
     with the forecast's line when the forecast rules allow a projection."""
@@ -128,6 +134,7 @@ def current_chart(
         current=bucket.utilization,
         projection=projection,
         fit_start=bucket.history[0][0] if bucket.history else None,
+        zone=zone,
     )
 
 
