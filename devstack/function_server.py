@@ -54,12 +54,15 @@ class FunctionServer:
                 argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True
             )
         deadline = time.monotonic() + timeout
+        # With TRIGGER_TOKEN set, GET / needs it too (docs/design.md §5).
+        token = (self.env.get("TRIGGER_TOKEN") or "").strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"functions-framework exited; see {self.log}:\n{self._log_tail()}")
             try:
-                if httpx.get(self.url + "/", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/", headers=headers, timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

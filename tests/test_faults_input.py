@@ -274,7 +274,9 @@ def test_bad_value_stops_both_entry_points_before_any_io(
     assert f"{name}:" in err and "Traceback" not in err
 
     app = create_app(target="watch", source=str(REPO / "function" / "main.py"))  # type: ignore[no-untyped-call]
-    response = app.test_client().post("/")
+    # A bad TRIGGER_TOKEN is still the token: only its holder hears about it (issue 21 item 4).
+    headers = {"Authorization": f"Bearer {value}"} if name == "TRIGGER_TOKEN" else {}
+    response = app.test_client().post("/", headers=headers)
     assert response.status_code == 500
     assert name in response.get_json()["error"]
 

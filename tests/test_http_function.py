@@ -201,7 +201,46 @@ class TestTriggerToken:
         response = client.post("/", data=json.dumps(event), content_type="application/cloudevents+json")
         assert response.status_code == 200
 
-    def test_status_needs_no_token_and_never_shows_it(self, client: Any) -> None:
-        response = client.get("/")
+    def test_status_needs_the_token_and_never_shows_it(self, client: Any) -> None:
+        client.post("/", headers={"Authorization": f"Bearer {self.TOKEN}"})  # something to show
+        response = client.get("/", headers={"Authorization": f"Bearer {self.TOKEN}"})
         assert response.status_code == 200
+        assert "seven_day" in response.get_data(as_text=True)
         assert self.TOKEN not in response.get_data(as_text=True)
+
+    @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+    @pytest.mark.parametrize("path", ["/", "/status", "/anything/else?x=1"])
+    def test_every_method_and_path_needs_the_token(
+        self, client: Any, anthropic: FakeAnthropic, method: str, path: str
+    ) -> None:
+        # Issue 21 item 4: GET and HEAD used to serve the whole status to anyone.
+        client.post("/", headers={"Authorization": f"Bearer {self.TOKEN}"})
+        calls = anthropic.usage_calls
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789abcdef"}):
+            response = client.open(path, method=method, headers=headers)
+            assert response.status_code == 401, (method, path)
+            if method != "HEAD":
+                assert _json(response) == {"error": "missing or wrong trigger token"}
+            text = response.get_data(as_text=True)
+            for leak in ("seven_day", "armed", "utilization", "last_error", self.TOKEN):
+                assert leak not in text
+        assert anthropic.usage_calls == calls
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [("TRIGGER_TOKEN", "short-token"), ("HEALTH_FAILURES", "0"), ("LOG_FORMAT", "xml")],
+    )
+    def test_a_configuration_error_reaches_only_an_authenticated_caller(
+        self, client: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+    ) -> None:
+        # Checked before any setting is read: not even a short token's length reaches a stranger.
+        monkeypatch.setenv(name, value)
+        token = value if name == "TRIGGER_TOKEN" else self.TOKEN
+        for method in ("GET", "HEAD", "POST"):
+            refused = client.open("/", method=method)
+            assert refused.status_code == 401, method
+            assert name not in refused.get_data(as_text=True)
+            assert "characters" not in refused.get_data(as_text=True)
+        answered = client.get("/", headers={"Authorization": f"Bearer {token}"})
+        assert answered.status_code == 500
+        assert name in _json(answered)["error"]

@@ -136,12 +136,13 @@ def test_http_entry_at_debug(
         client.post("/", headers={"Authorization": f"Bearer {TRIGGER}"}),
         client.post("/", headers={"Authorization": f"Bearer {TRIGGER[:-1]}"}),  # near miss
         client.post("/", headers={"ce-triggertoken": TRIGGER[:-2] + "xx"}),
-        client.get("/"),
+        client.get("/"),  # a stranger: 401 (issue 21 item 4)
+        client.get("/", headers={"Authorization": f"Bearer {TRIGGER}"}),
     ]
     anthropic.fail_next("usage", 502, body=f"<html>upstream echoed Bearer {TRIGGER}</html>")
     responses.append(client.post("/", headers={"Authorization": f"Bearer {TRIGGER}"}))
     # The third is a malformed binary event with a wrong token: authentication comes first (DESIGN §5).
-    assert [r.status_code for r in responses] == [200, 401, 401, 200, 502]
+    assert [r.status_code for r in responses] == [200, 401, 401, 401, 200, 502]
     for index, response in enumerate(responses):
         collected.add(f"response {index}", response.get_data(as_text=True), json.dumps(dict(response.headers)))
     collected.add_tree("state", tmp_path / "state")

@@ -5,8 +5,9 @@ mode (Knative PingSource sends `dev.knative.sources.ping`). `GET /` answers the
 status. Response codes say what happened, with a JSON body:
 
 Refusals come in one order (DESIGN §5): authentication first (an unauthenticated
-caller learns nothing else, not even the size or content policy), then size,
-then shape.
+caller learns nothing else, not even the size or content policy, the status or a
+configuration error: with TRIGGER_TOKEN set, GET and HEAD need it too, and it is
+checked before any other setting is read), then size, then shape.
 
   200 done · 400 malformed CloudEvent · 401 missing/wrong TRIGGER_TOKEN ·
   405 other methods · 409 another cycle holds the lease · 413 body too large ·
@@ -106,11 +107,18 @@ def handle(
     configure_logging(startup_level(os.environ.get("LOG_LEVEL")), redactor)
     h = _Headers(headers)
     method = method.upper()
+    source = env if env is not None else os.environ
+    request_body = body if isinstance(body, RequestBody) else RequestBody.of(body)
+    # 1. authentication, for every method and before any setting is read (docs/design.md §5): an
+    # unauthenticated caller learns nothing else, not even a configuration error.
+    if not _authenticated(source, h, request_body):
+        log.warning("request rejected: missing or wrong trigger token")
+        return Response(401, {"error": "missing or wrong trigger token"}, {"WWW-Authenticate": "Bearer"})
     if method not in ("GET", "HEAD", "POST"):
         return Response(405, {"error": f"method {method} not allowed"}, {"Allow": "GET, HEAD, POST"})
     try:
         # A trigger also checks the files the cycle will need (Matrix credentials).
-        settings = load_settings(env if env is not None else os.environ, check_files=method == "POST")
+        settings = load_settings(source, check_files=method == "POST")
     except ConfigError as exc:
         log.error("%s", exc)
         return Response(exc.http_status, {"status": "failed", "failure": exc.failure, "error": str(exc)})
@@ -120,7 +128,7 @@ def handle(
     if method in ("GET", "HEAD"):
         return _status(settings, redactor)
     with cycle_scope():
-        return _trigger(settings, h, body if isinstance(body, RequestBody) else RequestBody.of(body), redactor)
+        return _trigger(settings, h, request_body, redactor)
 
 
 def _status(settings: Settings, redactor: Redactor) -> Response:
@@ -133,17 +141,9 @@ def _status(settings: Settings, redactor: Redactor) -> Response:
 
 
 def _trigger(settings: Settings, h: _Headers, body: RequestBody, redactor: Redactor) -> Response:
-    content_type = (h.get("content-type") or "").split(";")[0].strip().lower()
+    content_type = _content_type(h)
     is_event = content_type == STRUCTURED_CE or any(n.startswith("ce-") for n in h.names())
-
-    # 1. authentication: from the headers, or (structured mode) the event's extension.
-    if settings.trigger_token and not _authorized(settings.trigger_token, h, None):
-        event = None
-        if content_type == STRUCTURED_CE and (data := body.read()) is not None:
-            event, _ = _cloudevent(h, data)
-        if not _authorized(settings.trigger_token, h, event):
-            log.warning("trigger rejected: missing or wrong trigger token")
-            return Response(401, {"error": "missing or wrong trigger token"}, {"WWW-Authenticate": "Bearer"})
+    # 1. authentication: done by handle(), before the settings were read.
     # 2. size.
     data = body.read()
     if data is None:
@@ -191,6 +191,23 @@ def _cloudevent(h: _Headers, body: bytes) -> tuple[dict[str, Any] | None, str | 
     if bad:
         return None, f"CloudEvent lacks required attributes: {', '.join(bad)}"
     return attributes, None
+
+
+def _content_type(h: _Headers) -> str:
+    return (h.get("content-type") or "").split(";")[0].strip().lower()
+
+
+def _authenticated(env: Mapping[str, str], h: _Headers, body: RequestBody) -> bool:
+    """True when TRIGGER_TOKEN is unset, or the request carries it: in a header, or (a
+    structured CloudEvent) as the event's `triggertoken` extension. The raw value is used
+    (stripped, as settings read it): its validation waits until the caller is known."""
+    expected = (env.get("TRIGGER_TOKEN") or "").strip()
+    if not expected or _authorized(expected, h, None):
+        return True
+    if _content_type(h) == STRUCTURED_CE and (data := body.read()) is not None:
+        event, _ = _cloudevent(h, data)
+        return _authorized(expected, h, event)
+    return False
 
 
 def _authorized(expected: str, h: _Headers, event: dict[str, Any] | None) -> bool:
