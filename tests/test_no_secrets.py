@@ -18,12 +18,14 @@ Other modules check their own outputs too (assert_no_secrets); this one is the s
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from functions_framework import create_app
@@ -197,3 +199,79 @@ def test_matrix_delivery_at_debug(
     finally:
         scene.proxy.stop()
         scene.recipient.close()
+
+
+# --- issue 21 item 6: echoes that are not the exact string ------------------------------------
+
+
+def _echoes(secret: str) -> str:
+    """An upstream body quoting `secret` every way the issue found leaking."""
+    raw = secret.encode()
+    return "\n".join(
+        [
+            f"b64 {base64.b64encode(raw).decode()}",
+            f"b64-in-json {base64.b64encode(json.dumps({'token': secret}).encode()).decode()}",
+            f"urlsafe-unpadded {base64.urlsafe_b64encode(b'Bearer ' + raw).decode().rstrip('=')}",
+            f"url-encoded {quote(f'Bearer {secret}', safe='')}",
+            f"split {secret[:17]}\n      {secret[17:]}",
+            f"truncated {secret[:15]}…",
+            f"lower {secret.lower()}",
+        ]
+    )
+
+
+def _encoded_leaks(secret: str, text: str) -> list[str]:
+    """Which forms of `secret` appear in `text`: any 12-character run of it or of its base64
+    (std or URL-safe, any alignment), without regard to case or whitespace."""
+    folded = "".join(text.split()).lower()
+    raw = secret.encode()
+    forms = {"plain": secret}
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()[offset + 1 : -4]
+        forms[f"b64@{offset}"] = encoded
+        forms[f"urlsafe@{offset}"] = encoded.replace("+", "-").replace("/", "_")
+    return [
+        name for name, form in forms.items() if any(form[i : i + 12].lower() in folded for i in range(len(form) - 11))
+    ]
+
+
+def test_encoded_echoes_reach_no_output(
+    tmp_path: Path, anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = tmp_path / "tokens"
+    anthropic.write_tokens_dir(tokens, expires_in=86400)
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="1", TRIGGER_TOKEN=TRIGGER)
+    now = _now()
+    anthropic.set_usage(_usage(now, 30.0))
+    outputs = [run_cli(env, "run", now=now)]
+    access = (tokens / "accessToken").read_text().strip()
+    anthropic.fail_next("usage", 500, body=f"<pre>upstream saw:\n{_echoes(access)}</pre>")
+    outputs.append(run_cli(env, "run", now=now + timedelta(minutes=5)))
+    anthropic.write_tokens_dir(tokens, expires_in=60)  # due for a refresh: the token endpoint echoes it
+    refresh = (tokens / "refreshToken").read_text().strip()
+    body = {"error": "invalid_request", "error_description": _echoes(refresh), "echo": refresh.lower()}
+    anthropic.fail_next("token", 400, body=body)
+    outputs.append(run_cli(env, "run", now=now + timedelta(minutes=10)))
+    assert [result.code for result in outputs] == [0, 1, 1]
+    assert "OAuth error invalid_request" in outputs[2].stderr, "the code word is what is quoted"
+    status = run_cli(env, "status", "--json", now=now + timedelta(minutes=11))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app(target="watch", source=str(REPO / "function" / "main.py"))  # type: ignore[no-untyped-call]
+    answer = app.test_client().get("/", headers={"Authorization": f"Bearer {TRIGGER}"})
+    assert answer.status_code == 200
+    texts = {
+        **{f"run {i} stdout (the room)": r.stdout for i, r in enumerate(outputs)},
+        **{f"run {i} stderr": r.stderr for i, r in enumerate(outputs)},
+        "state.json": (tmp_path / "state" / "state.json").read_text(),
+        "status": status.stdout + status.stderr,
+        "GET /": answer.get_data(as_text=True),
+    }
+    assert '"degraded"' in texts["run 1 stdout (the room)"] and "last_error" in texts["state.json"]
+    leaks = {
+        where: found
+        for where, text in texts.items()
+        for secret in (access, refresh)
+        if (found := _encoded_leaks(secret, text))
+    }
+    assert leaks == {}

@@ -11,6 +11,7 @@ to (`cycle_scope`), masked by the same filter as the text lines.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import json
@@ -21,21 +22,32 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TextIO
+from urllib.parse import quote, quote_plus
 
 MASK = "[redacted]"
 # Very short values would mask ordinary words; real tokens are long.
 MIN_SECRET_CHARS = 8
+# Any run of this many characters of a secret (or of one of its encodings) is masked: an
+# upstream that echoes a token truncated, split across lines or re-encoded still quotes
+# such a run, and 12 characters of a random token are never ordinary text (issue 21 item 6).
+RUN_CHARS = 12
 
 
 class Redactor:
-    """The secrets one entry point has seen, and their masking: text that quotes one
-    gets `mask` in its place. Made by the entry point (the CLI per run, the HTTP
-    function once per process, so a warm instance keeps masking a rotated token),
-    handed to the logging filter and to the composition root; thread-safe, as a warm
-    HTTP instance serves threads."""
+    """The secrets one entry point has seen, and their masking. Made by the entry point
+    (the CLI per run, the HTTP function once per process, so a warm instance keeps masking
+    a rotated token), handed to the logging filter and to the composition root;
+    thread-safe, as a warm HTTP instance serves threads.
+
+    Masked: every run of RUN_CHARS or more characters of a secret, of its URL encoding or
+    of its base64 encoding (standard and URL-safe, padded or not, at any alignment inside a
+    larger encoded text), compared without case and across whitespace (a token split over
+    lines), before any caller collapses whitespace. Secrets shorter than RUN_CHARS are
+    masked where they appear whole."""
 
     def __init__(self, *, mask: str = MASK, min_chars: int = MIN_SECRET_CHARS) -> None:
         self._secrets: set[str] = set()
+        self._runs: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self.mask = mask
         self.min_chars = min_chars
@@ -47,16 +59,65 @@ class Redactor:
         return redactor
 
     def add(self, *values: str | None) -> None:
+        new = {v for v in values if v and len(v) >= self.min_chars} - self._secrets
+        if not new:
+            return
+        runs = {run for value in new for form in secret_forms(value) for run in _runs_of(form)}
         with self._lock:
-            self._secrets.update(v for v in values if v and len(v) >= self.min_chars)
+            self._secrets |= new
+            self._runs = self._runs | runs
 
     def __call__(self, text: str) -> str:
         with self._lock:
             secrets = sorted(self._secrets, key=len, reverse=True)
+            runs = self._runs
+        if runs:
+            text = _mask_runs(text, runs, self.mask)
         for secret in secrets:
             if secret in text:
                 text = text.replace(secret, self.mask)
         return text
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The texts an upstream may echo `secret` as, folded (no whitespace, lower case)."""
+    raw = secret.encode("utf-8")
+    forms = [secret, quote(secret, safe=""), quote_plus(secret)]
+    for offset in range(3):
+        # Inside a larger base64 text the secret starts at any byte offset mod 3: keep the
+        # characters that depend on the secret's bytes alone.
+        encoded = base64.b64encode(bytes(offset) + raw).decode("ascii")
+        core = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+        forms += [core, core.translate(_URLSAFE)]
+    return [folded for form in forms if (folded := _fold(form)[0])]
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _runs_of(form: str) -> set[str]:
+    return {form[i : i + RUN_CHARS] for i in range(len(form) - RUN_CHARS + 1)}
+
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """`text` without whitespace and lower-cased, and where each kept character came from."""
+    kept = [(index, char.lower()[:1]) for index, char in enumerate(text) if not char.isspace()]
+    return "".join(char for _, char in kept), [index for index, _ in kept]
+
+
+def _mask_runs(text: str, runs: frozenset[str], mask: str) -> str:
+    folded, where = _fold(text)
+    spans: list[list[int]] = []
+    for i in range(len(folded) - RUN_CHARS + 1):
+        if folded[i : i + RUN_CHARS] in runs:
+            start, end = where[i], where[i + RUN_CHARS - 1] + 1
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+    for start, end in reversed(spans):
+        text = text[:start] + mask + text[end:]
+    return text
 
 
 class RedactingFilter(logging.Filter):

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ import httpx
 from ..errors import InvalidGrant, StorageConflict, StorageError, TokenRefreshError, Unauthorized
 from ..model import Reading
 from ..settings import OAUTH_CLIENT_ID
-from ..usage import DEFAULT_TIMEOUT, UsageClient, excerpt
+from ..usage import DEFAULT_TIMEOUT, UsageClient
 from .base import OAuthTokens, StoredTokens, TokenStore
 
 log = logging.getLogger("claude_matrix_bot.tokens")
@@ -101,8 +102,11 @@ class TokenRefresher:
     def _interpret(self, response: httpx.Response, refresh_token: str, now: datetime) -> OAuthTokens:
         status = response.status_code
         if status >= 400:
-            body = excerpt(response, refresh_token)
-            if status in (400, 401) and _oauth_error(response) == "invalid_grant":
+            # Only the OAuth error code is quoted, never the body: a token endpoint's answer
+            # may echo the refresh token in any encoding (issue 21 item 6).
+            code = _oauth_error(response)
+            said = f"OAuth error {code}" if code else "no OAuth error code in the answer"
+            if status in (400, 401) and code == "invalid_grant":
                 raise InvalidGrant(
                     f"token endpoint answered invalid_grant ({status}): the refresh token was already used or "
                     "was revoked; bootstrap the tokens again (log in with Claude Code and copy its "
@@ -111,10 +115,10 @@ class TokenRefresher:
                 )
             if status >= 500:
                 raise TokenRefreshError(
-                    f"token endpoint failed ({status}), the stored refresh token is kept for the next run: {body}",
+                    f"token endpoint failed ({status}, {said}), the stored refresh token is kept for the next run",
                     status=status,
                 )
-            raise TokenRefreshError(f"token endpoint refused the refresh ({status}): {body}", status=status)
+            raise TokenRefreshError(f"token endpoint refused the refresh ({status}, {said})", status=status)
         if status != 200:
             raise TokenRefreshError(f"token endpoint answered {status} instead of 200", status=status)
         try:
@@ -147,8 +151,17 @@ class TokenRefresher:
         )
 
 
+# RFC 6749 §5.2 error codes are words of these characters (`invalid_grant`, `invalid_client`, …).
+_OAUTH_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def _oauth_error(response: httpx.Response) -> str | None:
-    """The RFC 6749 §5.2 `error` code of an error answer, if it has one."""
+    """The RFC 6749 §5.2 `error` code of an error answer, if it has one that is a code word."""
+    code = _oauth_error_field(response)
+    return code if code is not None and _OAUTH_ERROR_CODE.fullmatch(code) else None
+
+
+def _oauth_error_field(response: httpx.Response) -> str | None:
     try:
         answer = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
