@@ -102,6 +102,11 @@ answers = st.fixed_dictionaries(
 )
 
 
+def _ran_dry(reading: Any) -> bool:
+    extra = reading.extra_usage
+    return extra is not None and extra.disabled_reason == "out_of_credits" and extra.limit is not None
+
+
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers)
 def test_parse_usage_with_arbitrary_limits_and_spend_raises_nothing_but_bad_response(answer: dict[str, Any]) -> None:
@@ -109,7 +114,10 @@ def test_parse_usage_with_arbitrary_limits_and_spend_raises_nothing_but_bad_resp
         reading = parse_usage(answer, TAKEN_AT)
     except BadResponse:
         return
-    assert reading.buckets, "a reading always has a bucket with a number (never silent)"
+    # Never silent: a bucket with a number, or a Team seat's enabled spend cap, a credit or
+    # a locked window to watch (docs/design.md §1).
+    watched = (reading.extra_usage is not None and reading.extra_usage.enabled is True) or reading.credits
+    assert reading.buckets or watched or reading.locked or _ran_dry(reading), "never silent"
     for name, bucket in reading.buckets.items():
         assert name == "five_hour" or name.startswith("seven_day")
         assert 0.0 <= bucket.utilization <= 100.0

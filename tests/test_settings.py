@@ -62,7 +62,10 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.now_override is None
     assert s.reset_shift_tolerance_sec == 60
     assert s.health_failures == 3
-    assert s.anthropic_user_agent.startswith("claude-code/")
+    # Claude Code's current form (docs/design.md §2): the banked-reset block needs it.
+    assert re.fullmatch(r"claude-cli/2\.1\.\d+ \(external, cli\)", s.anthropic_user_agent)
+    assert s.credit_thresholds == (80, 100)
+    assert s.banked_resets_enabled is True
     assert s.trigger_token is None
     assert s.min_interval_sec == 60
     assert s.matrix_trusted_devices == ()

@@ -243,7 +243,7 @@ def test_missing_claude_code_user_agent_is_a_persistent_429_with_a_hint(fake: Fa
         for _ in range(2):
             with pytest.raises(RateLimited) as info:
                 client.fetch(token, NOW)
-            assert "claude-code/<version>" in str(info.value)
+            assert "claude-cli/<version> (external, cli)" in str(info.value)
             assert "python-httpx/0.28" in str(info.value)
 
 

@@ -263,7 +263,14 @@ def test_the_limits_only_sample_is_not_silent() -> None:
         SAMPLE_EMPTY,
         {"five_hour": None, "seven_day": None, "seven_day_opus": None, "limits": []},
         {"five_hour": None, "limits": [limit_entry("session", None, R1), limit_entry("weekly_all", None, None)]},
-        {"five_hour": None, "limits": [{"kind": "monthly", "percent": 40}], "spend": spend_answer(500, 5000)["spend"]},
+        # Spend off: an enabled cap would be a Team seat, watched (tests/test_usage_families.py).
+        {
+            "five_hour": None,
+            "limits": [{"kind": "monthly", "percent": 40}],
+            "spend": spend_answer(500, 5000, enabled=False)["spend"],
+        },
+        # A credit's zero placeholder is not a credit.
+        {"seven_day": None, "nimbus_quill": {"utilization": 0.0, "limit_dollars": None, "resets_at": None}},
         {"iguana_necktie": None, "member_dashboard_available": True, "seven_day_breakdown": {"rows": [1, 2]}},
     ],
 )

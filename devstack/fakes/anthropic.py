@@ -5,7 +5,10 @@ it. It behaves like the real service as far as DESIGN §2 knows it:
 
 - `GET /api/oauth/usage` needs `anthropic-beta: oauth-2025-04-20` (else 401
   "OAuth authentication is currently not supported", as the real API says), a
-  `User-Agent` starting `claude-code/` (else a persistent 429, as the real one),
+  `User-Agent` starting `claude-cli/` or `claude-code/` (else a persistent 429, as the real
+  one); the banked-reset block `cedar_ember` of an answer is served only to
+  `?cedar_ember=1` from Claude Code's `claude-cli/<version> (external, cli)`
+  (`banked_resets_view`),
   and a bearer token it issued that is neither expired nor revoked (else 401);
   a token issued without the `user:profile` scope gets 403. It answers the
   current usage payload, optionally with the sub-second jitter of `resets_at`
@@ -49,7 +52,8 @@ Control API (same server, JSON bodies, answers JSON):
 
 - `POST /_control/usage`   `{"payload": {...}, "jitter": false, "account": null}` sets the usage
                            answer (of one account's tokens when `account` is given);
-                           `{"sample": "limits_only"|"mixed"|"overage"|"empty"|"legacy"}`
+                           `{"sample": "limits_only"|"mixed"|"overage"|"empty"|"legacy"|
+                           "team_seat"|"credit"|"banked"}`
                            serves one of the samples below instead of `payload`.
 - `POST /_control/fail`    `{"kind": "usage"|"token"|"any", "status": 500, "body": "...",
                             "headers": {...}, "times": 1, "delay": 0.0, "drop": false,
@@ -77,6 +81,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -288,7 +293,117 @@ SAMPLE_OVERAGE: dict[str, Any] = limits_only_answer(
 # A free plan (or a changed endpoint): nothing with a number anywhere.
 SAMPLE_EMPTY: dict[str, Any] = {}
 
+# --- the families of autumn 2026 (docs/design.md §2, "Since autumn 2026"), shaped like the
+# public captures kept in tests/data/usage/ (see SOURCES.md there).
+
+_NO_DOLLARS: dict[str, Any] = {
+    "limit_dollars": None,
+    "used_dollars": None,
+    "remaining_dollars": None,
+    "locked_reason": None,
+}
+
+
+def window(utilization: float | None, resets_at: str | None, *, locked_reason: str | None = None) -> dict[str, Any]:
+    """A legacy window as current answers carry it: with null dollar fields and `locked_reason`."""
+    return {"utilization": utilization, "resets_at": resets_at, **_NO_DOLLARS, "locked_reason": locked_reason}
+
+
+def credit_entry(limit: float, used: float, expires_at: str | None) -> dict[str, Any]:
+    """A credit budget (`iguana_necktie`, `cinder_cove`): a window's shape plus dollar fields."""
+    return {
+        "utilization": round(used * 100 / limit, 1) if limit else 0.0,
+        "resets_at": expires_at,
+        "limit_dollars": limit,
+        "used_dollars": used,
+        "remaining_dollars": round(limit - used, 2),
+        "locked_reason": None,
+    }
+
+
+def grant_entry(
+    grant_id: str,
+    ends_at: str,
+    *,
+    label: str = "Claude Opus 5.5 launch: one usage-limit reset for Pro and Max",
+    resets_left: int = 1,
+    resets_total: int = 1,
+    starts_at: str | None = "2026-09-22T16:00:00+00:00",
+    clears: tuple[str, ...] = ("five_hour", "seven_day"),
+    usable_now: bool = False,
+) -> dict[str, Any]:
+    """One `cedar_ember.grants[]` entry, as the launch grant of September 2026 looked."""
+    return {
+        "id": grant_id,
+        "label": label,
+        "resets_total": resets_total,
+        "resets_left": resets_left,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "clears": list(clears),
+        "paused": False,
+        "usable_now": usable_now,
+        "use_requires_limit": True,
+        "blocking": [],
+    }
+
+
+def banked_block(grants: list[dict[str, Any]], *, at_limit: bool = False) -> dict[str, Any]:
+    """The `cedar_ember` block a `?cedar_ember=1` call from Claude Code gets."""
+    return {
+        "eligible": bool(grants),
+        "ineligible_reason": None if grants else "no_grant",
+        "at_limit": at_limit,
+        "exhausted": [],
+        "grants": grants,
+        "next_grant_id": grants[0]["id"] if grants else None,
+        "weekly_resets_at": None,
+        "cooldown_until": None,
+    }
+
+
+# A Team seat (docs/design.md §2): no window, spend $2,119.26 of a $5,000.00 cap.
+SAMPLE_TEAM_SEAT: dict[str, Any] = {
+    **_LEGACY_NULLS,
+    "seven_day_cowork": None,
+    "cinder_cove": None,
+    "cedar_ember": None,
+    "member_dashboard_available": True,
+    "limits": [],
+    **spend_answer(211926, 500000),
+}
+
+# A $250 usage credit with $247.53 left, and the windows beside it.
+SAMPLE_CREDIT: dict[str, Any] = {
+    **_LEGACY_NULLS,
+    "five_hour": window(12.0, "2026-09-24T12:50:00.257626+00:00"),
+    "seven_day": window(31.0, "2026-09-29T06:00:00+00:00"),
+    "iguana_necktie": credit_entry(250, 2.47, "2026-11-05T07:59:00+00:00"),
+    "nimbus_quill": {"utilization": 0.0, "resets_at": None, **_NO_DOLLARS},
+    "cinder_cove": None,
+    "cedar_ember": None,
+    "seven_day_breakdown": {
+        "as_of": "2026-09-24T08:00:00+00:00",
+        "window_started_at": "2026-09-22T06:00:00+00:00",
+        "rows": [
+            {"key": "claude_code", "display_name": "Claude Code", "percent": 83},
+            {"key": "chat", "display_name": "Chats", "percent": 17},
+            {"key": "cowork", "display_name": "Cowork", "percent": 0},
+        ],
+    },
+    **spend_answer(None, None, enabled=False),
+}
+
+# The launch grant of September 2026, beside the credit sample's windows.
+SAMPLE_BANKED: dict[str, Any] = {
+    **SAMPLE_CREDIT,
+    "cedar_ember": banked_block([grant_entry("opus55-launch-promax-20260921", "2026-10-22T16:00:00+00:00")]),
+}
+
 SAMPLES: dict[str, dict[str, Any]] = {
+    "team_seat": SAMPLE_TEAM_SEAT,
+    "credit": SAMPLE_CREDIT,
+    "banked": SAMPLE_BANKED,
     "legacy": SAMPLE_USAGE,
     "limits_only": SAMPLE_LIMITS_ONLY,
     "mixed": SAMPLE_MIXED,
@@ -297,6 +412,33 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 FaultKind = Literal["usage", "token", "any"]
+
+# Agents the usage endpoint answers (others get persistent 429s, docs/design.md §2).
+CLAUDE_CODE_AGENTS = ("claude-cli/", "claude-code/")
+# Claude Code's own form: the only agent the banked-reset block is served to.
+_CLI_AGENT = re.compile(r"^claude-cli/[0-9][0-9A-Za-z.+-]* \(external, cli\)$")
+_SURFACE_REFUSAL: dict[str, Any] = {
+    "eligible": False,
+    "ineligible_reason": "surface",
+    "at_limit": False,
+    "exhausted": [],
+    "grants": [],
+    "next_grant_id": None,
+}
+
+
+def banked_resets_view(answer: Any, *, asked: bool, agent: str) -> Any:
+    """What the real endpoint does with `cedar_ember` (docs/design.md §2): a plain call gets
+    `cedar_ember: null`; `?cedar_ember=1` from any agent but Claude Code's `claude-cli/…
+    (external, cli)` gets `eligible: false, ineligible_reason: "surface"`; Claude Code's
+    gets the block. Answers set without the key are served as set."""
+    if not isinstance(answer, dict) or "cedar_ember" not in answer:
+        return answer
+    if not asked:
+        return {**answer, "cedar_ember": None}
+    if not _CLI_AGENT.match(agent):
+        return {**answer, "cedar_ember": dict(_SURFACE_REFUSAL)}
+    return answer
 
 
 @dataclass
@@ -321,6 +463,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""  # the URL's query (`cedar_ember=1`)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
@@ -631,9 +774,10 @@ class FakeAnthropic:
                         bucket["resets_at"] = moment.replace(microsecond=random.randrange(1_000_000)).isoformat()
         return payload
 
-    def handle_usage(self, headers: Mapping[str, str]) -> tuple[int, dict[str, str], Any]:
+    def handle_usage(self, headers: Mapping[str, str], query: str = "") -> tuple[int, dict[str, str], Any]:
         lowered = {k.lower(): v for k, v in headers.items()}
-        if not lowered.get("user-agent", "").startswith("claude-code/"):
+        agent = lowered.get("user-agent", "")
+        if not agent.startswith(CLAUDE_CODE_AGENTS):
             return 429, {}, _api_error("rate_limit_error", "Rate limited. Please try again later.")
         if BETA not in [b.strip() for b in lowered.get("anthropic-beta", "").split(",")]:
             return 401, {}, _api_error("authentication_error", "OAuth authentication is currently not supported.")
@@ -650,7 +794,8 @@ class FakeAnthropic:
                     _api_error("permission_error", "OAuth token does not meet scope requirement user:profile"),
                 )
             self.usage_calls_by_account[access.account] = self.usage_calls_by_account.get(access.account, 0) + 1
-            return 200, {}, self._usage_answer(access.account)
+            answer = self._usage_answer(access.account)
+        return 200, {}, banked_resets_view(answer, asked=parse_qs(query).get("cedar_ember") == ["1"], agent=agent)
 
     def handle_token(self, content_type: str, body: bytes) -> tuple[int, dict[str, str], Any]:
         try:
@@ -831,7 +976,9 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._send(status, answer)
                 return
             with fake._lock:
-                fake.requests.append(RecordedRequest(method, path, dict(self.headers.items()), body))
+                fake.requests.append(
+                    RecordedRequest(method, path, dict(self.headers.items()), body, urlsplit(self.path).query)
+                )
             kind: FaultKind
             if method == "GET" and path == USAGE_PATH:
                 kind = "usage"
@@ -860,7 +1007,7 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._send(fault.status, fault.body, fault.headers)
                 return
             if kind == "usage":
-                status, headers, answer = fake.handle_usage(dict(self.headers.items()))
+                status, headers, answer = fake.handle_usage(dict(self.headers.items()), urlsplit(self.path).query)
             else:
                 status, headers, answer = fake.handle_token(self.headers.get("Content-Type", ""), body)
             self._send(status, answer, headers)

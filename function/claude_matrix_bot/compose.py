@@ -141,7 +141,12 @@ def _usage_reader(settings: Settings) -> _UsageReader:
     http = shared_client()
     agent = settings.anthropic_user_agent
     return _UsageReader(
-        UsageClient(base_url=settings.anthropic_base_url, user_agent=agent, client=http),
+        UsageClient(
+            base_url=settings.anthropic_base_url,
+            user_agent=agent,
+            client=http,
+            banked_resets=settings.banked_resets_enabled,
+        ),
         TokenRefresher(token_url=settings.anthropic_token_url, user_agent=agent, client=http),
         settings.oauth_refresh_leeway_sec,
     )

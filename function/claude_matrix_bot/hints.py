@@ -32,7 +32,10 @@ def _hint(exc: BotError) -> str:
     if isinstance(exc, Forbidden):
         return "the token lacks the user:profile scope: log in with Claude Code again and re-bootstrap"
     if isinstance(exc, RateLimited):
-        return "check that ANTHROPIC_USER_AGENT looks like claude-code/<version>; otherwise it will pass"
+        return (
+            "check that ANTHROPIC_USER_AGENT is Claude Code's form, claude-cli/<version> (external, cli); "
+            "otherwise it will pass"
+        )
     if isinstance(exc, ServerError | UpstreamTimeout):
         return "the Anthropic API is having trouble; nothing to do unless it persists"
     if isinstance(exc, NoUsageLimit):

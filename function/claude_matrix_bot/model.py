@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from .family_values import BankedResets, Breakdown, CreditBudget
+
 # The source of truth for alert kinds: the outbox and the stdout sink accept these only.
 AlertKind = Literal[
     "armed",
@@ -21,6 +23,9 @@ AlertKind = Literal[
     "banked_reset",
     "locked",
 ]
+
+# Families that are not a window: their stdout lines carry no `bucket` (docs/design.md §8).
+_NO_BUCKET_KINDS = frozenset({"extra_usage", "credit", "banked_reset"})
 
 FIVE_HOUR = "five_hour"
 WEEKLY_PREFIX = "seven_day"
@@ -84,6 +89,12 @@ class Reading:
     null_buckets: tuple[str, ...] = ()
     extra_usage: ExtraUsage | None = None
     unknown_numbers: tuple[str, ...] = ()
+    # The newer families (docs/design.md §8): credit budgets, banked resets (`cedar_ember`),
+    # each window's non-null `locked_reason` as (bucket, reason), and `seven_day_breakdown`.
+    credits: tuple[CreditBudget, ...] = ()
+    banked: BankedResets | None = None
+    locked: tuple[tuple[str, str], ...] = ()
+    breakdown: Breakdown | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +121,7 @@ class Alert:
         """The stdout-sink / outbox shape (DESIGN §3): details are flattened in."""
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "urgent": self.urgent}
         # "bucket (where one applies)": extra-usage lines carry none (DESIGN §2).
-        if self.bucket is not None or self.kind != "extra_usage":
+        if self.bucket is not None or self.kind not in _NO_BUCKET_KINDS:
             out["bucket"] = self.bucket
         out.update(self.details)
         out["plain"] = self.plain

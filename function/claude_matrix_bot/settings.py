@@ -38,7 +38,8 @@ __all__ = [
     "load_settings",
 ]
 
-DEFAULT_USER_AGENT = "claude-code/2.0.55"
+# Claude Code's own form (docs/design.md §2): the banked-reset block is served to no other.
+DEFAULT_USER_AGENT = "claude-cli/2.1.281 (external, cli)"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 (a URL)
 OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"

@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 USAGE_PATH = "/api/oauth/usage"
+BANKED_RESETS_QUERY = "?cedar_ember=1"
 OAUTH_BETA = "oauth-2025-04-20"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0)
 EXCERPT_CHARS = 200
@@ -106,7 +107,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 
 def _looks_like_claude_code(user_agent: str) -> bool:
-    return user_agent.startswith("claude-code/")
+    return user_agent.startswith(("claude-cli/", "claude-code/"))
 
 
 class UsageClient:
@@ -124,8 +125,11 @@ class UsageClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        banked_resets: bool = True,
     ) -> None:
-        self.url = base_url.rstrip("/") + USAGE_PATH
+        # The banked-reset block rides on the one usage request (docs/design.md §2): the same
+        # rate limit, no second call.
+        self.url = base_url.rstrip("/") + USAGE_PATH + (BANKED_RESETS_QUERY if banked_resets else "")
         self.user_agent = user_agent
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=timeout, transport=transport)
@@ -196,7 +200,7 @@ class UsageClient:
             if not _looks_like_claude_code(self.user_agent):
                 hint += (
                     f"; the endpoint answers persistent 429s unless the User-Agent looks like "
-                    f"claude-code/<version> (ANTHROPIC_USER_AGENT is {self.user_agent!r})"
+                    f"claude-cli/<version> (external, cli) (ANTHROPIC_USER_AGENT is {self.user_agent!r})"
                 )
             raise RateLimited(f"usage endpoint rate-limited the call (429){hint}: {body}", retry_after=retry_after)
         if status >= 500:

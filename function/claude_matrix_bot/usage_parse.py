@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import BadResponse, NoUsageLimit
-from .model import FIVE_HOUR, WEEKLY_PREFIX, BucketReading, Reading
+from .model import FIVE_HOUR, WEEKLY_PREFIX, BucketReading, ExtraUsage, Reading
+from .usage_families import is_credit_shaped, locked_reason, read_banked, read_breakdown, read_credits
 from .usage_money import extra_usage as _extra_usage
 from .usage_values import carries_number as _carries_number
 from .usage_values import is_number as _is_number
@@ -25,8 +26,10 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9]+_(?:hour|hours|day|days|week|weeks|month|m
 # Top-level keys this release reads, or knows and ignores (DESIGN §2). Anything else
 # that carries a number is reported in `Reading.unknown_numbers`. `seven_day_breakdown`
 # is an object of rows, not a bucket, although its name starts with `seven_day`.
-_READ_KEYS = frozenset({"limits", "extra_usage", "spend"})
-_IGNORED_KEYS = frozenset({"seven_day_breakdown", "member_dashboard_available"})
+# `cedar_ember` (banked resets) and `seven_day_breakdown` (where the week went) are read by
+# usage_families; objects with `limit_dollars` are credit budgets (or their placeholders).
+_READ_KEYS = frozenset({"limits", "extra_usage", "spend", "cedar_ember", "seven_day_breakdown"})
+_IGNORED_KEYS = frozenset({"member_dashboard_available"})
 
 # limits[] kinds and the legacy bucket each maps to (DESIGN §2, decided).
 _SESSION_KIND = "session"
@@ -36,6 +39,7 @@ _LIMIT_KIND_BUCKET = {_SESSION_KIND: FIVE_HOUR, _WEEKLY_ALL_KIND: WEEKLY_PREFIX}
 _SLUG_SEPARATORS = re.compile(r"[\W_]+")
 
 _MAX_UNKNOWN = 20
+_MAX_LOCKED = 8
 
 
 # --- limits[] -------------------------------------------------------------------------
@@ -143,30 +147,58 @@ def parse_usage(payload: object, taken_at: datetime) -> Reading:
     if not isinstance(payload, dict):
         raise BadResponse(f"usage answer is a JSON {type(payload).__name__}, not an object")
     unknown: list[str] = []
-    legacy, legacy_null = _legacy_buckets(payload, unknown)
+    locked: dict[str, str] = {}
+    legacy, legacy_null = _legacy_buckets(payload, unknown, locked)
     entries = _limit_entries(payload.get("limits"), unknown)
     buckets, null_buckets = _merge(legacy, legacy_null, entries)
-    if not buckets:
-        seen = f"{len(null_buckets)} null bucket(s)" if null_buckets else "no bucket"
-        raise NoUsageLimit(f"no usage limit in the answer: a free plan, or the endpoint changed ({seen})")
     extra = _extra_usage(payload, unknown)
-    return Reading(
+    windows = frozenset(k for k in payload if isinstance(k, str) and _BUCKET_NAME.match(k))
+    credits = read_credits(payload, _READ_KEYS | windows, unknown)
+    banked = read_banked(payload.get("cedar_ember"), unknown)
+    reading = Reading(
         taken_at=taken_at,
         buckets=buckets,
         null_buckets=tuple(null_buckets),
         extra_usage=extra,
         unknown_numbers=tuple(unknown[:_MAX_UNKNOWN]),
+        credits=credits,
+        banked=banked,
+        locked=tuple(sorted(locked.items()))[:_MAX_LOCKED],
+        breakdown=read_breakdown(payload.get("seven_day_breakdown")),
     )
+    if not buckets and not _watched_without_window(reading):
+        seen = f"{len(null_buckets)} null bucket(s)" if null_buckets else "no bucket"
+        raise NoUsageLimit(f"no usage limit in the answer: a free plan, or the endpoint changed ({seen})")
+    return reading
 
 
-def _legacy_buckets(payload: dict[str, object], unknown: list[str]) -> tuple[dict[str, BucketReading], set[str]]:
-    """The legacy keys named like a window: (buckets with a number, null ones)."""
+def _spend_on(extra: ExtraUsage | None) -> bool:
+    """An enabled spend cap, or one that ran dry at its cap (`out_of_credits`)."""
+    if extra is None:
+        return False
+    return extra.enabled is True or (extra.disabled_reason == "out_of_credits" and extra.limit is not None)
+
+
+def _watched_without_window(reading: Reading) -> bool:
+    """A Team or Enterprise seat answers no window but an enabled spend cap or a credit
+    (docs/design.md §1, never silent): watched, not failed. A locked window is said too."""
+    return _spend_on(reading.extra_usage) or bool(reading.credits) or bool(reading.locked)
+
+
+def _legacy_buckets(
+    payload: dict[str, object], unknown: list[str], locked: dict[str, str]
+) -> tuple[dict[str, BucketReading], set[str]]:
+    """The legacy keys named like a window: (buckets with a number, null ones); a window's
+    non-null `locked_reason` goes to `locked`."""
     legacy: dict[str, BucketReading] = {}
     legacy_null: set[str] = set()
     for key, value in payload.items():
         if not isinstance(key, str) or key in _READ_KEYS or key in _IGNORED_KEYS:
             continue
         if _BUCKET_NAME.match(key):
+            reason = locked_reason(value)
+            if reason is not None:
+                locked[key] = reason
             if value is None:
                 legacy_null.add(key)
                 continue
@@ -180,6 +212,8 @@ def _legacy_buckets(payload: dict[str, object], unknown: list[str]) -> tuple[dic
                         resets_at=_resets_at(key, value.get("resets_at")),
                     )
                 continue
+        if is_credit_shaped(value):
+            continue  # a credit budget or its placeholder: read_credits takes it
         if _carries_number(value):
             unknown.append(_short(key))
     return legacy, legacy_null
