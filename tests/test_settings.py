@@ -4,6 +4,7 @@ ConfigError that names every offending variable before any I/O.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
