@@ -295,7 +295,7 @@ def test_weekly_threshold_table(utilizations: list[float], expected: list[int]) 
 
 
 def test_custom_thresholds() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(25, 75, 90)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(25, 75, 90)))
     alerts = watch.see({"seven_day": (80.0, WEEK_RESET)}, at=T0 + HOUR)
     assert [a.details["threshold"] for a in alerts] == [25, 75]
 
@@ -358,7 +358,7 @@ def burn(
 
 def test_forecast_fires_once_when_the_projection_lands_before_the_reset() -> None:
     # 12 %/h from 10 %: 100 % is ~7.5 h away, the reset days away.
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(99,)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(99,)))
     fired = burn(watch, start=10.0, per_hour=12.0, steps=40)
     # First eligible at step 12: samples at 0..60 min span the 1 h FORECAST_MIN_SPAN_SEC.
     assert [step for step, _ in fired] == [12]
@@ -394,7 +394,7 @@ def test_forecast_is_silent_when_the_reset_comes_first() -> None:
 )
 def test_forecast_waits_for_min_samples_and_min_span(config: DecideConfig, every: timedelta, first_step: int) -> None:
     # DESIGN: no projection with fewer than FORECAST_MIN_SAMPLES or a span under FORECAST_MIN_SPAN_SEC.
-    watch = armed_watch(weekly=10.0, config=replace(config, thresholds=(99,)))
+    watch = armed_watch(weekly=10.0, config=replace(config, weekly_thresholds=(99,)))
     fired = burn(watch, start=10.0, per_hour=10.0, steps=first_step + 10, every=every)
     assert [step for step, _ in fired] == [first_step]
 
@@ -406,12 +406,12 @@ def test_forecast_needs_a_positive_slope(per_hour: float) -> None:
 
 
 def test_forecast_can_be_turned_off() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(forecast_enabled=False, thresholds=(99,)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(forecast_enabled=False, weekly_thresholds=(99,)))
     assert burn(watch, start=10.0, per_hour=30.0, steps=40) == []
 
 
 def test_forecast_needs_a_known_future_reset() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(99,)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(99,)))
     alerts: list[Alert] = []
     for step in range(1, 30):
         alerts += watch.see({"seven_day": (10.0 + step, None)}, at=T0 + step * 5 * MIN)
@@ -422,7 +422,7 @@ def test_forecast_history_is_trimmed_to_the_forecast_window() -> None:
     # An old jump followed by a flat stretch: with the history trimmed to the last 2 h
     # the fit sees only the flat stretch (slope 0); an untrimmed fit would see a burn.
     def run(window_sec: int) -> tuple[list[Alert], BucketState]:
-        config = DecideConfig(forecast_window_sec=window_sec, thresholds=(99,))
+        config = DecideConfig(forecast_window_sec=window_sec, weekly_thresholds=(99,))
         watch = armed_watch(weekly=10.0, config=config)
         watch.see({"seven_day": (60.0, WEEK_RESET)}, at=T0 + 3 * HOUR)
         for step in range(1, 25):
@@ -439,7 +439,7 @@ def test_forecast_history_is_trimmed_to_the_forecast_window() -> None:
 
 
 def test_forecast_fires_again_in_the_next_window() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(99,)), at=WEEK_RESET - 10 * HOUR)
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(99,)), at=WEEK_RESET - 10 * HOUR)
     assert len(burn(watch, start=10.0, per_hour=12.0, steps=30)) == 1
     watch.now = WEEK_RESET + 5 * MIN
     watch.see({"seven_day": (0.0, NEXT_WEEK_RESET)})
@@ -449,7 +449,7 @@ def test_forecast_fires_again_in_the_next_window() -> None:
 
 
 def test_forecast_for_each_weekly_bucket_separately() -> None:
-    watch = Watch(config=DecideConfig(thresholds=(99,)))
+    watch = Watch(config=DecideConfig(weekly_thresholds=(99,)))
     watch.see({"seven_day": (10.0, WEEK_RESET), "seven_day_opus": (10.0, WEEK_RESET)})
     for step in range(1, 20):
         watch.see(

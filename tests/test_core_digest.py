@@ -152,7 +152,7 @@ def test_a_mark_already_past_when_the_window_is_first_seen_has_no_time() -> None
 
 
 def test_custom_thresholds_are_timed_too() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(25, 90)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(25, 90)))
     watch.see({"seven_day": (30.0, WEEK_RESET)}, at=T0 + HOUR)
     assert watch.bucket("seven_day").passed == ((25, T0_TS + H),)
 

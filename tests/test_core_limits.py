@@ -153,7 +153,7 @@ def test_numbers_only_in_limits_yield_the_same_alerts_as_in_legacy_keys(
 ) -> None:
     # The metamorphic property (issue 11): moving every number from the legacy keys into
     # limits[] changes nothing the room sees: same kinds, buckets, ids, texts, details.
-    config = DecideConfig(thresholds=thresholds, forecast_min_samples=3, forecast_min_span_sec=1800)
+    config = DecideConfig(weekly_thresholds=thresholds, forecast_min_samples=3, forecast_min_span_sec=1800)
     legacy, limits = Bot(config), Bot(config)
     now = T0
     anchor = WEEK_RESET

@@ -83,7 +83,7 @@ def test_each_threshold_alerts_at_most_once_per_window_and_exactly_when_crossed(
 ) -> None:
     # DESIGN §1 weekly threshold: once per threshold per weekly window; those exceeded
     # at arming are only shown.
-    watch = Watch(config=DecideConfig(thresholds=thresholds))
+    watch = Watch(config=DecideConfig(weekly_thresholds=thresholds))
     replay(watch, steps)
     alerted = [(a.bucket, a.details["threshold"]) for a in watch.log if a.kind == "threshold"]
     assert all(count == 1 for count in Counter(alerted).values()), alerted
@@ -104,7 +104,7 @@ def test_each_threshold_alerts_at_most_once_per_window_and_exactly_when_crossed(
 @settings(max_examples=60, deadline=None)
 @given(one_window_journeys(), thresholds_strategy)
 def test_every_decided_state_reads_back_equal(steps: list[Step], thresholds: tuple[int, ...]) -> None:
-    replay(Watch(config=DecideConfig(thresholds=thresholds, health_failures=2)), steps, check_round_trip=True)
+    replay(Watch(config=DecideConfig(weekly_thresholds=thresholds, health_failures=2)), steps, check_round_trip=True)
 
 
 @st.composite
@@ -145,7 +145,7 @@ def test_jitter_below_the_tolerance_never_makes_a_reset_shift(
     # DESIGN §1 reset shift: moves smaller than RESET_SHIFT_TOLERANCE_SEC are jitter, natural
     # rollovers are silent, null transitions are not shifts.
     tolerance, steps = journey
-    watch = Watch(config=DecideConfig(shift_tolerance_sec=tolerance))
+    watch = Watch(config=DecideConfig(reset_shift_tolerance_sec=tolerance))
     for advance, buckets in steps:
         alerts = watch.see(buckets, at=watch.now + advance)
         assert "reset_shift" not in kinds(alerts), (watch.now, buckets)
@@ -165,7 +165,7 @@ def test_a_rollover_resets_threshold_dedup(
     target = data.draw(st.sampled_from(thresholds), label="threshold")
     below = data.draw(st.floats(min_value=0.0, max_value=target - 0.01), label="below")
     above = data.draw(st.floats(min_value=float(target), max_value=100.0), label="above")
-    watch = Watch(config=DecideConfig(thresholds=thresholds))
+    watch = Watch(config=DecideConfig(weekly_thresholds=thresholds))
     watch.see({"seven_day": (0.0 if target > 0 else below, WEEK_RESET)})
     watch.see({"seven_day": (above, WEEK_RESET)}, at=T0 + HOUR)
     first = [a for a in watch.log if a.kind == "threshold" and a.details["threshold"] == target]

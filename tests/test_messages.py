@@ -193,7 +193,7 @@ def test_forecast_message_has_eta_lead_rate_and_samples() -> None:
 
 
 def test_forecast_message_from_decide() -> None:
-    watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(99,)))
+    watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(99,)))
     for step in range(1, 13):
         watch.see({"seven_day": (10.0 + step, WEEK_RESET)}, at=T0 + step * 5 * MIN)
     (alert,) = [a for a in watch.log if a.kind == "forecast"]
@@ -333,13 +333,13 @@ def test_times_are_on_the_readers_clock_with_the_zones_abbreviation(zone: tzinfo
 
 
 def test_every_time_of_a_message_is_in_the_zone_and_ids_stay_utc() -> None:
-    config = DecideConfig(thresholds=(50, 99), timezone=BERLIN)
+    config = DecideConfig(weekly_thresholds=(50, 99), timezone=BERLIN)
     watch = armed_watch(weekly=10.0, config=config)
     (armed,) = watch.log
     assert "resets Thu 8 Jan 08:00 CET (in 5d 19h)" in armed.plain
     for step in range(1, 13):
         watch.see({"seven_day": (10.0 + step * 4, WEEK_RESET)}, at=T0 + step * 5 * MIN)
-    utc_watch = armed_watch(weekly=10.0, config=DecideConfig(thresholds=(50, 99)))
+    utc_watch = armed_watch(weekly=10.0, config=DecideConfig(weekly_thresholds=(50, 99)))
     for step in range(1, 13):
         utc_watch.see({"seven_day": (10.0 + step * 4, WEEK_RESET)}, at=T0 + step * 5 * MIN)
     by_kind = {a.kind: a for a in watch.log}

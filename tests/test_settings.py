@@ -17,19 +17,15 @@ from claude_matrix_bot.core.config import DecideConfig
 from claude_matrix_bot.errors import BotError, ConfigError
 from claude_matrix_bot.quiet_hours import QuietHours
 from claude_matrix_bot.settings import Settings, TrustedDevice, load_settings
+from claude_matrix_bot.settings_spec import declared, shown_default
 
 # The least a default (Matrix sink, Kubernetes Secret) deployment must say.
 MINIMAL = {"MATRIX_ROOM_ID": "!alerts:example.org", "K8S_OAUTH_SECRET_NAME": "claude-oauth-tokens"}
 
-VARIABLES = [
-    "MATRIX_ROOM_ID", "MATRIX_CREDS_DIR", "OAUTH_TOKENS_DIR", "LOCAL_MODE", "K8S_OAUTH_SECRET_NAME",
-    "K8S_NAMESPACE", "OAUTH_REFRESH_LEEWAY_SEC", "WEEKLY_THRESHOLDS", "STATE_URL", "FORECAST_ENABLED",
-    "FORECAST_WINDOW_SEC", "FORECAST_MIN_SAMPLES", "FORECAST_MIN_SPAN_SEC", "ALERT_SINK", "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_TOKEN_URL", "NOW_OVERRIDE", "RESET_SHIFT_TOLERANCE_SEC", "HEALTH_FAILURES", "ANTHROPIC_USER_AGENT",
-    "TRIGGER_TOKEN", "MIN_INTERVAL_SEC", "MATRIX_TRUSTED_DEVICES", "MATRIX_STORE_PASSPHRASE", "LOG_LEVEL",
-    "SESSION_ALERTS", "SESSION_THRESHOLDS", "CREDIT_THRESHOLDS", "BANKED_RESETS_ENABLED", "TIMEZONE",
-    "QUIET_HOURS", "MATRIX_MENTION",
-]  # fmt: skip
+REPO = Path(__file__).resolve().parent.parent
+# Every variable, as declared once (name, parser, default, meaning) on the settings' fields.
+DECLARED = declared(Settings)
+VARIABLES = [item.env for item in DECLARED]
 
 
 def config_error(env: dict[str, str]) -> str:
@@ -112,9 +108,17 @@ def test_every_variable_is_parsed() -> None:
         "TIMEZONE": "Europe/Berlin",
         "QUIET_HOURS": "22:30-07:00",
         "MATRIX_MENTION": "@me:example.org, @partner:matrix.example.org:8448,@me:example.org",
+        "ACCOUNTS": "work,priv",
+        "EXTRA_USAGE_THRESHOLDS": "100",
+        "CHARTS_ENABLED": "0",
+        "DIGEST_ENABLED": "false",
+        "LOG_FORMAT": "json",
+        "MATRIX_EXCLUDE_INSECURE_DEVICES": "yes",
+        "MATRIX_PASSWORD_FILE": "/run/secrets/bot-password",
     }
-    assert set(env) == set(VARIABLES)
+    assert sorted(env) == sorted(VARIABLES), "every declared variable is parsed here"
     s = load_settings(env)
+    assert [item.env for item in DECLARED if getattr(s, item.name) == item.default] == []
     assert s == Settings(
         matrix_room_id="!room:matrix.example.org",
         matrix_creds_dir=Path("/etc/matrix"),
@@ -148,6 +152,13 @@ def test_every_variable_is_parsed() -> None:
         timezone=ZoneInfo("Europe/Berlin"),
         quiet_hours=QuietHours(time(22, 30), time(7, 0)),
         matrix_mention=("@me:example.org", "@partner:matrix.example.org:8448"),
+        accounts=("work", "priv"),
+        extra_usage_thresholds=(100,),
+        charts_enabled=False,
+        digest_enabled=False,
+        log_format="json",
+        matrix_exclude_insecure_devices=True,
+        matrix_password_file=Path("/run/secrets/bot-password"),
     )
     # NOW_OVERRIDE is the run's "now", in UTC.
     assert s.now() == datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -477,3 +488,42 @@ def test_the_core_gets_the_families_and_the_reader_s_day() -> None:
     )
     # The defaults of both come from one place.
     assert load_settings(MINIMAL).decide_config() == DecideConfig()
+
+
+# --- the README's table, the settings and the declaration (docs/design.md §3) ------------------
+
+
+def readme_settings_table() -> dict[str, tuple[str, str]]:
+    """`NAME -> (default, meaning)` from the README's table of variables."""
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| variable | default | meaning |") + 2
+    table: dict[str, tuple[str, str]] = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        name, default, meaning = (cell.strip() for cell in line.strip("|").split(" | ", 2))
+        assert name.startswith("`") and name.endswith("`"), line
+        assert name.strip("`") not in table, f"{name} is listed twice"
+        table[name.strip("`")] = (default, meaning)
+    return table
+
+
+def test_the_readme_table_lists_every_declared_variable_with_its_default() -> None:
+    table = readme_settings_table()
+    assert sorted(table) == sorted(VARIABLES)
+    shown = {item.env: shown_default(item) for item in DECLARED}
+    assert {name: default for name, (default, _) in table.items()} == shown
+    assert all(meaning for _, meaning in table.values())
+
+
+def test_each_setting_says_in_one_line_what_it_means() -> None:
+    for item in DECLARED:
+        assert item.spec.meaning and "\n" not in item.spec.meaning, item.env
+        assert item.env == item.name.upper()
+
+
+def test_the_core_configuration_is_the_settings_of_the_same_names() -> None:
+    core = {item.name for item in declared(DecideConfig)}
+    assert core <= {item.name for item in DECLARED}
+    assert {"weekly_thresholds", "reset_shift_tolerance_sec", "timezone", "quiet_hours"} <= core
+    assert "matrix_mention" not in core and "trigger_token" not in core, "the core gets no shell or secret setting"

@@ -1,6 +1,4 @@
-"""The functional core: pure decisions, no I/O, `now` always passed in."""
+"""The functional core: pure decisions, no I/O, `now` always passed in.
 
-from .config import DecideConfig
-from .decide import Decision, decide, record_failure
-
-__all__ = ["DecideConfig", "Decision", "decide", "record_failure"]
+Import the modules themselves (`core.decide`, `core.config`): the package imports nothing, so
+reading the settings (which need only `core.config`) does not load the decision."""

@@ -70,7 +70,7 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         state, produced = _bucket_step(name, old, current, now, now_ts, config, arming=arming)
         buckets[name] = state
         bucket_alerts.extend(produced)
-        exceeded = tuple(t for t in config.thresholds if current.utilization >= t) if is_weekly(name) else ()
+        exceeded = tuple(t for t in config.weekly_thresholds if current.utilization >= t) if is_weekly(name) else ()
         baseline.append(
             messages.BaselineRow(
                 name, current.utilization, current.resets_at, exceeded, current.is_active, current.severity
@@ -118,7 +118,7 @@ def _armed(
         extra_baseline = messages.ExtraBaseline(extra, extra_state.alerted_thresholds)
     rendered = messages.render_armed(
         _baseline_order(baseline),
-        config.thresholds,
+        config.weekly_thresholds,
         now,
         note,
         extra=extra_baseline,
@@ -181,7 +181,7 @@ def _bucket_step(
     )
     if not is_weekly(name):
         return state, alerts
-    state = digest.record_window(state, before, now_ts, config.thresholds)
+    state = digest.record_window(state, before, now_ts, config.weekly_thresholds)
     state, crossed = _threshold_step(name, state, current, now, config)
     state, forecast = _forecast_step(name, state, current, now, now_ts, config)
     return state, [*alerts, *crossed, *forecast]
@@ -195,7 +195,7 @@ def _window_step(
     new_resets = current.resets_at
     if old is None:
         return BucketState(window=new_resets), []
-    tol = config.shift_tolerance_sec
+    tol = config.reset_shift_tolerance_sec
     state = old
     alerts: list[Alert] = []
     # After a reading without a reset (null), the last one reported: a moved window
@@ -238,7 +238,7 @@ def _threshold_step(
     exceeded are shown in the baseline and marked as said (DESIGN §1)."""
     alerts: list[Alert] = []
     alerted = set(state.alerted_thresholds)
-    for threshold in config.thresholds:
+    for threshold in config.weekly_thresholds:
         if current.utilization >= threshold and threshold not in alerted:
             alerted.add(threshold)
             alerts.append(
@@ -340,7 +340,7 @@ def _forecast_chart(
         pictures.chart_samples(state),
         resets_at=resets_at,
         now=now,
-        thresholds=config.thresholds,
+        thresholds=config.weekly_thresholds,
         current=current,
         projection=projection,
         fit_start=state.history[0][0] if state.history else None,

@@ -144,7 +144,7 @@ class DigestConfig(Protocol):
     """What the digest reads of the decision's configuration (DecideConfig has it all)."""
 
     @property
-    def thresholds(self) -> tuple[int, ...]: ...
+    def weekly_thresholds(self) -> tuple[int, ...]: ...
     @property
     def charts_enabled(self) -> bool: ...
     @property
@@ -158,7 +158,7 @@ def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestC
     (its id is the closed window's), none for the five-hour bucket or an unused window."""
     if not (config.digest_enabled and is_weekly(name)):
         return []
-    summary = summarize(name, closed, config.thresholds, config.timezone)
+    summary = summarize(name, closed, config.weekly_thresholds, config.timezone)
     if summary is None:
         return []
     details: dict[str, object] = {
@@ -177,12 +177,12 @@ def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestC
             summary.samples,
             resets_at=summary.ended_at,
             now=now,
-            thresholds=config.thresholds,
+            thresholds=config.weekly_thresholds,
             peak=summary.peak,
             limit_hit_at=int(limit_at.timestamp()) if limit_at else None,
             zone=config.timezone,
         )
         details["chart"] = spec.to_json()
-    rendered = messages.render_digest(summary, config.thresholds, zone=config.timezone)
+    rendered = messages.render_digest(summary, config.weekly_thresholds, zone=config.timezone)
     ident = alert_id("digest", name, key(closed.window or summary.ended_at))
     return [make("digest", ident, rendered, now, bucket=name, **details)]
