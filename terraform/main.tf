@@ -1,7 +1,9 @@
 # Deploys the kustomize overlay that trigger_mode names, adjusted with values from
 # Terraform (namespace, image, room, schedule, state) by a kustomization_overlay: the
-# same manifests `kubectl apply -k` uses. Secrets (OAuth tokens, Matrix credentials)
-# are created out of band (docs/deploy.md), so no token ever lands in Terraform state.
+# same manifests `kubectl apply -k` uses. The OAuth tokens and Matrix credentials are
+# created out of band (docs/deploy.md), so they never land in Terraform state; the
+# trigger token is generated here (it guards the HTTP trigger, not an account) and the
+# optional key-store passphrase is taken from a sensitive input: both are in the state.
 
 locals {
   deploy_dir = abspath("${path.module}/../deploy")
@@ -39,6 +41,14 @@ locals {
   schedule_target = var.trigger_mode == "knative" ? { group = "sources.knative.dev", kind = "PingSource" } : { group = "batch", kind = "CronJob" }
 }
 
+# Every request to the function must carry it (issue 21 item 4): the Service and the
+# trigger CronJob read it from the Secret, the PingSource sends it as an extension.
+resource "random_password" "trigger_token" {
+  count   = local.knative ? 1 : 0
+  length  = 48
+  special = false
+}
+
 data "kustomization_overlay" "bot" {
   resources  = [local.overlays[var.trigger_mode]]
   components = var.state_backend == "pvc" ? [] : [local.bucket_state_component]
@@ -66,6 +76,39 @@ data "kustomization_overlay" "bot" {
       name     = "claude-matrix-bot-trigger-config"
       behavior = "merge"
       literals = ["FUNCTION_URL=${config_map_generator.value}"]
+    }
+  }
+
+  dynamic "secret_generator" {
+    for_each = local.knative ? ["token"] : []
+    content {
+      name     = "claude-matrix-bot-trigger"
+      type     = "Opaque"
+      literals = ["token=${random_password.trigger_token[0].result}"]
+    }
+  }
+
+  dynamic "secret_generator" {
+    for_each = nonsensitive(var.matrix_store_passphrase != null) ? ["passphrase"] : []
+    content {
+      name     = "claude-matrix-bot-store"
+      type     = "Opaque"
+      literals = ["passphrase=${var.matrix_store_passphrase}"]
+    }
+  }
+
+  dynamic "patches" {
+    for_each = var.trigger_mode == "knative" ? ["ping"] : []
+    content {
+      target = {
+        group = "sources.knative.dev"
+        kind  = "PingSource"
+      }
+      patch = jsonencode([{
+        op    = "add"
+        path  = "/spec/ceOverrides"
+        value = { extensions = { triggertoken = random_password.trigger_token[0].result } }
+      }])
     }
   }
 

@@ -104,3 +104,15 @@ variable "accounts" {
     error_message = "accounts must be distinct names of 1-32 characters a-z, 0-9 or '-' (not \"nio\", where the Matrix key store lives)."
   }
 }
+
+variable "matrix_store_passphrase" {
+  description = "MATRIX_STORE_PASSPHRASE (optional): encrypts the Matrix key store at rest (cross-signing seeds, the Olm account). Put in the Secret claude-matrix-bot-store, which lands in Terraform state: keep that state encrypted, or leave this null and create the Secret out of band (docs/deploy.md). Set it before the bot's first Matrix login: a store written without it cannot be opened with it. null: the bot warns that its key store is unencrypted."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.matrix_store_passphrase == null || length(coalesce(var.matrix_store_passphrase, "x")) >= 16
+    error_message = "matrix_store_passphrase must be at least 16 characters."
+  }
+}

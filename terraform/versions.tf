@@ -9,5 +9,10 @@ terraform {
       source  = "kbst/kustomization"
       version = "~> 0.9.6"
     }
+    # Generates the trigger token (issue 21 item 4).
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }

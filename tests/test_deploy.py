@@ -28,7 +28,12 @@ DEPLOY = REPO / "deploy"
 KUBERNETES_VERSION = "1.32"
 NAMESPACE = "claude-matrix-bot"
 UID = 65532
-OPERATOR_SECRETS = {"claude-oauth-tokens", "matrix-bot-creds", "claude-matrix-bot-trigger"}
+OPERATOR_SECRETS = {"claude-oauth-tokens", "matrix-bot-creds", "claude-matrix-bot-trigger", "claude-matrix-bot-store"}
+# Secrets handed to a container through env: (variable, Secret, key, optional).
+ENV_SECRETS = {
+    ("TRIGGER_TOKEN", "claude-matrix-bot-trigger", "token", False),
+    ("MATRIX_STORE_PASSPHRASE", "claude-matrix-bot-store", "passphrase", True),
+}
 
 BUILDS = [
     "overlays/knative",
@@ -47,6 +52,7 @@ CORE_KINDS = {
     "ConfigMap",
     "PersistentVolumeClaim",
     "CronJob",
+    "NetworkPolicy",
 }
 KNATIVE_KINDS = {("serving.knative.dev/v1", "Service"), ("sources.knative.dev/v1", "PingSource")}
 
@@ -218,8 +224,8 @@ def test_references_resolve(docs: list[Doc]) -> None:
                 secret_ref = var.get("valueFrom", {}).get("secretKeyRef")
                 if secret_ref is not None:
                     assert secret_ref["name"] in OPERATOR_SECRETS
-                    # Only the optional second factor comes from a Secret through env.
-                    assert (var["name"], secret_ref.get("optional")) == ("TRIGGER_TOKEN", True)
+                    found = (var["name"], secret_ref["name"], secret_ref["key"], secret_ref.get("optional", False))
+                    assert found in ENV_SECRETS, pod.owner
 
 
 def test_settings_in_the_config_map_are_valid_and_match_the_mounts(docs: list[Doc]) -> None:
@@ -234,7 +240,6 @@ def test_settings_in_the_config_map_are_valid_and_match_the_mounts(docs: list[Do
         volumes = {v["name"]: v for v in pod.spec["volumes"]}
         (container,) = pod.spec["containers"]
         mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
-        assert mounts[str(settings.oauth_tokens_dir)]["secret"]["secretName"] == settings.k8s_oauth_secret_name
         assert mounts[str(settings.matrix_creds_dir)]["secret"]["secretName"] == "matrix-bot-creds"
         if settings.state_url.startswith("file://"):
             state_dir = settings.state_url.removeprefix("file://")
@@ -683,3 +688,94 @@ def test_the_lock_is_closed_under_the_installed_dependencies() -> None:
             if canonicalize_name(requirement.name) not in locked:
                 missing.add(f"{requirement.name} (needed by {name})")
     assert not missing, f"not in requirements.lock: {sorted(missing)}"
+
+
+# --- issue 21 items 4, 5, 8: the fence, the trigger token, the key store's passphrase ------------
+
+
+def _template_labels(doc: Doc) -> dict[str, str]:
+    template = doc["spec"]["jobTemplate"]["spec"]["template"] if doc["kind"] == "CronJob" else doc["spec"]["template"]
+    return dict(template["metadata"]["labels"])
+
+
+def _workloads(docs: list[Doc]) -> list[Doc]:
+    return [d for d in docs if d["kind"] == "CronJob" or d["apiVersion"] == "serving.knative.dev/v1"]
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "only matchLabels is read here"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def test_watcher_pods_are_fenced_by_a_network_policy(docs: list[Doc]) -> None:
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    for workload in _workloads(docs):
+        labels = _template_labels(workload)
+        assert _selects(policy["podSelector"], labels) == (labels["app.kubernetes.io/component"] == "watcher")
+    (ingress,) = policy["ingress"]
+    assert "ports" not in ingress
+    sources = ingress["from"]
+    namespaces = [s["namespaceSelector"] for s in sources if "namespaceSelector" in s]
+    assert namespaces == [
+        {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "In",
+                    "values": ["knative-serving", "kourier-system", "istio-system"],
+                }
+            ]
+        }
+    ]
+    local = [s for s in sources if "namespaceSelector" not in s]
+    assert local == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "claude-matrix-bot", "app.kubernetes.io/component": "trigger"}
+            }
+        }
+    ]
+    for workload in _workloads(docs):
+        labels = _template_labels(workload)
+        if labels["app.kubernetes.io/component"] == "trigger":
+            assert _selects(local[0]["podSelector"], labels)
+    ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443)}
+    assert all("ports" in rule for rule in policy["egress"]), "no rule opens every port"
+
+
+def _env_secret(container: Doc, name: str) -> Doc | None:
+    for var in container.get("env", []):
+        if var["name"] == name:
+            return dict(var["valueFrom"]["secretKeyRef"])
+    return None
+
+
+def test_an_http_trigger_always_carries_a_required_token(docs: list[Doc]) -> None:
+    # Issue 21 item 4: generated in the documented setup, no longer optional.
+    http = [
+        w for w in _workloads(docs) if not (w["kind"] == "CronJob" and w["metadata"]["name"] == "claude-matrix-bot")
+    ]
+    for workload in _workloads(docs):
+        template = workload["spec"]["jobTemplate"]["spec"]["template"] if workload["kind"] == "CronJob" else None
+        (container,) = (template or workload["spec"]["template"])["spec"]["containers"]
+        ref = _env_secret(container, "TRIGGER_TOKEN")
+        if workload in http:  # the Knative Service and the shim that POSTs to it
+            assert ref == {"name": "claude-matrix-bot-trigger", "key": "token"}, workload["metadata"]["name"]
+        else:  # `claude-matrix-bot run`: no HTTP trigger, no token
+            assert ref is None
+
+
+def test_every_watcher_gets_the_store_passphrase_and_no_oauth_mount(docs: list[Doc]) -> None:
+    # Issue 21 items 5 and 8: the key store encrypted at rest when the Secret exists; the
+    # tokens are read through the API (LOCAL_MODE is off), so their Secret is not mounted.
+    assert not load_settings(config_map(docs)["data"]).local_mode
+    watchers = [pod for pod in pods(docs) if not pod.owner.endswith("-trigger")]
+    assert watchers
+    for pod in watchers:
+        (container,) = pod.spec["containers"]
+        ref = _env_secret(container, "MATRIX_STORE_PASSPHRASE")
+        assert ref == {"name": "claude-matrix-bot-store", "key": "passphrase", "optional": True}, pod.owner
+        secrets = {v["secret"]["secretName"] for v in pod.spec.get("volumes", []) if "secret" in v}
+        assert secrets == {"matrix-bot-creds"}, pod.owner

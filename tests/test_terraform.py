@@ -5,6 +5,7 @@ bucket state) is one kustomize accepts."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -214,6 +215,23 @@ def test_gcs_module_locks_the_bucket_down() -> None:
     assert "svc.id.goog[${var.namespace}/${var.kubernetes_service_account}]" in text
     assert "roles/storage.objectAdmin" in text
     assert "iam.gke.io/gcp-service-account" in text
+    # Issue 21 item 8: object access only under the prefix (an IAM condition), listing on the bucket.
+    bindings = {
+        _unquote(name): body
+        for block in module.blocks["resource"]
+        for type_name, by_name in block.items()
+        if _unquote(type_name) == "google_storage_bucket_iam_member"
+        for name, body in by_name.items()
+    }
+    roles = {name: _unquote(body["role"]) for name, body in bindings.items()}
+    assert sorted(roles.values()) == ["roles/storage.legacyBucketReader", "roles/storage.objectAdmin"]
+    (admin,) = [body for name, body in bindings.items() if roles[name] == "roles/storage.objectAdmin"]
+    (condition,) = admin["condition"]
+    assert json.dumps(condition["expression"]) == json.dumps(
+        '"resource.name.startsWith(\\"projects/_/buckets/${google_storage_bucket.state.name}/objects/'
+        '${local.prefix}/\\")"'
+    )
+    assert json.dumps(module.locals()["prefix"]) == json.dumps('${trimsuffix(var.prefix, "/")}')
 
 
 def test_s3_module_locks_the_bucket_down_and_scopes_the_role() -> None:
@@ -250,13 +268,24 @@ def test_terraform_fmt_is_clean() -> None:
 # --- the overlay the module builds, emulated with kubectl kustomize ----------------------------
 
 
+TRIGGER_TOKEN = "generated-by-random-password-0123456789abcdef"  # a stand-in for random_password
+
+
 def _emulate_overlay(
-    tmp_path: Path, *, trigger_mode: str, backend: str, namespace: str, settings: tuple[str, ...] = ()
+    tmp_path: Path,
+    *,
+    trigger_mode: str,
+    backend: str,
+    namespace: str,
+    settings: tuple[str, ...] = (),
+    passphrase: str | None = None,
 ) -> list[dict[str, Any]]:
     """The kustomization main.tf's kustomization_overlay expresses, written as YAML and built.
 
     Mirrors data.kustomization_overlay.bot: overlay by trigger_mode, bucket-state component,
-    namespace, image, merged settings, FUNCTION_URL, schedule patch, ServiceAccount annotations.
+    namespace, image, merged settings, FUNCTION_URL, schedule patch, ServiceAccount annotations,
+    the generated trigger token (its Secret, and the PingSource's extension) and the optional
+    key-store passphrase's Secret.
     """
     root = load(TERRAFORM)
     shutil.copytree(REPO / "deploy", tmp_path / "deploy")
@@ -294,6 +323,16 @@ def _emulate_overlay(
             },
         ],
     }
+    secrets: list[dict[str, Any]] = []
+    if trigger_mode != "cronjob":
+        secrets.append({"name": "claude-matrix-bot-trigger", "type": "Opaque", "literals": [f"token={TRIGGER_TOKEN}"]})
+    if passphrase is not None:
+        secrets.append({"name": "claude-matrix-bot-store", "type": "Opaque", "literals": [f"passphrase={passphrase}"]})
+    if secrets:
+        kustomization["secretGenerator"] = secrets
+    if trigger_mode == "knative":
+        ping = [{"op": "add", "path": "/spec/ceOverrides", "value": {"extensions": {"triggertoken": TRIGGER_TOKEN}}}]
+        kustomization["patches"].append({"target": {"kind": "PingSource"}, "patch": json.dumps(ping)})
     if trigger_mode == "knative-cronjob-trigger":
         kustomization["configMapGenerator"].append(
             {
@@ -369,3 +408,38 @@ def test_accounts_become_one_setting_and_the_role_stays_on_the_one_secret(tmp_pa
     assert load_settings(config["data"]).accounts == ("work", "priv")
     (role,) = [d for d in docs if d["kind"] == "Role"]
     assert [rule["resourceNames"] for rule in role["rules"]] == [["claude-oauth-tokens"]]
+
+
+@pytest.mark.parametrize("trigger_mode", ["knative", "cronjob", "knative-cronjob-trigger"])
+def test_the_trigger_token_is_generated_and_the_passphrase_is_an_optional_input(
+    tmp_path: Path, trigger_mode: str
+) -> None:
+    # Issue 21 items 4 and 5: the token is no longer optional on the HTTP paths; the key
+    # store's passphrase can come from terraform (sensitive, optional), never from settings.
+    root = load(TERRAFORM)
+    assert ("random_password", "trigger_token") in root.typed("resource")
+    text = root.expressions
+    assert "token=${random_password.trigger_token[0].result}" in text
+    assert "passphrase=${var.matrix_store_passphrase}" in text
+    assert "nonsensitive(var.matrix_store_passphrase != null)" in text
+    variable = root.named("variable")["matrix_store_passphrase"]
+    assert variable["sensitive"] is True and variable["default"] is None
+    assert "MATRIX_STORE_PASSPHRASE" in json.dumps(root.named("variable")["settings"]["validation"])
+
+    passphrase = "a-passphrase-for-the-key-store"
+    docs = _emulate_overlay(tmp_path, trigger_mode=trigger_mode, backend="pvc", namespace="bots", passphrase=passphrase)
+    secrets = {d["metadata"]["name"].rsplit("-", 1)[0]: d for d in docs if d["kind"] == "Secret"}
+    store = secrets.pop("claude-matrix-bot-store")
+    assert base64.b64decode(store["data"]["passphrase"]).decode() == passphrase
+    if trigger_mode == "cronjob":
+        assert secrets == {}, "no HTTP trigger, no token"
+        return
+    token = base64.b64decode(secrets["claude-matrix-bot-trigger"]["data"]["token"]).decode()
+    assert token == TRIGGER_TOKEN
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    refs = re.findall(r"name: (claude-matrix-bot-(?:trigger|store)-(?!config)\S+)", yaml.safe_dump_all(docs))
+    assert refs and set(refs) <= names, "the hashed names reach the workloads"
+    pings = [d for d in docs if d["kind"] == "PingSource"]
+    assert [p["spec"]["ceOverrides"]["extensions"]["triggertoken"] for p in pings] == (
+        [TRIGGER_TOKEN] if trigger_mode == "knative" else []
+    )

@@ -39,10 +39,28 @@ resource "google_service_account_iam_member" "workload_identity" {
   member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.namespace}/${var.kubernetes_service_account}]"
 }
 
-# Read, conditional write (generation preconditions) and delete (lease release) of
-# objects in this one bucket; nothing project-wide.
+locals {
+  prefix = trimsuffix(var.prefix, "/")
+}
+
+# Read, conditional write (generation preconditions) and delete (lease release) of the
+# objects under the bot's prefix only (issue 21 item 8: it used to be the whole bucket).
 resource "google_storage_bucket_iam_member" "state_object_admin" {
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.bot.email}"
+
+  condition {
+    title       = "claude-matrix-bot prefix"
+    description = "Objects under ${local.prefix}/ only."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/${local.prefix}/\")"
+  }
+}
+
+# Listing is checked on the bucket, where a prefix condition cannot apply: the names of
+# the bucket's objects (never their contents) may be listed. Keep the bucket to the bot.
+resource "google_storage_bucket_iam_member" "state_list" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.legacyBucketReader"
   member = "serviceAccount:${google_service_account.bot.email}"
 }
