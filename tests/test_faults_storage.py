@@ -64,10 +64,10 @@ def _clean_failure(result: CliResult, fake: FakeAnthropic, says: str) -> None:
 
 
 def test_cas_conflict_is_a_clean_failure(
-    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, cas_backend: Backend
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, shared_cas_backend: Backend
 ) -> None:
     now = _now()
-    env = _env(tmp_path, anthropic, cas_backend.url)
+    env = _env(tmp_path, anthropic, shared_cas_backend.url)
     usage = _usage(now)
     anthropic.fail_next("usage", 200, body=usage, delay=1.5)  # the cycle waits here, state.json read
     full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function"), **env}
@@ -84,10 +84,10 @@ def test_cas_conflict_is_a_clean_failure(
         time.sleep(0.01)
     # Another writer that ignores the lease (a run that stalled past its lease, an old release).
     theirs = dump_state(State(note="written by another writer"))
-    cas_backend.open().write("state.json", theirs, expect=ANY)
+    shared_cas_backend.open().write("state.json", theirs, expect=ANY)
     out, err = proc.communicate(timeout=30)
     _clean_failure(CliResult(proc.returncode, out, err), anthropic, "state store failed")
-    store = cas_backend.open()
+    store = shared_cas_backend.open()
     assert store.read("state.json")[0] == theirs, "the other writer's state is not overwritten"
     with pytest.raises(FileNotFoundError):
         store.read(LEASE_KEY)  # released on the way out
@@ -97,11 +97,11 @@ def test_cas_conflict_is_a_clean_failure(
 
 
 def test_live_lease_means_nothing_to_do(
-    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, cas_backend: Backend
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, shared_cas_backend: Backend
 ) -> None:
     now = _now()
-    acquire_lease(cas_backend.open(), holder="a-live-run", now=now, ttl_sec=240)
-    result = run_cli(_env(tmp_path, anthropic, cas_backend.url), "run", now=now + timedelta(seconds=30))
+    acquire_lease(shared_cas_backend.open(), holder="a-live-run", now=now, ttl_sec=240)
+    result = run_cli(_env(tmp_path, anthropic, shared_cas_backend.url), "run", now=now + timedelta(seconds=30))
     assert result.code == 0, result.stderr
     assert result.stdout == ""
     assert "another cycle is running" in result.stderr
@@ -110,28 +110,28 @@ def test_live_lease_means_nothing_to_do(
 
 @pytest.mark.parametrize("left_behind", ["expired", "unreadable"])
 def test_lease_left_by_a_crashed_run_is_taken_over(
-    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, cas_backend: Backend, left_behind: str
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, shared_cas_backend: Backend, left_behind: str
 ) -> None:
     now = _now()
-    store = cas_backend.open()
+    store = shared_cas_backend.open()
     if left_behind == "expired":
         acquire_lease(store, holder="a-dead-run", now=now - timedelta(minutes=5), ttl_sec=240)
     else:
         store.write(LEASE_KEY, b'{"holder": "a-dead-run", "expires_at": ', expect=ANY)
     anthropic.set_usage(_usage(now))
-    result = run_cli(_env(tmp_path, anthropic, cas_backend.url), "run", now=now)
+    result = run_cli(_env(tmp_path, anthropic, shared_cas_backend.url), "run", now=now)
     assert result.code == 0, result.stderr
     assert result.kinds() == ["armed"]
 
 
 def test_corrupt_state_is_moved_aside_on_every_backend(
-    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, cas_backend: Backend
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, shared_cas_backend: Backend
 ) -> None:
     now = _now()
-    store = cas_backend.open()
+    store = shared_cas_backend.open()
     store.write("state.json", b"\x00\xffgarbage", expect=ANY)
     anthropic.set_usage(_usage(now))
-    result = run_cli(_env(tmp_path, anthropic, cas_backend.url), "run", now=now)
+    result = run_cli(_env(tmp_path, anthropic, shared_cas_backend.url), "run", now=now)
     assert result.code == 0, result.stderr
     [armed] = result.alerts
     assert armed["kind"] == "armed" and "moved aside" in armed["plain"]
@@ -140,13 +140,13 @@ def test_corrupt_state_is_moved_aside_on_every_backend(
 
 
 def test_future_schema_is_refused_every_time_and_left_untouched(
-    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, cas_backend: Backend
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, shared_cas_backend: Backend
 ) -> None:
     now = _now()
-    store = cas_backend.open()
+    store = shared_cas_backend.open()
     future = b'{"schema": 3, "buckets": {}, "something_new": true}'
     store.write("state.json", future, expect=ANY)
-    env = _env(tmp_path, anthropic, cas_backend.url)
+    env = _env(tmp_path, anthropic, shared_cas_backend.url)
     for minutes in (0, 5):
         result = run_cli(env, "run", now=now + timedelta(minutes=minutes))
         _clean_failure(result, anthropic, "schema 3")

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claude_matrix_bot import store
 from claude_matrix_bot.core.config import DecideConfig
 from claude_matrix_bot.errors import BotError, ConfigError
 from claude_matrix_bot.quiet_hours import QuietHours
@@ -197,10 +198,23 @@ def test_booleans(text: str, value: bool) -> None:
         "s3://bucket",
         "s3://bucket/a/b",
         "gs://bucket/prefix",
+        "memory://simulation/run-1",
     ],
 )
 def test_state_urls(url: str) -> None:
     assert load_settings({**MINIMAL, "STATE_URL": url}).state_url == url
+
+
+def test_the_state_url_is_checked_by_the_store_s_own_scheme_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A backend added to the table is a valid STATE_URL, with no list of schemes in the settings.
+    monkeypatch.setitem(
+        store.SCHEMES, "vault", store.Scheme("vault://name", lambda p: bool(p.netloc), store.open_store)
+    )
+    assert load_settings({**MINIMAL, "STATE_URL": "vault://kept"}).state_url == "vault://kept"
+    message = config_error({**MINIMAL, "STATE_URL": "vault:///no-name"})
+    assert "STATE_URL: expected vault://name" in message
+    message = config_error({**MINIMAL, "STATE_URL": "ftp://host/state"})
+    assert all(form in message for form in ("file:///absolute/dir", "s3://bucket", "gs://bucket", "memory://name"))
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -224,6 +238,7 @@ def test_blank_values_count_as_unset() -> None:
         ("STATE_URL", "ftp://host/state"),
         ("STATE_URL", "file://relative/dir"),
         ("STATE_URL", "s3:///no-bucket"),
+        ("STATE_URL", "memory:///no-name"),
         ("FORECAST_ENABLED", "maybe"),
         ("FORECAST_WINDOW_SEC", "59"),
         ("FORECAST_MIN_SAMPLES", "1"),

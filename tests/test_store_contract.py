@@ -1,6 +1,6 @@
 """One contract, every blob-store backend (after fsspec/tests/abstract).
 
-Backends: a directory, S3 (moto's server), GCS through gcp-storage-emulator
+Backends: memory (this process only), a directory, S3 (moto's server), GCS through gcp-storage-emulator
 (everything but compare-and-swap, which that emulator ignores) and GCS through
 our generation-enforcing JSON-API server (everything). All cloud calls go
 through the real boto3 / google-cloud-storage clients over loopback HTTP.
@@ -17,15 +17,32 @@ from typing import TYPE_CHECKING
 import pytest
 
 from claude_matrix_bot.errors import ConfigError, StorageConflict, StorageError
-from claude_matrix_bot.store import ABSENT, ANY, gcs, open_store
+from claude_matrix_bot.store import ABSENT, ANY, SCHEMES, gcs, memory, open_store
 from claude_matrix_bot.store.gcs import GCSStore
 from claude_matrix_bot.store.s3 import S3Store
+from tests.fakes.storage_servers import BACKENDS
 
 if TYPE_CHECKING:
     from tests.fakes.storage_servers import Backend, GCSServer, GenerationServer, S3Server
 
 
 RACERS = 8
+
+
+def test_every_scheme_of_the_store_table_is_under_this_contract() -> None:
+    # A backend added to the scheme table joins the suite through BACKENDS (tests/fakes).
+    assert {can.scheme for can in BACKENDS.values()} == set(SCHEMES)
+
+
+def test_memory_stores_of_one_name_share_their_blobs_and_other_names_do_not() -> None:
+    first, again = open_store("memory://contract-share/p"), open_store("memory://contract-share/p")
+    other = open_store("memory://contract-other/p")
+    version = first.write("state.json", b"x", expect=ABSENT)
+    assert again.read("state.json") == (b"x", version)
+    assert other.list() == []
+    memory.forget("contract-share")
+    with pytest.raises(FileNotFoundError):
+        again.read("state.json")
 
 
 # --- every backend ------------------------------------------------------------------

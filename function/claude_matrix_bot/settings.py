@@ -18,7 +18,6 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from .core.config import DecideConfig
 from .errors import ConfigError
@@ -41,6 +40,7 @@ from .settings_values import (
     user_agent,
     whole,
 )
+from .store import check_url
 
 # TrustedDevice lives with the other Matrix settings; it is part of this module's interface.
 __all__ = [
@@ -82,19 +82,6 @@ def _accounts(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _state_url(text: str) -> str:
-    parsed = urlparse(text)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
-            raise ValueError(f"expected file:///absolute/dir, got {text!r}")
-    elif parsed.scheme in ("s3", "gs"):
-        if not parsed.netloc:
-            raise ValueError(f"expected {parsed.scheme}://bucket[/prefix], got {text!r}")
-    else:
-        raise ValueError(f"expected file:///dir, s3://bucket/prefix or gs://bucket/prefix, got {text!r}")
-    return text
-
-
 @dataclass(frozen=True, slots=True)
 class Settings(DecideConfig):
     """The validated configuration of one run: the core's settings (`DecideConfig`) and what the
@@ -109,7 +96,7 @@ class Settings(DecideConfig):
         None, namespace, "namespace of that Secret", shown="the ServiceAccount's namespace"
     )
     oauth_refresh_leeway_sec: int = setting(600, whole(), "refresh when the access token expires within this")
-    state_url: str = setting("file:///state", _state_url, "where state and the Matrix key store live")
+    state_url: str = setting("file:///state", check_url, "where state and the Matrix key store live")
     alert_sink: AlertSinkName = setting("matrix", sink, "where alerts go: matrix, or stdout as JSON lines")
     anthropic_base_url: str = setting(DEFAULT_BASE_URL, http_url, "usage endpoint base")
     anthropic_token_url: str = setting(DEFAULT_TOKEN_URL, http_url, "OAuth token endpoint")

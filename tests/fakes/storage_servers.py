@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import google_crc32c
 import pytest
 
-from claude_matrix_bot.store import BlobStore, open_store
+from claude_matrix_bot.store import BlobStore, memory, open_store
 
 S3_BUCKET = "cmb-test-s3"
 GCS_BUCKET = "cmb-test-gcs"
@@ -481,21 +481,49 @@ class Backend:
     name: str
     url: str
     enforces_cas: bool
+    cross_process: bool
 
     def open(self) -> BlobStore:
         # Through the real scheme table, as the bot does.
         return open_store(self.url)
 
 
-ALL_BACKENDS = ("directory", "moto-s3", "gcs-emulator", "gcs-enforcing")
-# gcp-storage-emulator ignores ifGenerationMatch: compare-and-swap cannot be proven on it.
-CAS_BACKENDS = ("directory", "moto-s3", "gcs-enforcing")
+@dataclass(frozen=True)
+class Capabilities:
+    scheme: str
+    # The server enforces compare-and-swap (gcp-storage-emulator ignores ifGenerationMatch).
+    enforces_cas: bool
+    # A bot in a child process (the CLI, functions-framework) reaches the same blobs.
+    cross_process: bool
+
+
+BACKENDS = {
+    "memory": Capabilities("memory", enforces_cas=True, cross_process=False),
+    "directory": Capabilities("file", enforces_cas=True, cross_process=True),
+    "moto-s3": Capabilities("s3", enforces_cas=True, cross_process=True),
+    "gcs-emulator": Capabilities("gs", enforces_cas=False, cross_process=True),
+    "gcs-enforcing": Capabilities("gs", enforces_cas=True, cross_process=True),
+}
+
+
+def backends(*, cas: bool = False, cross_process: bool = False) -> tuple[str, ...]:
+    """The backends with (at least) these capabilities."""
+    return tuple(
+        name
+        for name, can in BACKENDS.items()
+        if (can.enforces_cas or not cas) and (can.cross_process or not cross_process)
+    )
 
 
 def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
+    can = BACKENDS[name]
+    if name == "memory":
+        space = f"test-{uuid.uuid4().hex[:12]}"
+        request.addfinalizer(lambda: memory.forget(space))
+        return Backend(name, f"memory://{space}/{prefix}", can.enforces_cas, can.cross_process)
     if name == "directory":
-        return Backend(name, (tmp_path / "store").as_uri(), enforces_cas=True)
+        return Backend(name, (tmp_path / "store").as_uri(), can.enforces_cas, can.cross_process)
     if name == "moto-s3":
         s3: S3Server = request.getfixturevalue("s3_server")
         for var in S3_ENV_UNSET:
@@ -503,21 +531,32 @@ def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypa
         for var, value in S3_ENV.items():
             monkeypatch.setenv(var, value)
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint)
-        return Backend(name, f"s3://{s3.bucket}/{prefix}", enforces_cas=True)
+        return Backend(name, f"s3://{s3.bucket}/{prefix}", can.enforces_cas, can.cross_process)
     server: GCSServer | GenerationServer = request.getfixturevalue(
         "gcs_emulator" if name == "gcs-emulator" else "gcs_generation_server"
     )
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    return Backend(name, f"gs://{server.bucket}/{prefix}", enforces_cas=name == "gcs-enforcing")
+    return Backend(name, f"gs://{server.bucket}/{prefix}", can.enforces_cas, can.cross_process)
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+# Fixtures by capability. In-process tests (the store, the lease, a cycle run with compose.run)
+# take every backend that has what they need, memory included; tests whose bot runs in a child
+# process take only the backends that process can reach.
+
+
+@pytest.fixture(params=backends())
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     return _backend(request.param, request, tmp_path, monkeypatch)
 
 
-@pytest.fixture(params=CAS_BACKENDS)
+@pytest.fixture(params=backends(cas=True))
 def cas_backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    return _backend(request.param, request, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=backends(cas=True, cross_process=True))
+def shared_cas_backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """A compare-and-swap backend that a bot in a child process reaches too."""
     return _backend(request.param, request, tmp_path, monkeypatch)

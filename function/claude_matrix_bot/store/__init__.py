@@ -1,14 +1,16 @@
-"""Blob stores picked from `STATE_URL` (DESIGN §3): a directory, S3 or GCS.
+"""Blob stores picked from `STATE_URL` (docs/design.md §3): a directory, S3, GCS, or memory.
 
-One scheme -> factory table; each cloud SDK is imported inside its factory, so a
-cold start pays only for the backend it uses, and a missing extra says how to
-install it.
+One scheme table: each scheme says what a URL of it must hold and how to open a store on it.
+The settings ask this table whether a `STATE_URL` is valid (`check_url`), so a new backend is
+one entry here. Each cloud SDK is imported inside its factory, so a cold start pays only for
+the backend it uses, and a missing extra says how to install it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from urllib.parse import ParseResult, urlparse
 
 from ..errors import ConfigError, MissingExtra
 from .base import ABSENT, ANY, Absent, Anything, BlobStore, Durability, Expect, check_key
@@ -16,26 +18,26 @@ from .base import ABSENT, ANY, Absent, Anything, BlobStore, Durability, Expect, 
 __all__ = [
     "ABSENT",
     "ANY",
-    "FACTORIES",
+    "SCHEMES",
     "Absent",
     "Anything",
     "BlobStore",
     "Durability",
     "Expect",
+    "Scheme",
     "check_key",
+    "check_url",
     "open_store",
 ]
 
-StoreFactory = Callable[[str], BlobStore]
 
-
-def _file_factory(url: str) -> BlobStore:
+def _open_file(url: str) -> BlobStore:
     from .file import DirectoryStore
 
     return DirectoryStore.from_url(url)
 
 
-def _s3_factory(url: str) -> BlobStore:
+def _open_s3(url: str) -> BlobStore:
     try:
         from .s3 import S3Store
     except ImportError as exc:
@@ -43,7 +45,7 @@ def _s3_factory(url: str) -> BlobStore:
     return S3Store.from_url(url)
 
 
-def _gcs_factory(url: str) -> BlobStore:
+def _open_gcs(url: str) -> BlobStore:
     try:
         from .gcs import GCSStore
     except ImportError as exc:
@@ -51,12 +53,54 @@ def _gcs_factory(url: str) -> BlobStore:
     return GCSStore.from_url(url)
 
 
-FACTORIES: dict[str, StoreFactory] = {"file": _file_factory, "s3": _s3_factory, "gs": _gcs_factory}
+def _open_memory(url: str) -> BlobStore:
+    from .memory import MemoryStore
+
+    return MemoryStore.from_url(url)
+
+
+def _absolute_dir(parsed: ParseResult) -> bool:
+    return parsed.netloc in ("", "localhost") and parsed.path.startswith("/")
+
+
+def _named_root(parsed: ParseResult) -> bool:
+    return bool(parsed.netloc)
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """One kind of store: the form its URLs take, the check they must pass, how to open one."""
+
+    form: str
+    valid: Callable[[ParseResult], bool]
+    open: Callable[[str], BlobStore]
+
+
+SCHEMES: dict[str, Scheme] = {
+    "file": Scheme("file:///absolute/dir", _absolute_dir, _open_file),
+    "s3": Scheme("s3://bucket[/prefix]", _named_root, _open_s3),
+    "gs": Scheme("gs://bucket[/prefix]", _named_root, _open_gcs),
+    # Tests and simulations only: the state lives in this process and is gone when it ends.
+    "memory": Scheme("memory://name[/prefix]", _named_root, _open_memory),
+}
+
+
+def check_url(url: str) -> str:
+    """`url` if a store can be opened on it, else ValueError saying which forms are expected
+    (the settings name the variable)."""
+    parsed = urlparse(url)
+    scheme = SCHEMES.get(parsed.scheme)
+    if scheme is None:
+        forms = ", ".join(s.form for s in SCHEMES.values())
+        raise ValueError(f"expected one of {forms}; got {url!r}")
+    if not scheme.valid(parsed):
+        raise ValueError(f"expected {scheme.form}, got {url!r}")
+    return url
 
 
 def open_store(url: str) -> BlobStore:
-    scheme = urlparse(url).scheme
-    factory = FACTORIES.get(scheme)
-    if factory is None:
-        raise ConfigError(f"STATE_URL: unsupported scheme {scheme!r}")
-    return factory(url)
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"STATE_URL: {exc}") from None
+    return SCHEMES[urlparse(url).scheme].open(url)
