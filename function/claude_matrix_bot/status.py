@@ -21,6 +21,7 @@ from .settings import Settings
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
+from .status_families import families_json, families_lines
 from .store import BlobStore, open_store
 
 # identity.json in the Matrix key store (compose.NIO_PREFIX): public values only.
@@ -140,6 +141,7 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
             "extra_usage": _extra_json(state.extra_usage, settings.extra_usage_thresholds),
             # Numbers the last answer carried where this release does not read (DESIGN §1).
             "unknown_numbers": list(state.unknown_numbers),
+            "families": families_json(state.families),
         }
     report["matrix_identity"] = view.identity
     return report
@@ -227,6 +229,7 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
         lines.extend(_bucket_lines(snapshot, name, bucket))
     if state.extra_usage:
         lines.extend(_extra_lines(state.extra_usage, now, _zone(snapshot)))
+    lines.extend(families_lines(state.families, now, _zone(snapshot)))
     if state.unknown_numbers:
         lines.append(
             "numbers under keys this release does not read (the endpoint may have changed): "

@@ -20,7 +20,7 @@ from ..state import (
     Sample,
     State,
 )
-from . import digest, extra_usage, messages, pictures
+from . import account, digest, extra_usage, families, messages, pictures
 from .alerts import alert_id
 from .alerts import key as _key
 from .alerts import make as _make
@@ -80,17 +80,17 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
     extra_state, extra_alerts = extra_usage.step(
         prev.extra_usage, reading.extra_usage, now, config.extra_usage_thresholds
     )
+    family = families.step(prev.families, reading, buckets, now, config, arming=arming)
 
-    armed_at = prev.armed_at
-    note = prev.note
+    armed_at, note = prev.armed_at, prev.note
     if arming:
         # The baseline replaces every per-bucket and extra-usage alert of this first run.
-        alerts.append(_armed(baseline, reading.extra_usage, extra_state, prev.note, now, config))
+        alerts.append(_armed(baseline, reading.extra_usage, extra_state, prev.note, now, config, family.baseline))
         armed_at = now
         note = None
-    else:
-        alerts.extend(bucket_alerts)
-        alerts.extend(extra_alerts)
+    else:  # the weekly digest says where the week went (docs/design.md §8)
+        alerts.extend([*account.with_breakdown(bucket_alerts, prev.families, prev.buckets), *extra_alerts])
+    alerts.extend(family.alerts)
 
     next_state = State(
         buckets=buckets,
@@ -100,6 +100,7 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         note=note,
         extra_usage=extra_state,
         unknown_numbers=reading.unknown_numbers,
+        families=family.state,
     )
     return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
 
@@ -111,6 +112,7 @@ def _armed(
     note: str | None,
     now: datetime,
     config: DecideConfig,
+    family_rows: tuple[str, ...] = (),
 ) -> Alert:
     """The first run's baseline of every bucket and of paid overage (DESIGN §1, armed)."""
     extra_baseline = None
@@ -124,6 +126,7 @@ def _armed(
         extra=extra_baseline,
         extra_thresholds=config.extra_usage_thresholds,
         zone=config.timezone,
+        family_rows=family_rows,
     )
     return _make("armed", alert_id("armed", now.isoformat()), rendered, now, note=note)
 

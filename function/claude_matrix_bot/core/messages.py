@@ -176,6 +176,7 @@ def render_armed(
     extra: ExtraBaseline | None = None,
     extra_thresholds: Sequence[int] = (),
     zone: tzinfo,
+    family_rows: Sequence[str] = (),
 ) -> Rendered:
     title = "📊 Claude usage watch armed"
     if note:
@@ -207,6 +208,8 @@ def render_armed(
             text += f" — already past {', '.join(f'{t}%' for t in extra.exceeded)} of the cap"
         lines.append(text)
         html_lines.append(escape(text))
+    lines.extend(family_rows)  # each credit and banked reset (docs/design.md §8)
+    html_lines.extend(escape(text) for text in family_rows)
     limits = ", ".join(f"{t}%" for t in thresholds)
     footer = f"Alerts at {limits} of weekly limits, on reset shifts and burn-rate forecasts."
     if extra is not None:

@@ -27,6 +27,8 @@ optional keys of v2. An older v2 reader ignores them
 from ..errors import CorruptState
 from .document import SCHEMA, dump_state, health_to_json, parse_state
 from .extra import extra_usage_to_json
+from .families import credit_to_json, grant_to_json
+from .family_records import CreditState, FamilyState, GrantState
 from .lasting import lasting_change
 from .outbox import ALERT_KINDS
 from .records import (
@@ -54,12 +56,17 @@ __all__ = [
     "SCHEMA",
     "BucketState",
     "CorruptState",
+    "CreditState",
     "ExtraUsageState",
+    "FamilyState",
+    "GrantState",
     "Health",
     "Sample",
     "State",
+    "credit_to_json",
     "dump_state",
     "extra_usage_to_json",
+    "grant_to_json",
     "health_to_json",
     "lasting_change",
     "parse_state",

@@ -9,6 +9,7 @@ from ..errors import CorruptState, StateSchemaError
 from ..isotime import iso as _iso
 from .buckets import _bucket_from_json, _bucket_to_json
 from .extra import _extra_from_json, _extra_to_json
+from .families import families_from_json, families_to_json
 from .fields import _number, _parse_time
 from .outbox import _alert_from_json, _alert_to_json
 from .records import _MAX_TEXT, MAX_OUTBOX, MAX_UNKNOWN_NUMBERS, BucketState, Health, State
@@ -45,6 +46,8 @@ def dump_state(state: State) -> bytes:
     }
     if state.extra_usage is not None:
         doc["extra_usage"] = _extra_to_json(state.extra_usage)
+    if not state.families.empty():
+        doc["families"] = families_to_json(state.families)
     if state.unknown_numbers:
         doc["unknown_numbers"] = [u[:_MAX_TEXT] for u in state.unknown_numbers[:MAX_UNKNOWN_NUMBERS]]
     return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
@@ -95,6 +98,7 @@ def parse_state(data: bytes) -> State:
         note=note if isinstance(note, str) else None,
         extra_usage=_extra_from_json(doc.get("extra_usage")),
         unknown_numbers=_unknown_from_json(doc.get("unknown_numbers")),
+        families=families_from_json(doc.get("families")),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..model import Alert, ExtraUsage
+from .family_records import FamilyState
 
 # A trigger storm is refused after MIN_INTERVAL_SEC, but the cap keeps the file
 # small even if that is set to 0: 6 h at one sample a minute.
@@ -84,6 +85,8 @@ class State:
     extra_usage: ExtraUsageState | None = None
     # Where the last answer carried numbers this release does not read (shown by status).
     unknown_numbers: tuple[str, ...] = ()
+    # Credits, banked-reset grants, locks and the last breakdown (docs/design.md §8).
+    families: FamilyState = field(default_factory=FamilyState)
 
     def with_outbox(self, outbox: tuple[Alert, ...]) -> State:
         # An alert decided twice (same stable id) is queued once.
