@@ -83,8 +83,11 @@ def test_a_credit_at_arming_is_in_the_baseline_and_not_announced() -> None:
 def test_a_credit_new_after_arming_is_said_once_with_the_stdout_fields() -> None:
     credit = credit_entry(250, 2.47, iso(EXPIRES))
     _, said = run(
-        [(T0, answer()), (T0 + timedelta(minutes=5), answer(credit=credit))]
-        + [(T0 + timedelta(minutes=10), answer(credit=credit))]
+        [
+            (T0, answer()),
+            (T0 + timedelta(minutes=5), answer(credit=credit)),
+            (T0 + timedelta(minutes=10), answer(credit=credit)),
+        ]
     )
     (new,) = kinds(said[1], "credit")
     assert said[2] == []
