@@ -1,7 +1,8 @@
 """A throwaway Synapse homeserver on 127.0.0.1 for the Matrix tests and the demo.
 
 Synapse lives in its own venv (its pins clash with ours): `SYNAPSE_PYTHON` names that
-venv's python (default /opt/synapse-venv/bin/python). One homeserver per test session;
+venv's python, else the repository's own `.venv-synapse` (what `make synapse` builds) is
+used, so plain `pytest` on a clone finds it. One homeserver per test session;
 `stop()` / `start()` keep the data directory and the port, so a test can take the
 homeserver away mid-scenario and bring the very same one back.
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +32,9 @@ from typing import Any
 
 import httpx
 
-DEFAULT_SYNAPSE_PYTHON = "/opt/synapse-venv/bin/python"
+REPO = Path(__file__).resolve().parent.parent
+# What `make synapse` builds (Makefile: SYNAPSE_VENV).
+REPO_SYNAPSE_VENV = ".venv-synapse"
 SERVER_NAME = "localhost"
 
 
@@ -64,8 +68,21 @@ def free_port() -> int:
         return port
 
 
-def synapse_python() -> str:
-    return os.environ.get("SYNAPSE_PYTHON", DEFAULT_SYNAPSE_PYTHON)
+class SynapseMissing(RuntimeError):
+    """No Synapse environment to start a homeserver from."""
+
+
+def synapse_python(env: Mapping[str, str] | None = None, repo: Path = REPO) -> str:
+    """The python of Synapse's venv: `SYNAPSE_PYTHON`, else the repository's `.venv-synapse`."""
+    configured = (os.environ if env is None else env).get("SYNAPSE_PYTHON", "").strip()
+    python = Path(configured) if configured else repo / REPO_SYNAPSE_VENV / "bin" / "python"
+    if not python.exists():
+        where = f"SYNAPSE_PYTHON={configured}" if configured else f"{repo / REPO_SYNAPSE_VENV}"
+        raise SynapseMissing(
+            f"no Synapse environment at {where}: run `make synapse` in {repo} (it builds {REPO_SYNAPSE_VENV}), "
+            "or set SYNAPSE_PYTHON to the python of a venv with matrix-synapse installed"
+        )
+    return str(python)
 
 
 class Homeserver:

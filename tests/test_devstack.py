@@ -9,6 +9,9 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+from devstack.synapse import REPO_SYNAPSE_VENV, SynapseMissing, synapse_python
 from tests.helpers import REPO
 
 
@@ -83,3 +86,38 @@ def test_no_module_in_tests_imports_from_a_test_module() -> None:
         for found in _IMPORT_IN_TEXT.findall(node.value)
     ]
     assert offending == []
+
+
+# --- Synapse found by plain `pytest` on a clone (issue 22) ----------------------------------
+
+
+def _venv_python(root: Path) -> Path:
+    python = root / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    return python
+
+
+def test_synapse_is_the_repository_s_own_venv_without_any_setting(tmp_path: Path) -> None:
+    python = _venv_python(tmp_path / ".venv-synapse")
+    assert synapse_python({}, repo=tmp_path) == str(python)
+    assert synapse_python({"SYNAPSE_PYTHON": " "}, repo=tmp_path) == str(python)
+
+
+def test_synapse_python_names_another_venv(tmp_path: Path) -> None:
+    _venv_python(tmp_path / ".venv-synapse")
+    elsewhere = _venv_python(tmp_path / "shared-synapse")
+    assert synapse_python({"SYNAPSE_PYTHON": str(elsewhere)}, repo=tmp_path) == str(elsewhere)
+
+
+def test_without_a_synapse_environment_the_error_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(SynapseMissing, match="make synapse") as caught:
+        synapse_python({}, repo=tmp_path)
+    assert str(tmp_path / ".venv-synapse") in str(caught.value)
+    with pytest.raises(SynapseMissing, match="SYNAPSE_PYTHON=/nowhere/python"):
+        synapse_python({"SYNAPSE_PYTHON": "/nowhere/python"}, repo=tmp_path)
+
+
+def test_the_makefile_builds_the_venv_the_tests_look_for() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert f"SYNAPSE_VENV ?= {REPO_SYNAPSE_VENV}\n" in makefile
