@@ -12,17 +12,24 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck unit bench venv synapse clean lock
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+# Installed from hash-pinned locks only, like the image: requirements-test.lock is
+# requirements.lock (what the image ships, to the version) plus the test extra, every file
+# sha256-checked, nothing resolved on the day; then the project itself, editable, with no
+# dependencies and no build isolation (its build backend is in the lock). uv installs when
+# it is on PATH (seconds), pip otherwise (what a bare Python has); the same files either way.
+INSTALL = $(if $(shell command -v uv 2>/dev/null),uv pip install -q --python $(1)/bin/python,$(1)/bin/pip install -q)
+
+$(BIN)/.installed: pyproject.toml requirements-test.lock
+	$(PYTHON) -m venv --clear $(VENV)
+	$(call INSTALL,$(VENV)) --require-hashes --no-deps -r requirements-test.lock
+	$(call INSTALL,$(VENV)) --no-deps --no-build-isolation -e .
 	touch $@
 
-# Synapse pins dependencies that clash with ours: it gets its own virtualenv.
-$(SYNAPSE_VENV)/bin/.installed:
-	$(PYTHON) -m venv $(SYNAPSE_VENV)
-	$(SYNAPSE_VENV)/bin/pip install -q --upgrade pip
-	$(SYNAPSE_VENV)/bin/pip install -q "matrix-synapse>=1.100"
+# Synapse pins dependencies that clash with ours: it gets its own virtualenv, from its own
+# hash-pinned lock (a new Synapse release reaches the tests through `make lock`, not overnight).
+$(SYNAPSE_VENV)/bin/.installed: requirements-synapse.lock
+	$(PYTHON) -m venv --clear $(SYNAPSE_VENV)
+	$(call INSTALL,$(SYNAPSE_VENV)) --require-hashes --no-deps -r requirements-synapse.lock
 	touch $@
 
 venv: $(BIN)/.installed
@@ -46,15 +53,21 @@ demo: venv synapse
 bench: venv synapse
 	$(BIN)/python -m scripts.bench
 
-# The image's hash-pinned lock (Dockerfile: pip install --require-hashes --no-deps).
-# Runtime dependencies with every extra the image installs, plus setuptools for the
-# project's own build (no build isolation in the image, so nothing unhashed is fetched).
-# Resolved for the image (Linux, Python 3.11); the hashes cover every file of each
-# pinned version, so the arm64 build checks its wheels too.
+# The hash-pinned locks, all resolved with uv for Linux, Python 3.11:
+# - requirements.lock, the image's (Dockerfile: pip install --require-hashes --no-deps):
+#   runtime dependencies with every extra the image installs, plus setuptools for the
+#   project's own build (no build isolation in the image, so nothing unhashed is fetched).
+#   The hashes cover every file of each pinned version, so the arm64 build checks its wheels too.
+# - requirements-test.lock, `make venv`'s: the test extra, constrained to requirements.lock
+#   so every package the image ships is tested at the version it ships.
+# - requirements-synapse.lock, the test homeserver's own virtualenv.
+LOCK_FLAGS = --generate-hashes --python-platform linux --python-version 3.11 --custom-compile-command "make lock" -q
 lock: venv
 	$(BIN)/pip install -q uv
-	echo "setuptools>=69" | $(BIN)/uv pip compile pyproject.toml - --extra all --generate-hashes \
-		--python-platform linux --python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
+	echo "setuptools>=69" | $(BIN)/uv pip compile pyproject.toml - --extra all $(LOCK_FLAGS) -o requirements.lock
+	echo "setuptools>=69" | $(BIN)/uv pip compile pyproject.toml - --extra test -c requirements.lock $(LOCK_FLAGS) \
+		-o requirements-test.lock
+	echo "matrix-synapse>=1.100" | $(BIN)/uv pip compile - $(LOCK_FLAGS) -o requirements-synapse.lock
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

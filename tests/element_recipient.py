@@ -4,8 +4,12 @@ Element (Web, Desktop, and through the same Rust core, the mobile apps) judges a
 message by cross-signing: matrix-nio, the other recipient of the suite, does not. This
 module drives `tests/js/recipient.mjs`, one Node.js process per device, running
 matrix-js-sdk with its Rust crypto (`@matrix-org/matrix-sdk-crypto-wasm`) against the
-test homeserver. The versions are pinned by `tests/js/package-lock.json`; `npm ci`
-runs by itself when `node_modules` is missing or was installed from another lock file.
+test homeserver. The versions are pinned by `tests/js/package-lock.json`, Node.js
+included: the registry's `node-linux-<arch>` package (an optional dependency, installed
+for the machine's platform only) puts a pinned Node 22 in `node_modules/.bin/node`,
+beside whatever Node the machine has (the system npm only installs). `npm ci` runs by
+itself when `node_modules` is missing or was installed from another lock file, and the
+installed tree stays as the cache until the lock changes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ JS_DIR = Path(__file__).resolve().parent / "js"
 LOCK = JS_DIR / "package-lock.json"
 # What `npm ci` was run from: a lock file change means a reinstall.
 INSTALLED_FROM = JS_DIR / "node_modules" / ".installed-from-lock"
+# The pinned Node (tests/js/package.json's optionalDependencies), never the system one.
+NODE = JS_DIR / "node_modules" / ".bin" / "node"
 ANSWER_TIMEOUT = 120.0
 
 
@@ -38,11 +44,11 @@ def _lock_digest() -> str:
 
 def ensure_installed() -> None:
     """`npm ci` when node_modules is missing or stale (a fresh clone, a new lock file)."""
-    if INSTALLED_FROM.exists() and INSTALLED_FROM.read_text().strip() == _lock_digest():
+    if INSTALLED_FROM.exists() and INSTALLED_FROM.read_text().strip() == _lock_digest() and NODE.exists():
         return
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError("npm is needed for the Element recipient tests (install Node.js 20 or newer)")
+        raise RuntimeError("npm is needed to install the Element recipient tests (any Node.js with npm)")
     result = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=JS_DIR,
@@ -53,6 +59,8 @@ def ensure_installed() -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"npm ci in {JS_DIR} failed:\n{result.stdout}\n{result.stderr}")
+    if not NODE.exists():
+        raise RuntimeError(f"npm ci installed no pinned Node for this platform ({NODE} missing): tests/js/package.json")
     INSTALLED_FROM.write_text(_lock_digest() + "\n")
 
 
@@ -62,7 +70,7 @@ def versions() -> dict[str, str]:
     for package in ("matrix-js-sdk", "@matrix-org/matrix-sdk-crypto-wasm"):
         manifest = JS_DIR / "node_modules" / package / "package.json"
         out[package] = json.loads(manifest.read_text())["version"]
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    node = subprocess.run([str(NODE), "--version"], capture_output=True, text=True, check=True)
     out["node"] = node.stdout.strip()
     return out
 
@@ -114,7 +122,7 @@ class ElementDevice:
     def start(self) -> ElementDevice:
         ensure_installed()
         self._process = subprocess.Popen(
-            ["node", str(JS_DIR / "recipient.mjs")],
+            [str(NODE), str(JS_DIR / "recipient.mjs")],
             cwd=JS_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

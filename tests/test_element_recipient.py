@@ -40,6 +40,19 @@ def _element_installed() -> None:
     ensure_installed()
 
 
+def test_the_recipient_runs_todays_element_crypto() -> None:
+    """Element Web and Element X run the Rust crypto 18.x: matrix-js-sdk 42 and later need
+    crypto-wasm 18.3.1 or newer (CVE-2026-45056 fixed) and Node 22, pinned by the lock file."""
+    found = versions()
+
+    def release(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.lstrip("v").split("-")[0].split("."))
+
+    assert release(found["node"]) >= (22,), found
+    assert release(found["matrix-js-sdk"]) >= (42,), found
+    assert release(found["@matrix-org/matrix-sdk-crypto-wasm"]) >= (18, 3, 1), found
+
+
 @pytest.fixture
 def devices() -> Iterator[list[ElementDevice]]:
     started: list[ElementDevice] = []
