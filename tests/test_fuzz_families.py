@@ -6,6 +6,7 @@ it and writing the state never raises (the state written reads back the same).""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.errors import BadResponse
+from claude_matrix_bot.state import CorruptState, dump_state, parse_state
 from claude_matrix_bot.usage import parse_usage
 from claude_matrix_bot.usage_families import MAX_BREAKDOWN_ROWS, MAX_CREDITS, MAX_GRANTS
 
@@ -126,3 +129,54 @@ def test_any_family_shape_parses_bounded_or_fails_typed(answer: dict[str, Any]) 
         assert len(reading.breakdown.summary()) < 1000
     assert len(reading.locked) <= 8 and all(_clean(reason, 40) for _, reason in reading.locked)
     assert len(reading.unknown_numbers) <= 20
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers, answers, st.integers(min_value=0, max_value=90 * 24))
+def test_deciding_on_any_family_shape_never_raises_and_the_state_reads_back(
+    first: dict[str, Any], second: dict[str, Any], hours: int
+) -> None:
+    state = None
+    for when, answer in ((TAKEN_AT, first), (TAKEN_AT + timedelta(hours=hours), second)):
+        try:
+            reading = parse_usage(answer, when)
+        except BadResponse:
+            continue
+        decision = decide(state, reading, when, DecideConfig(charts_enabled=False))
+        written = dump_state(decision.state)
+        assert len(written) < 64_000
+        state = parse_state(written)
+        assert state == parse_state(dump_state(state))
+        for alert in decision.alerts:
+            assert alert.kind in {"armed", "credit", "banked_reset", "locked", "threshold", "reset_shift"} | {
+                "forecast",
+                "extra_usage",
+                "recovered",
+                "digest",
+                "session",
+            }
+            assert len(alert.plain) < 4000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    json_values
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "credits": json_values,
+            "grants": json_values,
+            "locked": json_values,
+            "breakdown": json_values,
+            "at_limit_since": scalars,
+        },
+    )
+)
+def test_any_families_record_in_state_json_reads_or_is_corrupt(families: Any) -> None:
+    doc = {"schema": 2, "buckets": {}, "outbox": [], "health": {}, "families": families}
+    try:
+        state = parse_state(json.dumps(doc).encode())
+    except CorruptState:
+        return  # refused with where: the file is moved aside and the bot re-arms
+    assert len(state.families.credits) <= 8 and len(state.families.grants) <= 8
+    assert parse_state(dump_state(state)) == state
