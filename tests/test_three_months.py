@@ -139,7 +139,7 @@ def test_three_simulated_months_of_every_signal_hash_as_recorded() -> None:
     combined = hashlib.sha256()
     for seed, config in (
         (1, _config()),
-        (2, _config(thresholds=(25, 50, 75, 90), extra_usage_thresholds=(10, 100), charts_enabled=False)),
+        (2, _config(weekly_thresholds=(25, 50, 75, 90), extra_usage_thresholds=(10, 100), charts_enabled=False)),
     ):
         value, counts = simulate(seed, config)
         combined.update(value.encode())

@@ -76,9 +76,9 @@ def _chart_state_key(settings: Settings, account: str | None) -> str:
 def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
     from .charts import png_dimensions, render_png
+    from .core.family_table import family_of
     from .core.pictures import current_chart
     from .errors import CorruptState
-    from .model import is_weekly
     from .state import parse_state
     from .store import open_store
 
@@ -92,10 +92,11 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
         state = parse_state(data)
     except CorruptState as exc:
         raise BotError(f"{key} cannot be read ({exc}); the next cycle moves it aside") from None
-    weekly = sorted(name for name, bucket in state.buckets.items() if is_weekly(name) and bucket.resets_at)
+    weekly = sorted(name for name, bucket in state.buckets.items() if family_of(name).chart and bucket.resets_at)
     if not weekly:
         raise BotError("no weekly bucket with a window in the state yet: nothing to draw")
-    name = args.bucket or ("seven_day" if "seven_day" in weekly else weekly[0])
+    lead = family_of(weekly[0]).lead
+    name = args.bucket or (lead if lead in weekly else weekly[0])
     if name not in weekly:
         raise BotError(f"no weekly bucket {name!r} with a window in the state; there are: {', '.join(weekly)}")
     try:

@@ -27,13 +27,10 @@ AlertKind = Literal[
 # Families that are not a window: their stdout lines carry no `bucket` (docs/design.md §8).
 _NO_BUCKET_KINDS = frozenset({"extra_usage", "credit", "banked_reset"})
 
+# The answer's names of the session bucket and of the weekly ones (docs/design.md §2);
+# which rules apply to them is core/family_table.py's table.
 FIVE_HOUR = "five_hour"
 WEEKLY_PREFIX = "seven_day"
-
-
-def is_weekly(bucket: str) -> bool:
-    """Weekly buckets are the `seven_day*` keys (DESIGN §1): new ones need no code change."""
-    return bucket.startswith(WEEKLY_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from .core import messages
+from .core.family_table import family_of
 from .core.forecast import Projection, project
 from .errors import CorruptState, StorageError
 from .isotime import iso
-from .model import is_weekly
 from .settings import Settings
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
@@ -157,7 +157,7 @@ def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str
         entry["is_active"] = bucket.is_active
     if bucket.severity is not None:
         entry["severity"] = bucket.severity
-    if is_weekly(name):
+    if family_of(name).forecast:
         entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
         entry["history"] = {"samples": len(bucket.history), "span_sec": _span_sec(bucket)}
         forecast: dict[str, Any] = {
@@ -250,7 +250,7 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
         f"{label} ({name}): {pct}, resets {messages.fmt_when(bucket.resets_at, now, _zone(snapshot))}"
         + (f" ({judgement})" if judgement else "")
     ]
-    if not is_weekly(name):
+    if not family_of(name).forecast:
         return lines
     lines.append(
         f"  thresholds alerted: {list(bucket.alerted_thresholds) or 'none'}; history: {len(bucket.history)} samples "

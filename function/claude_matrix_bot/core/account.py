@@ -26,15 +26,16 @@ def locked_step(old: FamilyState, reading: Reading, now: datetime) -> tuple[Fami
             continue
         said.append(reason)
         buckets = [bucket for bucket, value in reading.locked if value == reason]
-        made = make(
-            "locked",
-            alert_id("locked", reason),
-            fm.render_locked(reason, buckets),
-            now,
-            bucket=buckets[0],
-            locked_reason=reason,
+        alerts.append(
+            make(  # urgent, always (core/family_table.py's URGENCY)
+                "locked",
+                alert_id("locked", reason),
+                fm.render_locked(reason, buckets),
+                now,
+                bucket=buckets[0],
+                locked_reason=reason,
+            )
         )
-        alerts.append(replace(made, urgent=True))
     return replace(old, locked=tuple(said[-MAX_LOCKED:])), alerts
 
 

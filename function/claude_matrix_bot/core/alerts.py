@@ -1,12 +1,14 @@
-"""Alert ids and values, shared by the rules of the core (decide, extra usage, digest)."""
+"""Alert ids and values, shared by the rules of the core (decide, the families, digest)."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from ..model import Alert, AlertKind
-from . import messages
+from . import alert_fields, messages
+from .family_table import is_urgent
 
 
 def alert_id(kind: AlertKind, *parts: str) -> str:
@@ -27,8 +29,20 @@ def make(
     rendered: messages.Rendered,
     now: datetime,
     bucket: str | None = None,
-    **details: object,
+    *,
+    thresholds: tuple[int, ...] = (),
+    **details: Any,
 ) -> Alert:
+    """An alert whose details are the fields its kind declares (core/alert_fields.py) and
+    whose urgency its family decides (`thresholds`: the family's, for "the highest")."""
+    alert_fields.check(kind, details)
     return Alert(
-        id=ident, kind=kind, plain=rendered.plain, html=rendered.html, bucket=bucket, created_at=now, details=details
+        id=ident,
+        kind=kind,
+        plain=rendered.plain,
+        html=rendered.html,
+        bucket=bucket,
+        created_at=now,
+        details=details,
+        urgent=is_urgent(kind, details, thresholds),
     )

@@ -33,7 +33,8 @@ def _due(grant: ResetGrant, now: datetime) -> list[int]:
 
 def _alert(grant: ResetGrant, event: str, rendered: Rendered, now: datetime, *parts: str) -> Alert:
     """The stdout fields of docs/design.md §8: `grant_id`, `resets_left`, `ends_at`."""
-    made = make(
+    # Urgent for the last reminder (event "24h"): core/family_table.py's URGENCY.
+    return make(
         "banked_reset",
         alert_id("banked_reset", grant.id, event, *parts),
         rendered,
@@ -43,7 +44,6 @@ def _alert(grant: ResetGrant, event: str, rendered: Rendered, now: datetime, *pa
         ends_at=grant.ends_at.isoformat() if grant.ends_at else None,
         event=event,
     )
-    return replace(made, urgent=event == f"{REMINDER_HOURS[-1]}h")
 
 
 def _grant_step(grant: ResetGrant, said: set[str], now: datetime, zone: tzinfo, *, new: bool) -> list[Alert]:

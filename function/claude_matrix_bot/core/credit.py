@@ -4,8 +4,8 @@ crossing CREDIT_THRESHOLDS, and reminders 72 h and 24 h before it expires while 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from ..family_values import CreditBudget
 from ..model import Alert
@@ -14,6 +14,7 @@ from ..state.families import MAX_CREDITS
 from . import family_messages as fm
 from .alerts import alert_id, key, make
 from .messages import Rendered
+from .thresholds import crossed
 
 REMINDER_HOURS = (72, 24)  # the last one is urgent (docs/design.md §9)
 # Expiry moved by less than this is the same budget (the answer rounds it).
@@ -40,7 +41,7 @@ def due_reminders(credit: CreditBudget, now: datetime) -> list[int]:
     return [h for h in REMINDER_HOURS if now >= credit.expires_at - timedelta(hours=h)]
 
 
-def _details(credit: CreditBudget, event: str) -> dict[str, object]:
+def _details(credit: CreditBudget, event: str) -> dict[str, Any]:
     """The stdout fields of docs/design.md §8: `credit` key, `limit`, `used`, `remaining`, `expires_at`."""
     return {
         "credit": credit.key,
@@ -52,22 +53,20 @@ def _details(credit: CreditBudget, event: str) -> dict[str, object]:
     }
 
 
-def _alert(credit: CreditBudget, event: str, rendered: Rendered, now: datetime, **extra: object) -> Alert:
+def _alert(credit: CreditBudget, event: str, rendered: Rendered, now: datetime, **extra: Any) -> Alert:
     ident = alert_id("credit", credit.key, f"{credit.limit:.2f}", key(credit.expires_at), event)
-    made = make("credit", ident, rendered, now)
-    details = {**_details(credit, event), **extra}
-    return replace(made, details=details, urgent=event == f"{REMINDER_HOURS[-1]}h")
+    # Urgent for the last reminder (event "24h"): core/family_table.py's URGENCY.
+    return make("credit", ident, rendered, now, **_details(credit, event), **extra)
 
 
 def _events(
     credit: CreditBudget, said: set[str], thresholds: tuple[int, ...], now: datetime, zone: tzinfo
 ) -> list[Alert]:
     alerts: list[Alert] = []
-    for threshold in thresholds:
-        if credit.utilization >= threshold and str(threshold) not in said:
-            said.add(str(threshold))
-            rendered = fm.render_credit_threshold(credit, threshold, now, zone)
-            alerts.append(_alert(credit, str(threshold), rendered, now, threshold=threshold))
+    for threshold in crossed(thresholds, credit.utilization, (int(e) for e in said if e.isdigit())):
+        said.add(str(threshold))
+        rendered = fm.render_credit_threshold(credit, threshold, now, zone)
+        alerts.append(_alert(credit, str(threshold), rendered, now, threshold=threshold))
     due = due_reminders(credit, now)
     if due and f"{due[-1]}h" not in said:
         # One reminder per cycle: the nearest one due (a 24 h one also covers a missed 72 h).

@@ -7,35 +7,25 @@ them before it tries to deliver anything (DESIGN §5, "nothing lost").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
-from ..model import Alert, BucketReading, ExtraUsage, Reading, is_weekly
-from ..state import (
-    MAX_HISTORY_SAMPLES,
-    MAX_SHIFT_MEMORY,
-    BucketState,
-    ExtraUsageState,
-    Health,
-    Sample,
-    State,
-)
-from . import account, digest, extra_usage, families, messages, pictures
+from ..model import Alert, BucketReading, ExtraUsage, Reading
+from ..state import MAX_SHIFT_MEMORY, BucketState, ExtraUsageState, Health, State
+from . import account, digest, extra_usage, families, messages, thresholds, weekly
 from .alerts import alert_id
 from .alerts import key as _key
 from .alerts import make as _make
 from .config import DecideConfig  # its home is the leaf core.config; importable here too
-from .forecast import Projection, project
+from .family_table import baseline_rank, family_of, thresholds_of
+from .window import WindowEvent, window_event
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     alerts: tuple[Alert, ...]
     state: State
-
-
-def _differs(a: datetime, b: datetime, tolerance_sec: int) -> bool:
-    return abs((a - b).total_seconds()) > tolerance_sec
 
 
 def needs_arming(previous: State | None) -> bool:
@@ -47,36 +37,13 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
     arming = needs_arming(previous)
     prev = previous or State()
     alerts: list[Alert] = []
-    buckets: dict[str, BucketState] = dict(prev.buckets)
-    now_ts = int(now.timestamp())
-
-    # degraded / recovered: a working cycle ends an episode (DESIGN §1).
+    # degraded / recovered: a working cycle ends an episode (docs/design.md §1).
     health = prev.health
     if health.degraded:
         rendered = messages.render_recovered(health.failing_since, health.consecutive_failures, now)
         alerts.append(_make("recovered", alert_id("recovered", _key(health.failing_since)), rendered, now))
-    new_health = Health(last_success_at=now, last_attempt_at=now)
 
-    baseline: list[messages.BaselineRow] = []
-    bucket_alerts: list[Alert] = []
-
-    for name in sorted(set(reading.buckets) | set(reading.null_buckets)):
-        old = buckets.get(name)
-        current = reading.buckets.get(name)
-        if current is None:
-            baseline.append(messages.BaselineRow(name, None, None))
-            buckets[name] = _gone_null(old)
-            continue
-        state, produced = _bucket_step(name, old, current, now, now_ts, config, arming=arming)
-        buckets[name] = state
-        bucket_alerts.extend(produced)
-        exceeded = tuple(t for t in config.weekly_thresholds if current.utilization >= t) if is_weekly(name) else ()
-        baseline.append(
-            messages.BaselineRow(
-                name, current.utilization, current.resets_at, exceeded, current.is_active, current.severity
-            )
-        )
-
+    buckets, baseline, bucket_alerts = _buckets_step(prev.buckets, reading, now, config, arming=arming)
     extra_state, extra_alerts = extra_usage.step(
         prev.extra_usage, reading.extra_usage, now, config.extra_usage_thresholds
     )
@@ -95,7 +62,7 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
     next_state = State(
         buckets=buckets,
         outbox=prev.outbox,
-        health=new_health,
+        health=Health(last_success_at=now, last_attempt_at=now),
         armed_at=armed_at or now,
         note=note,
         extra_usage=extra_state,
@@ -103,6 +70,36 @@ def decide(previous: State | None, reading: Reading, now: datetime, config: Deci
         families=family.state,
     )
     return Decision(tuple(alerts), next_state.with_outbox(prev.outbox + tuple(alerts)))
+
+
+def _buckets_step(
+    previous: Mapping[str, BucketState], reading: Reading, now: datetime, config: DecideConfig, *, arming: bool
+) -> tuple[dict[str, BucketState], list[messages.BaselineRow], list[Alert]]:
+    """Every bucket of the reading (null ones included), and the buckets of a family that
+    says "back" when they are absent from it (the window's end, docs/design.md §8)."""
+    buckets = dict(previous)
+    baseline: list[messages.BaselineRow] = []
+    alerts: list[Alert] = []
+    for name in sorted(set(reading.buckets) | set(reading.null_buckets) | set(previous)):
+        old = previous.get(name)
+        current = reading.buckets.get(name)
+        family = family_of(name)
+        present = current is not None or name in reading.null_buckets
+        if current is None:
+            if present:
+                baseline.append(messages.BaselineRow(name, None, None))
+                buckets[name] = _gone_null(old)
+            continue
+        state, produced = _bucket_step(name, old, current, now, int(now.timestamp()), config)
+        buckets[name] = state
+        alerts.extend(produced)
+        exceeded = thresholds.exceeded(thresholds_of(family, config), current.utilization)
+        baseline.append(
+            messages.BaselineRow(
+                name, current.utilization, current.resets_at, exceeded, current.is_active, current.severity
+            )
+        )
+    return buckets, baseline, alerts
 
 
 def _armed(
@@ -114,12 +111,12 @@ def _armed(
     config: DecideConfig,
     family_rows: tuple[str, ...] = (),
 ) -> Alert:
-    """The first run's baseline of every bucket and of paid overage (DESIGN §1, armed)."""
+    """The first run's baseline of every bucket and of paid overage (docs/design.md §1, armed)."""
     extra_baseline = None
     if extra is not None and extra_state is not None:
         extra_baseline = messages.ExtraBaseline(extra, extra_state.alerted_thresholds)
     rendered = messages.render_armed(
-        _baseline_order(baseline),
+        sorted(baseline, key=lambda row: baseline_rank(row.bucket)),
         config.weekly_thresholds,
         now,
         note,
@@ -147,31 +144,14 @@ def _gone_null(old: BucketState | None) -> BucketState:
     )
 
 
-def _baseline_order(rows: list[messages.BaselineRow]) -> list[messages.BaselineRow]:
-    # five_hour first, then weekly buckets with seven_day itself leading, then the rest.
-    def rank(row: messages.BaselineRow) -> tuple[int, str]:
-        if row.bucket == "five_hour":
-            return (0, "")
-        if row.bucket == "seven_day":
-            return (1, "")
-        return (2 if is_weekly(row.bucket) else 3, row.bucket)
-
-    return sorted(rows, key=rank)
-
-
 def _bucket_step(
-    name: str,
-    old: BucketState | None,
-    current: BucketReading,
-    now: datetime,
-    now_ts: int,
-    config: DecideConfig,
-    *,
-    arming: bool,
+    name: str, old: BucketState | None, current: BucketReading, now: datetime, now_ts: int, config: DecideConfig
 ) -> tuple[BucketState, list[Alert]]:
-    """One bucket's reading: its window (rollover or shift), then for weekly buckets the
-    window record, thresholds and forecast. On arming the caller keeps only the baseline."""
-    state, alerts = _window_step(name, old, current, now, config)
+    """One bucket's reading: its window event (rollover or shift), then the rules its
+    family declares (docs/design.md §8). On arming the caller keeps only the baseline."""
+    family = family_of(name)
+    event = window_event(old, current, now, config.reset_shift_tolerance_sec)
+    state, alerts = _window_step(name, event, old, current, now, config)
     new_resets = current.resets_at
     before = state.utilization
     state = replace(
@@ -182,41 +162,44 @@ def _bucket_step(
         is_active=current.is_active,
         severity=current.severity,
     )
-    if not is_weekly(name):
-        return state, alerts
-    state = digest.record_window(state, before, now_ts, config.weekly_thresholds)
-    state, crossed = _threshold_step(name, state, current, now, config)
-    state, forecast = _forecast_step(name, state, current, now, now_ts, config)
-    return state, [*alerts, *crossed, *forecast]
+    if family.digest or family.chart:
+        state = digest.record_window(state, before, now_ts, config.weekly_thresholds)
+    if family.threshold_kind == "threshold":
+        state, crossed = weekly.threshold_step(name, state, current, now, config)
+        alerts.extend(crossed)
+    if family.forecast:
+        state, forecast = weekly.forecast_step(name, state, current, now, now_ts, config)
+        alerts.extend(forecast)
+    return state, alerts
 
 
 def _window_step(
-    name: str, old: BucketState | None, current: BucketReading, now: datetime, config: DecideConfig
+    name: str,
+    event: WindowEvent,
+    old: BucketState | None,
+    current: BucketReading,
+    now: datetime,
+    config: DecideConfig,
 ) -> tuple[BucketState, list[Alert]]:
-    """Which window this reading belongs to: a natural rollover starts a new one (and the
-    closed one gets its digest), a moved reset keeps it (and is said once per value)."""
+    """The window this reading belongs to (core/window.py): a rollover starts a new one (and
+    the closed one gets its digest), a moved reset keeps it (and is said once per value)."""
     new_resets = current.resets_at
     if old is None:
         return BucketState(window=new_resets), []
-    tol = config.reset_shift_tolerance_sec
     state = old
     alerts: list[Alert] = []
-    # After a reading without a reset (null), the last one reported: a moved window
-    # ends at its moved reset, not at the one it began with.
-    reference = old.resets_at or old.last_reset or old.window
-    if new_resets is not None and reference is not None and _differs(new_resets, reference, tol):
-        if reference <= now + timedelta(seconds=tol):
-            # Natural rollover: the previous window had expired. Silent; a new
-            # window starts a new history and new dedup (DESIGN §1, §forecast).
-            # Within the tolerance: the old value is jittered and our clock may
-            # trail the API's, which rolls over at …:59:59.6, just before a cron tick.
-            # The closed window gets its digest (DESIGN §7); a moved reset never comes here.
-            alerts.extend(digest.digest_alerts(name, old, now, config))
-            state = BucketState(window=new_resets)
-        elif old.resets_at is not None and not any(not _differs(new_resets, s, tol) for s in old.shifted_to):
-            # Reset shift: an active window's anchor moved. Once per distinct value.
-            alerts.append(_shift_alert(name, old.resets_at, new_resets, current.utilization, now, config.timezone))
-            state = replace(state, shifted_to=(*old.shifted_to, new_resets)[-MAX_SHIFT_MEMORY:])
+    if event.kind == "rollover":
+        # Silent; a new window starts a new history and new dedup (docs/design.md §1),
+        # and the closed one gets its digest (§7); a moved reset never comes here.
+        alerts.extend(digest.digest_alerts(name, old, now, config))
+        state = BucketState(window=new_resets)
+    elif event.kind == "shift" and family_of(name).reset_shift:
+        assert event.old_resets_at is not None
+        assert event.new_resets_at is not None
+        alerts.append(
+            _shift_alert(name, event.old_resets_at, event.new_resets_at, current.utilization, now, config.timezone)
+        )
+        state = replace(state, shifted_to=(*old.shifted_to, event.new_resets_at)[-MAX_SHIFT_MEMORY:])
     if state.window is None:
         state = replace(state, window=new_resets)
     return state, alerts
@@ -232,124 +215,6 @@ def _shift_alert(name: str, old: datetime, new: datetime, utilization: float, no
         old_resets_at=old.isoformat(),
         new_resets_at=new.isoformat(),
     )
-
-
-def _threshold_step(
-    name: str, state: BucketState, current: BucketReading, now: datetime, config: DecideConfig
-) -> tuple[BucketState, list[Alert]]:
-    """Weekly thresholds: once per threshold per window; on arming, thresholds already
-    exceeded are shown in the baseline and marked as said (DESIGN §1)."""
-    alerts: list[Alert] = []
-    alerted = set(state.alerted_thresholds)
-    for threshold in config.weekly_thresholds:
-        if current.utilization >= threshold and threshold not in alerted:
-            alerted.add(threshold)
-            alerts.append(
-                _make(
-                    "threshold",
-                    alert_id("threshold", name, _key(state.window), str(threshold)),
-                    messages.render_threshold(
-                        name,
-                        threshold,
-                        current.utilization,
-                        current.resets_at,
-                        now,
-                        binding=current.binding,
-                        severity=current.severity,
-                        zone=config.timezone,
-                    ),
-                    now,
-                    bucket=name,
-                    threshold=threshold,
-                    utilization=current.utilization,
-                    resets_at=current.resets_at.isoformat() if current.resets_at else None,
-                )
-            )
-    return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
-
-
-def _forecast_step(
-    name: str, state: BucketState, current: BucketReading, now: datetime, now_ts: int, config: DecideConfig
-) -> tuple[BucketState, list[Alert]]:
-    """The burn-rate forecast (DESIGN §1, "The forecast"): this window's history only,
-    trimmed to FORECAST_WINDOW_SEC; once per window, when 100 % comes before the reset."""
-    cutoff = now_ts - config.forecast_window_sec
-    history: list[Sample] = [s for s in state.history if cutoff <= s[0] < now_ts]
-    history.append((now_ts, current.utilization))
-    state = replace(state, history=tuple(history[-MAX_HISTORY_SAMPLES:]))
-    resets_at = current.resets_at
-    if not config.forecast_enabled or state.forecast_fired or resets_at is None or resets_at <= now:
-        return state, []
-    projection = project(
-        state.history,
-        now=now,
-        current=current.utilization,
-        min_samples=config.forecast_min_samples,
-        min_span_sec=config.forecast_min_span_sec,
-    )
-    if projection is None or projection.exhausted_at >= resets_at:
-        return state, []
-    state = replace(state, forecast_fired=True)
-    return state, [_forecast_alert(name, state, projection, current, resets_at, now, config)]
-
-
-def _forecast_alert(
-    name: str,
-    state: BucketState,
-    projection: Projection,
-    current: BucketReading,
-    resets_at: datetime,
-    now: datetime,
-    config: DecideConfig,
-) -> Alert:
-    return _make(
-        "forecast",
-        alert_id("forecast", name, _key(state.window)),
-        messages.render_forecast(
-            name,
-            projection,
-            current.utilization,
-            resets_at,
-            now,
-            binding=current.binding,
-            severity=current.severity,
-            zone=config.timezone,
-        ),
-        now,
-        bucket=name,
-        projected_at=projection.exhausted_at.isoformat(),
-        resets_at=resets_at.isoformat(),
-        burn_rate_per_hour=round(projection.slope_per_hour, 3),
-        samples=projection.samples,
-        utilization=current.utilization,
-        # The picture's inputs (DESIGN §7); the sink draws it, the core stays pure.
-        **_forecast_chart(name, state, projection, current.utilization, resets_at, now, config),
-    )
-
-
-def _forecast_chart(
-    name: str,
-    state: BucketState,
-    projection: Projection,
-    current: float,
-    resets_at: datetime,
-    now: datetime,
-    config: DecideConfig,
-) -> dict[str, object]:
-    if not config.charts_enabled:
-        return {}
-    spec = pictures.window_chart(
-        name,
-        pictures.chart_samples(state),
-        resets_at=resets_at,
-        now=now,
-        thresholds=config.weekly_thresholds,
-        current=current,
-        projection=projection,
-        fit_start=state.history[0][0] if state.history else None,
-        zone=config.timezone,
-    )
-    return {"chart": spec.to_json()}
 
 
 def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:

@@ -12,42 +12,21 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import localtime
 from ..charts import WEEK_SEC, Sample
-from ..model import Alert, is_weekly
+from ..model import Alert
 from ..state import HOUR_SEC, MAX_HOURLY_SAMPLES, BucketState
 from . import messages, pictures
 from .alerts import alert_id, key, make
+from .family_table import family_of
 from .pictures import chart_samples
+from .window_summary import Passed, WindowSummary
 
 LIMIT = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Passed:
-    """A threshold (or the limit) the window reached; `at` is None when it was already
-    past when the bot first saw the window (armed mid-window, or away at the rollover)."""
-
-    percent: int
-    at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSummary:
-    bucket: str
-    started_at: datetime
-    ended_at: datetime  # the reset that closed it
-    peak: float
-    peak_on: date  # the reader's day (TIMEZONE) the peak was first read
-    passed: tuple[Passed, ...]  # the thresholds reached, lowest first
-    limit: Passed | None  # None: the limit was never hit
-    busiest_day: date | None  # the reader's day with the largest rise; None: no rise seen
-    busiest_gain: float
-    samples: tuple[Sample, ...]
 
 
 def record_window(state: BucketState, before: float | None, now_ts: int, thresholds: tuple[int, ...]) -> BucketState:
@@ -155,13 +134,14 @@ class DigestConfig(Protocol):
 
 def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestConfig) -> list[Alert]:
     """The weekly digest of a window that just rolled over naturally: once per rollover
-    (its id is the closed window's), none for the five-hour bucket or an unused window."""
-    if not (config.digest_enabled and is_weekly(name)):
+    (its id is the closed window's), only for a family with a digest (the weekly one), none
+    for an unused window."""
+    if not (config.digest_enabled and family_of(name).digest):
         return []
     summary = summarize(name, closed, config.weekly_thresholds, config.timezone)
     if summary is None:
         return []
-    details: dict[str, object] = {
+    details: dict[str, Any] = {
         "window_start": summary.started_at.isoformat(),
         "resets_at": summary.ended_at.isoformat(),
         "peak": summary.peak,

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from ..model import Alert, ExtraUsage
 from ..state import ExtraUsageState
 from . import messages
-from .alerts import alert_id, key
+from .alerts import alert_id, key, make
+from .thresholds import crossed
 
 
 def _overage_on(extra: ExtraUsage) -> bool:
@@ -20,10 +22,9 @@ def _overage_on(extra: ExtraUsage) -> bool:
     return extra.enabled is not False or extra.disabled_reason == "out_of_credits"
 
 
-def _extra_alert(ident: str, rendered: messages.Rendered, now: datetime, details: dict[str, object]) -> Alert:
-    return Alert(
-        id=ident, kind="extra_usage", plain=rendered.plain, html=rendered.html, created_at=now, details=details
-    )
+def _extra_alert(ident: str, rendered: messages.Rendered, now: datetime, details: dict[str, Any]) -> Alert:
+    # No bucket: the stdout line of paid overage carries none (docs/design.md §2).
+    return make("extra_usage", ident, rendered, now, **details)
 
 
 def step(
@@ -47,7 +48,7 @@ def step(
     alerts: list[Alert] = []
     period = key(state.period_start)
     # The stdout line's fields (DESIGN §2): amounts in minor units, no bucket.
-    details: dict[str, object] = {
+    details: dict[str, Any] = {
         "used": current.used,
         "limit": current.limit,
         "currency": current.currency,
@@ -65,16 +66,14 @@ def step(
                 {"started": True, **details},
             )
         )
-    alerted = set(state.alerted_thresholds)
-    for threshold in thresholds:
-        if current.percent is not None and current.percent >= threshold and threshold not in alerted:
-            alerted.add(threshold)
-            alerts.append(
-                _extra_alert(
-                    alert_id("extra_usage", period, str(threshold)),
-                    messages.render_extra_threshold(current, threshold, now),
-                    now,
-                    {"threshold": threshold, **details},
-                )
+    new = crossed(thresholds, current.percent, state.alerted_thresholds)
+    for threshold in new:
+        alerts.append(
+            _extra_alert(
+                alert_id("extra_usage", period, str(threshold)),
+                messages.render_extra_threshold(current, threshold, now),
+                now,
+                {"threshold": threshold, **details},
             )
-    return replace(state, alerted_thresholds=tuple(sorted(alerted))), alerts
+        )
+    return replace(state, alerted_thresholds=tuple(sorted({*state.alerted_thresholds, *new}))), alerts

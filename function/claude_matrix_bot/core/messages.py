@@ -13,17 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from html import escape
-from typing import TYPE_CHECKING
 
 from .. import localtime
-from ..model import FIVE_HOUR, WEEKLY_PREFIX, ExtraUsage, is_weekly
+from ..model import ExtraUsage
+from .family_table import family_of
 from .forecast import Projection
-
-if TYPE_CHECKING:  # digest imports pictures, which imports this module
-    from .digest import WindowSummary
+from .window_summary import WindowSummary
 
 _KNOWN_LABELS = {
-    FIVE_HOUR: "5-hour session",
     "seven_day": "Weekly (all models)",
     "seven_day_opus": "Weekly Opus",
     "seven_day_sonnet": "Weekly Sonnet",
@@ -35,9 +32,12 @@ def bucket_label(name: str) -> str:
     """`seven_day_cowork` -> "Weekly Cowork": new buckets get a readable name unaided."""
     if name in _KNOWN_LABELS:
         return _KNOWN_LABELS[name]
-    if is_weekly(name):
-        rest = name[len(WEEKLY_PREFIX) :].strip("_").replace("_", " ")
-        return f"Weekly {rest.title()}" if rest else "Weekly"
+    family = family_of(name)
+    if name in family.match:
+        return family.label
+    if family.prefix is not None:
+        rest = name[len(family.prefix) :].strip("_").replace("_", " ")
+        return f"{family.label} {rest.title()}" if rest else family.label
     return name.replace("_", " ").capitalize()
 
 
