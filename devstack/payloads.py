@@ -1,4 +1,4 @@
-"""Usage answers shaped like the real endpoint's (DESIGN §2), for the fake to serve."""
+"""Usage answers shaped like the real endpoint's (docs/design.md §2), for the fake to serve."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ class Stack:
         return self.workdir / "matrix-bot"
 
     def tokens_dir(self, account: str | None = None) -> Path:
-        """`OAUTH_TOKENS_DIR`, or one account's directory in it (DESIGN §6)."""
+        """`OAUTH_TOKENS_DIR`, or one account's directory in it (docs/design.md §6)."""
         root = self.workdir / "tokens"
         return root / account if account else root
 

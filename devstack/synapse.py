@@ -141,7 +141,7 @@ class Homeserver:
             "database": {"name": "sqlite3", "args": {"database": str(self.data_dir / "homeserver.db")}},
             "log_config": str(log_config),
             "media_store_path": str(self.data_dir / "media"),
-            # The charts travel as encrypted media (DESIGN §7): the recipients download them.
+            # The charts travel as encrypted media (docs/design.md §7): the recipients download them.
             "enable_media_repo": True,
             "max_upload_size": "10M",
             "signing_key_path": str(self.data_dir / "signing.key"),

@@ -779,7 +779,7 @@ def prime_forecast(store_dir: Path, now: datetime, bucket: str = "seven_day") ->
 
 
 def bench_drawing_cycles(rig: Rig, runs: int, log: Path) -> list[Row]:
-    """CLI cycles whose forecast alert carries a chart (DESIGN §7): through the Matrix
+    """CLI cycles whose forecast alert carries a chart (docs/design.md §7): through the Matrix
     sink (drawn, encrypted, uploaded, posted as m.image) and the stdout sink (drawn,
     digested). Peak RSS as the CLI rows above (the child's own VmHWM)."""
     import shutil

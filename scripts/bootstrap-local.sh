@@ -11,7 +11,7 @@
 #   The Claude login is read from DIR/.credentials.json, DIR being the argument, else
 #   $CLAUDE_CONFIG_DIR, else ~/.claude. Matrix values are prompted for; existing ones are
 #   offered as defaults (Enter keeps them), so running it again is safe.
-#   Several accounts (DESIGN §6), e.g. `work=~/.claude-work priv=~/.claude-priv`: each login
+#   Several accounts (docs/design.md §6), e.g. `work=~/.claude-work priv=~/.claude-priv`: each login
 #   goes to local/oauth-tokens/NAME/, and local/env gets ACCOUNTS=work,priv. NAME is 1-32
 #   characters a-z, 0-9 or '-'.
 #   LOCAL_DIR overrides the output directory (default: local/ in the repository).

@@ -6,7 +6,7 @@ the bot. Then it plays a scripted week at accelerated simulated time through the
 two production entry points, alternately: the HTTP trigger (a real
 functions-framework server, PingSource-style CloudEvents) and the CLI
 (`python -m claude_matrix_bot run`, as the CronJob runs it). The bot watches two
-accounts (`ACCOUNTS=work,priv`, DESIGN §6): work carries the week's story, priv is
+accounts (`ACCOUNTS=work,priv`, docs/design.md §6): work carries the week's story, priv is
 a lighter private subscription with alerts of its own, in the same room. At the
 end it prints the room as alice's device decrypts it and writes the same
 transcript as HTML.
@@ -57,7 +57,7 @@ PING_HEADERS = {
     "Content-Type": "application/json",
 }
 
-# The deployment's accounts (DESIGN §6): every message is led by one of these names.
+# The deployment's accounts (docs/design.md §6): every message is led by one of these names.
 ACCOUNTS = ("work", "priv")
 
 Usage = dict[str, Any]

@@ -82,7 +82,7 @@ variable "service_account_annotations" {
 }
 
 variable "settings" {
-  description = "More non-secret settings for the ConfigMap (DESIGN §3), e.g. { WEEKLY_THRESHOLDS = \"50,80,95\" }."
+  description = "More non-secret settings for the ConfigMap (docs/design.md §3), e.g. { WEEKLY_THRESHOLDS = \"50,80,95\" }."
   type        = map(string)
   default     = {}
 
@@ -95,7 +95,7 @@ variable "settings" {
 }
 
 variable "accounts" {
-  description = "Several Claude accounts in one room (ACCOUNTS, DESIGN §6), e.g. [\"work\", \"priv\"]: the token Secret then holds <name>.accessToken, <name>.refreshToken and <name>.expiresAt for each (output token_secret_keys). Empty: one account, keys accessToken, refreshToken, expiresAt."
+  description = "Several Claude accounts in one room (ACCOUNTS, docs/design.md §6), e.g. [\"work\", \"priv\"]: the token Secret then holds <name>.accessToken, <name>.refreshToken and <name>.expiresAt for each (output token_secret_keys). Empty: one account, keys accessToken, refreshToken, expiresAt."
   type        = list(string)
   default     = []
 

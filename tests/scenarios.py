@@ -14,7 +14,7 @@ from claude_matrix_bot.core.decide import DecideConfig, decide, record_failure
 from claude_matrix_bot.model import Alert, BucketReading, Reading
 from claude_matrix_bot.state import BucketState, State
 
-# A real-looking instant and the API's `…:59:59.6` resets (DESIGN §2 sample).
+# A real-looking instant and the API's `…:59:59.6` resets (docs/design.md §2 sample).
 T0 = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
 FIVE_RESET = datetime(2026, 1, 2, 14, 59, 59, 600956, tzinfo=UTC)
 WEEK_RESET = datetime(2026, 1, 8, 6, 59, 59, 600974, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Two accounts, work and private, over a simulated week through the real CLI (DESIGN §6).
+"""Two accounts, work and private, over a simulated week through the real CLI (docs/design.md §6).
 
 Each step is one `python -m claude_matrix_bot run` (stdout sink, LOCAL_MODE) against
 the loopback fake, which serves the two accounts' tokens different usage. The test

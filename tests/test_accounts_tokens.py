@@ -1,4 +1,4 @@
-"""Several accounts (DESIGN §6), the parts below the cycle: `ACCOUNTS`, the per-account
+"""Several accounts (docs/design.md §6), the parts below the cycle: `ACCOUNTS`, the per-account
 token stores (a directory per account; one Secret with `<account>.` keys, written
 compare-and-swap per account) and the loopback fake serving each account its own usage.
 """

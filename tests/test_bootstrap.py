@@ -348,7 +348,7 @@ def test_build_push_honours_platforms(fake_docker: FakeDocker) -> None:
     assert argv[argv.index("--platform") + 1] == "linux/arm64"
 
 
-# --- several accounts (DESIGN §6) ------------------------------------------------------------
+# --- several accounts (docs/design.md §6) ------------------------------------------------------------
 
 
 @pytest.fixture

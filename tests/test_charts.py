@@ -1,4 +1,4 @@
-"""The chart renderer (DESIGN §7): a synthetic weekly window in, a phone-sized PNG out.
+"""The chart renderer (docs/design.md §7): a synthetic weekly window in, a phone-sized PNG out.
 
 Pure function, driven directly: no sink, no server. What is checked: a real PNG of the
 promised size; the same spec gives the same bytes in this process, in a fresh one and
@@ -504,7 +504,7 @@ def test_the_chart_command_refuses_clearly(tmp_path: Path) -> None:
 
 
 def test_the_chart_command_draws_each_account_of_several(tmp_path: Path) -> None:
-    """DESIGN §6/§7: with ACCOUNTS, `--account NAME` draws `<name>/state.json`."""
+    """docs/design.md §6/§7: with ACCOUNTS, `--account NAME` draws `<name>/state.json`."""
     state_dir = _state_with_window(tmp_path, "work/state.json", rise=0.5)
     _state_with_window(tmp_path, "priv/state.json", rise=2.0)
     pictures: dict[str, bytes] = {}
@@ -549,7 +549,7 @@ def test_the_forecast_alert_carries_its_chart_through_the_cli(
     tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, charts_enabled: str
 ) -> None:
     """The real CLI, stdout sink, simulated time: a steady burn raises one forecast, whose
-    line names the picture it would post (DESIGN §7); CHARTS_ENABLED=0 posts none."""
+    line names the picture it would post (docs/design.md §7); CHARTS_ENABLED=0 posts none."""
     start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     reset = start + timedelta(days=3)
     env = bot_env(

@@ -1,4 +1,4 @@
-"""core.accounts: an account's alerts carry its name in text, HTML, id and stdout fields (DESIGN §6).
+"""core.accounts: an account's alerts carry its name in text, HTML, id and stdout fields (docs/design.md §6).
 Pure functions, driven directly."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The decision core, driven directly like h11's test_state.py: readings in, alerts and
 state out, `now` passed explicitly. No mocks, no clock, no I/O.
 
-Each test cites the DESIGN §1 rule it checks. The helpers (`Watch`, `reading`) live in
+Each test cites the docs/design.md §1 rule it checks. The helpers (`Watch`, `reading`) live in
 scenarios.py, shared with the property, digest, state and message tests.
 """
 
@@ -38,7 +38,7 @@ from tests.scenarios import (
     reading,
 )
 
-# --- armed (DESIGN §1: "first run ever: a baseline snapshot of every bucket", once) -----
+# --- armed (docs/design.md §1: "first run ever: a baseline snapshot of every bucket", once) -----
 
 
 def test_first_run_posts_one_baseline_listing_every_bucket_including_null_ones() -> None:
@@ -87,7 +87,7 @@ def test_first_run_posts_one_baseline_listing_every_bucket_including_null_ones()
 def test_thresholds_exceeded_at_arming_are_shown_and_not_alerted_later_in_the_window(
     at_arming: float, shown_as_exceeded: str | None, alerted_later_at_90: list[int]
 ) -> None:
-    # DESIGN §1 weekly threshold: "thresholds already exceeded when the bot is armed are
+    # docs/design.md §1 weekly threshold: "thresholds already exceeded when the bot is armed are
     # shown in the baseline, not alerted again".
     watch = Watch()
     (armed,) = watch.see({"seven_day": (at_arming, WEEK_RESET)})
@@ -101,7 +101,7 @@ def test_thresholds_exceeded_at_arming_are_shown_and_not_alerted_later_in_the_wi
 
 
 def test_first_run_never_posts_per_bucket_alerts_beside_the_baseline() -> None:
-    # The baseline replaces this run's threshold alerts (DESIGN §1 armed).
+    # The baseline replaces this run's threshold alerts (docs/design.md §1 armed).
     alerts = Watch().see(
         {"five_hour": (99.0, FIVE_RESET), "seven_day": (95.0, WEEK_RESET), "seven_day_opus": (85.0, WEEK_RESET)}
     )
@@ -123,7 +123,7 @@ def test_armed_with_no_buckets_at_all_says_so() -> None:
 
 
 def test_corrupt_state_note_makes_the_armed_message_say_it_rearmed() -> None:
-    # DESIGN §4: an unreadable state is moved aside and "the bot re-arms and says so".
+    # docs/design.md §4: an unreadable state is moved aside and "the bot re-arms and says so".
     note = "state.json could not be read (not valid JSON) and was moved aside to state.json.corrupt-x; starting over."
     watch = Watch(state=State(note=note))
     (armed,) = watch.see({"seven_day": (40.0, WEEK_RESET)})
@@ -138,7 +138,7 @@ def test_corrupt_state_note_makes_the_armed_message_say_it_rearmed() -> None:
     assert "re-armed" not in fresh.plain
 
 
-# --- reset shift (DESIGN §1: an active window's resets_at moved by more than the tolerance) --
+# --- reset shift (docs/design.md §1: an active window's resets_at moved by more than the tolerance) --
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_reset_shift_table(bucket: str, new_resets: datetime, now: datetime, shi
 
 
 def test_reset_shift_fires_once_per_distinct_new_value() -> None:
-    # DESIGN §1 reset shift dedup: "once per distinct new value".
+    # docs/design.md §1 reset shift dedup: "once per distinct new value".
     watch = armed_watch()
     b = WEEK_RESET + 3 * HOUR
     c = WEEK_RESET + 6 * HOUR
@@ -215,7 +215,7 @@ def test_a_shift_keeps_the_window_and_its_threshold_dedup() -> None:
     ],
 )
 def test_null_transitions_are_never_shifts(sequence: list[Bucket | None]) -> None:
-    # DESIGN §1: "A bucket going to or from null is not a shift"; resets_at may be null.
+    # docs/design.md §1: "A bucket going to or from null is not a shift"; resets_at may be null.
     watch = armed_watch()
     for step, value in enumerate(sequence, start=1):
         alerts = watch.see({"seven_day": value, "five_hour": (5.0, FIVE_RESET)}, at=T0 + step * 10 * MIN)
@@ -230,7 +230,7 @@ def test_a_bucket_that_goes_null_keeps_its_window_dedup() -> None:
     assert watch.see({"seven_day": (61.0, jitter(WEEK_RESET, 5))}, at=T0 + 3 * HOUR) == []
 
 
-# --- natural rollover (DESIGN §1: silent; a new window, new dedup, new history) ------------
+# --- natural rollover (docs/design.md §1: silent; a new window, new dedup, new history) ------------
 
 
 def test_rollover_is_silent_and_starts_a_new_window() -> None:
@@ -239,7 +239,7 @@ def test_rollover_is_silent_and_starts_a_new_window() -> None:
     assert kinds(watch.see({"seven_day": (85.0, WEEK_RESET)}, at=T0 + 2 * HOUR)) == ["threshold"]
     first_window_ids = {a.id for a in watch.log if a.kind == "threshold"}
     after = WEEK_RESET + 5 * MIN
-    # No shift and no threshold: only the closed window's digest (DESIGN §7).
+    # No shift and no threshold: only the closed window's digest (docs/design.md §7).
     assert kinds(watch.see({"seven_day": (0.0, NEXT_WEEK_RESET)}, at=after)) == ["digest"]
     state = watch.bucket("seven_day")
     assert state.window == NEXT_WEEK_RESET
@@ -258,14 +258,14 @@ def test_rollover_after_a_stale_expired_reading_and_a_null_resets() -> None:
     watch.see({"seven_day": (60.0, WEEK_RESET)}, at=T0 + HOUR)
     assert watch.see({"seven_day": (60.0, WEEK_RESET)}, at=WEEK_RESET + MIN) == []
     assert watch.see({"seven_day": (0.0, None)}, at=WEEK_RESET + 6 * MIN) == []
-    # One rollover: no shift, the closed window's digest once (DESIGN §7).
+    # One rollover: no shift, the closed window's digest once (docs/design.md §7).
     assert kinds(watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 11 * MIN)) == ["digest"]
     assert watch.see({"seven_day": (1.0, NEXT_WEEK_RESET)}, at=WEEK_RESET + 16 * MIN) == []
     assert watch.bucket("seven_day").window == NEXT_WEEK_RESET
     assert watch.bucket("seven_day").alerted_thresholds == ()
 
 
-# --- weekly thresholds (DESIGN §1: once per threshold per weekly window) --------------------
+# --- weekly thresholds (docs/design.md §1: once per threshold per weekly window) --------------------
 
 
 @pytest.mark.parametrize(
@@ -301,7 +301,7 @@ def test_custom_thresholds() -> None:
 
 
 def test_five_hour_never_alerts_thresholds_or_forecasts() -> None:
-    # DESIGN §1: five_hour takes part in shifts and the baseline only.
+    # docs/design.md §1: five_hour takes part in shifts and the baseline only.
     watch = armed_watch()
     for step in range(1, 30):
         alerts = watch.see(
@@ -312,7 +312,7 @@ def test_five_hour_never_alerts_thresholds_or_forecasts() -> None:
 
 
 def test_new_weekly_buckets_work_without_a_code_change() -> None:
-    # DESIGN §1: "new ones such as seven_day_cowork must work without a code change".
+    # docs/design.md §1: "new ones such as seven_day_cowork must work without a code change".
     watch = Watch()
     (armed,) = watch.see({"seven_day": (10.0, WEEK_RESET), "seven_day_cowork": (20.0, WEEK_RESET)})
     assert "Weekly Cowork: 20%" in armed.plain
@@ -331,7 +331,7 @@ def test_new_weekly_buckets_work_without_a_code_change() -> None:
     assert (late.bucket, late.details["threshold"]) == ("seven_day_design", 50)
 
 
-# --- burn-rate forecast (DESIGN §1 "The forecast (decided design)") ------------------------
+# --- burn-rate forecast (docs/design.md §1 "The forecast (decided design)") ------------------------
 
 
 def burn(
@@ -393,7 +393,7 @@ def test_forecast_is_silent_when_the_reset_comes_first() -> None:
     ],
 )
 def test_forecast_waits_for_min_samples_and_min_span(config: DecideConfig, every: timedelta, first_step: int) -> None:
-    # DESIGN: no projection with fewer than FORECAST_MIN_SAMPLES or a span under FORECAST_MIN_SPAN_SEC.
+    # docs/design.md §1: no projection with fewer than FORECAST_MIN_SAMPLES or a span under FORECAST_MIN_SPAN_SEC.
     watch = armed_watch(weekly=10.0, config=replace(config, weekly_thresholds=(99,)))
     fired = burn(watch, start=10.0, per_hour=10.0, steps=first_step + 10, every=every)
     assert [step for step, _ in fired] == [first_step]
@@ -458,7 +458,7 @@ def test_forecast_for_each_weekly_bucket_separately() -> None:
     assert [(a.kind, a.bucket) for a in watch.log[1:]] == [("forecast", "seven_day")]
 
 
-# --- degraded / recovered (DESIGN §1: after HEALTH_FAILURES in a row; once per episode) ----
+# --- degraded / recovered (docs/design.md §1: after HEALTH_FAILURES in a row; once per episode) ----
 
 
 def test_degraded_after_health_failures_in_a_row_then_recovered_once() -> None:
@@ -516,7 +516,7 @@ def test_failing_before_the_first_reading_then_arming() -> None:
     assert kinds(watch.see({"seven_day": (10.0, WEEK_RESET)}, at=T0 + HOUR)) == ["recovered", "armed"]
 
 
-# --- alert ids (DESIGN §3: "the same alert always has the same id") -------------------------
+# --- alert ids (docs/design.md §3: "the same alert always has the same id") -------------------------
 
 
 def test_the_same_inputs_give_the_same_alerts_and_ids() -> None:
@@ -558,7 +558,7 @@ def test_alert_ids_differ_across_buckets_thresholds_and_windows() -> None:
     assert all(i.startswith("cmb-") for i in ids)
 
 
-# --- outbox (DESIGN §5: recorded before delivery, removed only once delivered) ---------------
+# --- outbox (docs/design.md §5: recorded before delivery, removed only once delivered) ---------------
 
 
 def test_outbox_accumulates_until_delivered_and_drop_delivered_removes_exactly_those() -> None:

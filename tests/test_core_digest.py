@@ -1,4 +1,4 @@
-"""The whole weekly window in the core (DESIGN §7): hourly samples, the times thresholds
+"""The whole weekly window in the core (docs/design.md §7): hourly samples, the times thresholds
 and the limit were passed, and the weekly digest built from them at a natural rollover.
 
 Driven directly like test_core_decide.py (readings in, alerts and state out, `now` an
@@ -50,7 +50,7 @@ def iso(unix: int) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat()
 
 
-# --- hourly samples (DESIGN §7: "at most one per hour", the current window only) --------------
+# --- hourly samples (docs/design.md §7: "at most one per hour", the current window only) --------------
 
 
 def test_one_sample_per_hour_the_first_reading_of_the_hour_at_the_whole_hour() -> None:
@@ -166,7 +166,7 @@ def test_every_window_state_reads_back_equal() -> None:
         assert parse_state(dump_state(watch.state)) == watch.state
 
 
-# --- the weekly digest (DESIGN §7: at each natural weekly rollover, once, used buckets only) ----
+# --- the weekly digest (docs/design.md §7: at each natural weekly rollover, once, used buckets only) ----
 
 
 def test_the_digest_sums_up_the_closed_window() -> None:

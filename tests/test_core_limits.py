@@ -1,5 +1,5 @@
 """The core over answers as they are today (issue 11): `limits[]`-derived buckets are
-treated exactly like legacy ones, and the extra-usage signal (DESIGN §1).
+treated exactly like legacy ones, and the extra-usage signal (docs/design.md §1).
 
 Answers go through the real parser (`parse_usage`) and then `decide`: JSON in,
 alerts and state out, `now` passed explicitly. No mocks, no clock, no I/O.
@@ -171,7 +171,7 @@ def test_numbers_only_in_limits_yield_the_same_alerts_as_in_legacy_keys(
     assert legacy.log, "the journey produced at least the armed baseline"
 
 
-# --- the extra-usage signal (DESIGN §1) ----------------------------------------------------
+# --- the extra-usage signal (docs/design.md §1) ----------------------------------------------------
 
 
 def overage(used: int | None, limit: int | None = 11000, **kwargs: Any) -> dict[str, Any]:
@@ -312,7 +312,7 @@ def test_unknown_numbers_reach_the_state() -> None:
     assert bot.state.unknown_numbers == (), "the list says what the last answer carried"
 
 
-# --- EXTRA_USAGE_THRESHOLDS (DESIGN §3) ------------------------------------------------------
+# --- EXTRA_USAGE_THRESHOLDS (docs/design.md §3) ------------------------------------------------------
 
 
 @pytest.mark.parametrize(

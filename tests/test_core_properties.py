@@ -71,7 +71,7 @@ def replay(watch: Watch, steps: list[Step], *, check_round_trip: bool = False) -
         out.append(kinds(alerts))
         if check_round_trip:
             assert watch.state is not None
-            # (e) DESIGN §4: what is written is what is read back.
+            # (e) docs/design.md §4: what is written is what is read back.
             assert parse_state(dump_state(watch.state)) == watch.state
     return out
 
@@ -81,7 +81,7 @@ def replay(watch: Watch, steps: list[Step], *, check_round_trip: bool = False) -
 def test_each_threshold_alerts_at_most_once_per_window_and_exactly_when_crossed(
     steps: list[Step], thresholds: tuple[int, ...]
 ) -> None:
-    # DESIGN §1 weekly threshold: once per threshold per weekly window; those exceeded
+    # docs/design.md §1 weekly threshold: once per threshold per weekly window; those exceeded
     # at arming are only shown.
     watch = Watch(config=DecideConfig(weekly_thresholds=thresholds))
     replay(watch, steps)
@@ -142,7 +142,7 @@ def jittery_journeys(draw: st.DrawFn) -> tuple[int, list[tuple[timedelta, dict[s
 def test_jitter_below_the_tolerance_never_makes_a_reset_shift(
     journey: tuple[int, list[tuple[timedelta, dict[str, Bucket | None]]]],
 ) -> None:
-    # DESIGN §1 reset shift: moves smaller than RESET_SHIFT_TOLERANCE_SEC are jitter, natural
+    # docs/design.md §1 reset shift: moves smaller than RESET_SHIFT_TOLERANCE_SEC are jitter, natural
     # rollovers are silent, null transitions are not shifts.
     tolerance, steps = journey
     watch = Watch(config=DecideConfig(reset_shift_tolerance_sec=tolerance))
@@ -161,7 +161,7 @@ def test_jitter_below_the_tolerance_never_makes_a_reset_shift(
 def test_a_rollover_resets_threshold_dedup(
     thresholds: tuple[int, ...], data: st.DataObject, cycles: int, after_reset: int
 ) -> None:
-    # DESIGN §1: "once per threshold per weekly window": a new window alerts again.
+    # docs/design.md §1: "once per threshold per weekly window": a new window alerts again.
     target = data.draw(st.sampled_from(thresholds), label="threshold")
     below = data.draw(st.floats(min_value=0.0, max_value=target - 0.01), label="below")
     above = data.draw(st.floats(min_value=float(target), max_value=100.0), label="above")
@@ -185,7 +185,7 @@ def test_a_rollover_resets_threshold_dedup(
     assert watch.see({"seven_day": (above, new_window)}, at=start + (cycles + 2) * 5 * MIN) == []
 
 
-# --- (f) the state file stays small (DESIGN §4: "its size does not grow with uptime") -------
+# --- (f) the state file stays small (docs/design.md §4: "its size does not grow with uptime") -------
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ def simulate_month(seed: int) -> Month:
 def test_state_size_is_bounded_over_a_month_of_cycles() -> None:
     month = simulate_month(seed=1)
     sizes = month.sizes
-    # DESIGN §7: "the 16 KB state bound still holds with four weekly buckets".
+    # docs/design.md §7: "the 16 KB state bound still holds with four weekly buckets".
     assert max(size for _, size in sizes) <= 16 * 1024
     # ...while each of the four held a whole week of hourly samples (a day a week the cowork
     # bucket comes back null: no sample that day), and never more than the cap.

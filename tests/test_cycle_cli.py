@@ -93,7 +93,7 @@ def test_simulated_week(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Pa
     alerts = run(now, (5.0, after + 5 * HOUR), 81.0)
     assert [(a["kind"], a.get("threshold")) for a in alerts] == [("threshold", 80)]
 
-    # Weekly rollover (its reset passed): no shift, the closed window's digest (DESIGN §7)
+    # Weekly rollover (its reset passed): no shift, the closed window's digest (docs/design.md §7)
     # with its picture, and a new window alerts afresh.
     now = weekly_reset + timedelta(minutes=7)
     new_reset = weekly_reset + timedelta(days=7)

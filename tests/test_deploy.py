@@ -1,7 +1,7 @@
 """The deployment artefacts: every kustomize build, its security properties, schemas, the image.
 
 `kubectl kustomize` builds each overlay and example; the YAML is checked for the
-properties DESIGN §5 and the deployment guide promise, and every core kind is
+properties docs/design.md §5 and the deployment guide promise, and every core kind is
 validated offline against the Kubernetes OpenAPI schemas shipped by
 `kubernetes-validate` (strict: unknown fields are errors).
 """
@@ -266,7 +266,7 @@ def test_role_allows_only_get_and_patch_of_the_token_secret(docs: list[Doc]) -> 
 
 
 def test_several_accounts_share_the_one_secret_and_the_unchanged_role() -> None:
-    # DESIGN §6: ACCOUNTS in the ConfigMap, every account's keys in the one Secret.
+    # docs/design.md §6: ACCOUNTS in the ConfigMap, every account's keys in the one Secret.
     docs = build("examples/two-accounts")
     settings = load_settings(config_map(docs)["data"])
     assert settings.accounts == ("work", "priv")

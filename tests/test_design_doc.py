@@ -51,3 +51,8 @@ def test_every_citation_points_at_a_section_that_exists() -> None:
 def test_section_3_names_every_setting() -> None:
     interface = _sections()[3]
     assert [item.env for item in declared(Settings) if f"`{item.env}`" not in interface] == []
+
+
+def test_the_code_cites_this_document_by_its_path() -> None:
+    old_form = "DESIGN" + " §"  # the brief's name, outside the repository
+    assert [str(path.relative_to(REPO)) for path in _sources() if old_form in path.read_text(errors="replace")] == []

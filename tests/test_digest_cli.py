@@ -1,11 +1,11 @@
-"""The weekly digest through the real CLI (DESIGN §7), stdout sink, simulated time.
+"""The weekly digest through the real CLI (docs/design.md §7), stdout sink, simulated time.
 
 A week and a bit of `python -m claude_matrix_bot run` against the loopback fake: the bot
 arms as a window opens, reads every three hours while the week's use rises, and the
 window rolls over naturally. The digest is printed once, at the rollover, naming the
 picture it would post by digest; with DIGEST_ENABLED=false the same rollover, from the
 same state, prints nothing. The state on disk holds the window's hourly samples and
-stays within DESIGN §7's 16 KB.
+stays within docs/design.md §7's 16 KB.
 """
 
 from __future__ import annotations

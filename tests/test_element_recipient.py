@@ -306,7 +306,7 @@ def test_a_foreign_identity_is_kept_alerts_still_decrypt_and_the_warning_is_said
 def test_two_accounts_alerts_reach_element_in_one_session_each_led_by_its_name(
     homeserver: Homeserver, tmp_path: Path, devices: list[ElementDevice], anthropic: FakeAnthropic
 ) -> None:
-    """ACCOUNTS=work,priv (DESIGN §6): each cycle delivers both accounts' alerts through one
+    """ACCOUNTS=work,priv (docs/design.md §6): each cycle delivers both accounts' alerts through one
     Matrix session, and Element reads every one led by its account's name, with that
     account's numbers."""
     bot, alice = users(homeserver, tmp_path)
@@ -363,7 +363,7 @@ def test_two_accounts_alerts_reach_element_in_one_session_each_led_by_its_name(
 def test_the_forecast_chart_downloads_decrypts_and_is_the_picture_the_bot_drew(
     homeserver: Homeserver, tmp_path: Path, devices: list[ElementDevice], anthropic: FakeAnthropic, tokens_dir: Path
 ) -> None:
-    """DESIGN §7 as Element shows it: the m.image after the forecast alert is downloaded from
+    """docs/design.md §7 as Element shows it: the m.image after the forecast alert is downloaded from
     the authenticated media API, its ciphertext checked against `file.hashes`, decrypted with
     WebCrypto's AES-CTR, and the PNG is the one a twin bot with the stdout sink, fed the same
     readings at the same instants, reports by `image_sha256`."""

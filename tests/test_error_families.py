@@ -19,7 +19,7 @@ from devstack.fakes.anthropic import FakeAnthropic
 from devstack.fakes.kube_apiserver import FakeKubeApiServer, write_kubeconfig
 from tests.helpers import bot_env
 
-# DESIGN §3 (exit codes) and the HTTP trigger's table in http.py.
+# docs/design.md §3 (exit codes) and the HTTP trigger's table in http.py.
 FAMILIES = [
     (errors.ConfigError, "config", 2, 500),
     (errors.UpstreamError, "upstream", 1, 502),

@@ -312,7 +312,7 @@ def test_an_unresolvable_namespace_stops_the_run_before_the_lease(
     assert anthropic.requests == []
 
 
-# --- refusal order: authentication, then size, then shape (DESIGN §5) -------------------------
+# --- refusal order: authentication, then size, then shape (docs/design.md §5) -------------------------
 
 
 @pytest.mark.parametrize(

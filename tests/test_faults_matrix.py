@@ -86,7 +86,7 @@ def test_every_answer_lost_then_the_next_run_finds_it_in_the_room(scene: MatrixS
     scene.run(10, 81.5)
     sent = scene.proxy.forwarded_sends[1:]
     assert len(sent) >= 3 and len(set(sent)) == 1, "Synapse got the one txn id several times"
-    # Attempted, so the next run looked among the bot's events first (DESIGN §5): found.
+    # Attempted, so the next run looked among the bot's events first (docs/design.md §5): found.
     assert len(scene.proxy.forwarded_sends) == tried, "not sent again"
     assert scene.count("passed 80%") == 1, "the room shows it once"
     assert scene.pending() == []

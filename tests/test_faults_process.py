@@ -71,7 +71,7 @@ def test_sigkill_after_sending_before_saving(scene: MatrixScene) -> None:
     assert scene.pending() == ["threshold"], "the bot could not know: it stays in the outbox"
     scene.run(10, 81.5)
     # Marked attempted before the send, so the next run looked in the room first: found,
-    # it is not sent again (before DESIGN §5's look it was resent with the same txn id).
+    # it is not sent again (before docs/design.md §5's look it was resent with the same txn id).
     sent = scene.proxy.forwarded_sends[1:]
     assert len(sent) == 1, "not sent again"
     assert scene.count("passed 80%") == 1, "and the room shows it once"
@@ -79,7 +79,7 @@ def test_sigkill_after_sending_before_saving(scene: MatrixScene) -> None:
 
 
 def test_sigkill_after_sending_then_the_homeserver_forgets_the_transaction(scene: MatrixScene) -> None:
-    """DESIGN §5, beyond the homeserver's memory: the retry comes after Synapse dropped the
+    """docs/design.md §5, beyond the homeserver's memory: the retry comes after Synapse dropped the
     transaction id (a day later, or at once on homeservers that keep it in memory)."""
     _kill_while_parked(scene, "hold_after", 5)
     [entry] = json.loads((scene.state_dir / "state.json").read_text())["outbox"]

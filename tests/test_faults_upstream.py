@@ -204,7 +204,7 @@ def test_usage_timeout_costs_the_client_timeout_and_fails_cleanly(
 def test_every_bucket_null_fails_on_every_cycle_and_degrades(
     tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
 ) -> None:
-    # DESIGN §1 "never silent": an answer with no bucket carrying a number is a failed
+    # docs/design.md §1 "never silent": an answer with no bucket carrying a number is a failed
     # cycle (a free plan, or the endpoint changed), before arming and after it.
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="2")
     now = _now()

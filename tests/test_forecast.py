@@ -1,4 +1,4 @@
-"""The burn-rate estimator (DESIGN §1, "The forecast (decided design)"): ordinary least
+"""The burn-rate estimator (docs/design.md §1, "The forecast (decided design)"): ordinary least
 squares over (time, utilization), checked against an independent exact computation,
 and the projection rule now + (100 - current) / slope with its refusals.
 """

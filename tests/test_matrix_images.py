@@ -1,4 +1,4 @@
-"""Charts through the Matrix sink (DESIGN §7), against a real Synapse with a media store.
+"""Charts through the Matrix sink (docs/design.md §7), against a real Synapse with a media store.
 
 The proof of delivery is the recipient's: a real nio device reads the room, finds the
 `m.image` right after its alert's text, downloads the encrypted media through the
@@ -149,7 +149,7 @@ def test_a_failed_upload_keeps_the_alert_and_the_retry_posts_each_event_once(
 
 def test_a_picture_whose_text_is_in_the_room_goes_alone_on_its_first_upload(room: Room, tmp_path: Path) -> None:
     """The text went out, the picture's send failed after its upload; the retry comes after
-    the homeserver forgot the text's transaction id (DESIGN §5). The bot finds the text
+    the homeserver forgot the text's transaction id (docs/design.md §5). The bot finds the text
     among its own events and sends the picture alone, with the upload it already made."""
     proxy = MatrixProxy(room.homeserver.url).start()
     try:
@@ -205,7 +205,7 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_text_alone(room: Room, caplog: 
 
 
 def test_the_weekly_digest_reaches_the_room_with_its_chart(room: Room) -> None:
-    """DESIGN §7: the digest the core decides at a natural rollover, through the sink: its
+    """docs/design.md §7: the digest the core decides at a natural rollover, through the sink: its
     text, then its window's chart as an encrypted m.image the recipient decrypts."""
     from tests.scenarios import busy_week, roll_over
 

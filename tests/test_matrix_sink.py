@@ -221,7 +221,7 @@ def matrix_requests(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_an_attempted_alert_the_homeserver_forgot_is_found_in_the_room_and_not_sent_again(
     scenario: Scenario, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """DESIGN §5, beyond the homeserver's memory: sent, not recorded, retried after the
+    """docs/design.md §5, beyond the homeserver's memory: sent, not recorded, retried after the
     homeserver forgot the transaction id. The bot finds its own event and sends nothing."""
     sent = [alert("f-1"), alert("f-2")]
     assert scenario.sink().deliver(sent).delivered == ("f-1", "f-2")

@@ -143,7 +143,7 @@ def test_http_entry_at_debug(
     ]
     anthropic.fail_next("usage", 502, body=f"<html>upstream echoed Bearer {TRIGGER}</html>")
     responses.append(client.post("/", headers={"Authorization": f"Bearer {TRIGGER}"}))
-    # The third is a malformed binary event with a wrong token: authentication comes first (DESIGN §5).
+    # The third is a malformed binary event with a wrong token: authentication comes first (docs/design.md §5).
     assert [r.status_code for r in responses] == [200, 401, 401, 401, 200, 502]
     for index, response in enumerate(responses):
         collected.add(f"response {index}", response.get_data(as_text=True), json.dumps(dict(response.headers)))

@@ -1,4 +1,4 @@
-"""Settings (DESIGN §3 "Environment"): every variable, its default, its parsing, and one
+"""Settings (docs/design.md §3 "Environment"): every variable, its default, its parsing, and one
 ConfigError that names every offending variable before any I/O.
 """
 
@@ -432,7 +432,7 @@ def test_any_environment_gives_settings_or_one_config_error(env: dict[str, str])
 
 @pytest.mark.parametrize("name", ["CHARTS_ENABLED", "DIGEST_ENABLED"])
 def test_pictures_and_the_digest_are_on_by_default_and_validated(name: str) -> None:
-    # DESIGN §3: `CHARTS_ENABLED`, `DIGEST_ENABLED` | on, on.
+    # docs/design.md §3: `CHARTS_ENABLED`, `DIGEST_ENABLED` | on, on.
     field = name.lower()
     assert getattr(load_settings(MINIMAL), field) is True
     assert getattr(load_settings({**MINIMAL, name: "false"}), field) is False

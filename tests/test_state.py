@@ -1,4 +1,4 @@
-"""state.json (DESIGN §4): v2 round trip, the v1 upgrade, future schemas, corrupt files.
+"""state.json (docs/design.md §4): v2 round trip, the v1 upgrade, future schemas, corrupt files.
 
 `parse_state` must only ever raise `CorruptState` (the cycle moves the file aside and
 re-arms) or `StateSchemaError` (the file is left alone): anything else would leave the
@@ -95,7 +95,7 @@ def test_v2_round_trip_keeps_every_field() -> None:
     assert data.endswith(b"\n")
     # Times are written as UTC instants.
     assert doc["buckets"]["seven_day"]["window"] == "2026-01-08T06:59:59.600974Z"
-    # DESIGN §7's hourly samples: the first whole hour, then one value (or null) per hour.
+    # docs/design.md §7's hourly samples: the first whole hour, then one value (or null) per hour.
     assert doc["buckets"]["seven_day"]["hourly"] == [1767351600, [47.0, None, 51.5]]
     assert doc["buckets"]["seven_day"]["passed"] == [[50, 1767355500]]
     assert "hourly" not in doc["buckets"]["five_hour"], "nothing written for a bucket without samples"
@@ -105,7 +105,7 @@ def test_v2_round_trip_keeps_every_field() -> None:
 
 def test_a_v2_file_from_before_hourly_samples_upgrades_from_its_history() -> None:
     # The previous release wrote no `hourly`/`passed`: read as empty, and the next
-    # cycle starts the hourly series from the window's recent history (DESIGN §4).
+    # cycle starts the hourly series from the window's recent history (docs/design.md §4).
     doc = json.loads(dump_state(full_state()))
     for key in ("hourly", "passed"):
         del doc["buckets"]["seven_day"][key]
@@ -143,7 +143,7 @@ def test_a_state_written_by_decide_reads_back_equal() -> None:
     assert parse_state(dump_state(watch.state)) == watch.state
 
 
-# --- v1 (DESIGN §4: upgraded on read, history empty, dedup flags kept) -----------------------
+# --- v1 (docs/design.md §4: upgraded on read, history empty, dedup flags kept) -----------------------
 
 
 def test_v1_is_upgraded_with_dedup_kept_and_history_empty() -> None:
@@ -198,7 +198,7 @@ def test_v1_window_that_expired_while_the_bot_was_away_rolls_over_silently() -> 
     assert decision.state.buckets["seven_day_sonnet"].alerted_thresholds == ()
 
 
-# --- future schema (DESIGN §4: "refused with a clear error and left untouched") -------------
+# --- future schema (docs/design.md §4: "refused with a clear error and left untouched") -------------
 
 
 @pytest.mark.parametrize("doc", [{"schema": 3}, {"schema": 3, "buckets": "not even an object"}, {"schema": 10**30}])
@@ -210,7 +210,7 @@ def test_a_future_schema_is_refused(doc: dict[str, Any]) -> None:
     assert "untouched" in str(caught.value)
 
 
-# --- corrupt (DESIGN §4: moved aside, re-armed) ----------------------------------------------
+# --- corrupt (docs/design.md §4: moved aside, re-armed) ----------------------------------------------
 
 
 def _v2(**overrides: Any) -> bytes:
@@ -390,7 +390,7 @@ def test_alert_details_that_are_not_an_object_are_corrupt() -> None:
 
 
 def test_the_attempt_mark_is_written_before_the_send_and_reads_back() -> None:
-    """DESIGN §5: an outbox alert carries when its delivery was first tried (Unix ms)."""
+    """docs/design.md §5: an outbox alert carries when its delivery was first tried (Unix ms)."""
     state = full_state()
     fresh = replace(state.outbox[0], id="cmb-threshold-new", attempted_at=None)
     state = state.with_outbox((*state.outbox, fresh))
@@ -404,7 +404,7 @@ def test_the_attempt_mark_is_written_before_the_send_and_reads_back() -> None:
     doc = json.loads(dump_state(again))
     assert doc["outbox"][0]["attempted_at"] == 1_767_355_800_123
     assert "attempted_at" not in json.loads(dump_state(state))["outbox"][0], "unattempted: no key"
-    # The stdout shape (DESIGN §3) is message content only.
+    # The stdout shape (docs/design.md §3) is message content only.
     assert "attempted_at" not in again.outbox[0].to_json()
 
 
@@ -433,7 +433,7 @@ def test_a_corrupt_file_note_leads_to_a_rearm() -> None:
 
 
 def test_an_alerts_urgency_is_written_and_an_older_entry_reads_as_not_urgent() -> None:
-    """DESIGN §9: urgency is decided when the alert is made and survives the outbox."""
+    """docs/design.md §9: urgency is decided when the alert is made and survives the outbox."""
     state = full_state()
     urgent = replace(state.outbox[0], id="cmb-threshold-urgent", urgent=True)
     state = state.with_outbox((*state.outbox, urgent))
@@ -446,4 +446,4 @@ def test_an_alerts_urgency_is_written_and_an_older_entry_reads_as_not_urgent() -
     with pytest.raises(CorruptState, match="urgent"):
         parse_state(json.dumps(doc).encode())
     assert urgent.to_json()["urgent"] is True
-    assert state.outbox[0].to_json()["urgent"] is False, "always on the stdout line (DESIGN §3)"
+    assert state.outbox[0].to_json()["urgent"] is False, "always on the stdout line (docs/design.md §3)"

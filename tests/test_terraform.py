@@ -384,7 +384,7 @@ def test_terraform_overlay_builds_for_every_mode_and_backend(tmp_path: Path, tri
 
 
 def test_accounts_become_one_setting_and_the_role_stays_on_the_one_secret(tmp_path: Path) -> None:
-    # DESIGN §6: var.accounts -> ACCOUNTS in the ConfigMap (only when set), one Secret for all.
+    # docs/design.md §6: var.accounts -> ACCOUNTS in the ConfigMap (only when set), one Secret for all.
     from claude_matrix_bot.settings import _ACCOUNT_NAME, load_settings
 
     root = load(TERRAFORM)

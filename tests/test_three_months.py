@@ -7,7 +7,7 @@ resets with jitter, buckets that go null or absent, paid overage over three spen
 periods, and runs of failures (degraded, recovered). Every alert's JSON and every state
 written is hashed. The digest below was recorded before the limit families were
 refactored (issue 22) and must not change: a refactor that changes a message, an id or a
-state file fails here. Keys added since (`urgent`, DESIGN §9) are left out of the hash,
+state file fails here. Keys added since (`urgent`, docs/design.md §9) are left out of the hash,
 and the session family's own signals (issue 24) are switched off, as they are new output.
 """
 

@@ -119,7 +119,7 @@ def test_unknown_keys_are_ignored(payload: dict[str, Any]) -> None:
 
 
 def test_all_buckets_null_is_a_failure_never_a_quiet_reading() -> None:
-    # DESIGN §1 "never silent": no bucket with a number is a failed cycle, not "not in use".
+    # docs/design.md §1 "never silent": no bucket with a number is a failed cycle, not "not in use".
     with pytest.raises(NoUsageLimit) as info:
         parse_usage({"five_hour": None, "seven_day": {"utilization": None, "resets_at": None}}, NOW)
     assert "no usage limit in the answer: a free plan, or the endpoint changed" in str(info.value)

@@ -1,9 +1,9 @@
-"""The usage answer as it is today (issue 11, DESIGN §1/§2): buckets from `limits[]`,
+"""The usage answer as it is today (issue 11, docs/design.md §1/§2): buckets from `limits[]`,
 the precedence between legacy keys and `limits[]`, paid overage (`spend` / `extra_usage`),
 numbers under keys this release does not read, and "never silent".
 
 Table-driven against `parse_usage`, plus the fake's samples through the real client.
-The samples themselves are written from DESIGN §2 and what public clients recorded
+The samples themselves are written from docs/design.md §2 and what public clients recorded
 (see the docstring of claude_matrix_bot/usage.py for the threads).
 """
 
@@ -42,7 +42,7 @@ def _answer(*entries: dict[str, Any], **legacy: Any) -> dict[str, Any]:
     return {"five_hour": None, "seven_day": None, **legacy, "limits": list(entries)}
 
 
-# --- the mapping (DESIGN §2, decided) ------------------------------------------------------
+# --- the mapping (docs/design.md §2, decided) ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_severity_is_normalised_text_or_nothing(value: object, kept: str | None)
     assert bucket.is_active is None, "only a JSON boolean says whether a limit binds"
 
 
-# --- precedence (DESIGN §2: the legacy float wins; limits[] fills field by field) ----------
+# --- precedence (docs/design.md §2: the legacy float wins; limits[] fills field by field) ----------
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_the_limits_only_sample_is_not_silent() -> None:
     assert set(reading.null_buckets) == {"seven_day_sonnet", "seven_day_opus", "seven_day_oauth_apps"}
 
 
-# --- never silent (DESIGN §1) -----------------------------------------------------------------
+# --- never silent (docs/design.md §1) -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -309,7 +309,7 @@ def test_the_unknown_list_is_bounded() -> None:
     assert all(len(name) <= 40 for name in reading.unknown_numbers)
 
 
-# --- paid overage (DESIGN §2) ------------------------------------------------------------------
+# --- paid overage (docs/design.md §2) ------------------------------------------------------------------
 
 BUCKET = {"five_hour": {"utilization": 1.0}}
 
@@ -449,7 +449,7 @@ def test_the_overage_sample() -> None:
     assert reading.buckets["seven_day_fable"].binding
 
 
-# --- timestamps (DESIGN §2: µs, ms or none; Z or +00:00; a missing key) --------------------
+# --- timestamps (docs/design.md §2: µs, ms or none; Z or +00:00; a missing key) --------------------
 
 
 @pytest.mark.parametrize(

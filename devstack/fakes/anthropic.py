@@ -1,7 +1,7 @@
 """A loopback fake of the Anthropic usage and OAuth token endpoints.
 
 Real HTTP on 127.0.0.1 (a free port), so the bot's real httpx clients talk to
-it. It behaves like the real service as far as DESIGN §2 knows it:
+it. It behaves like the real service as far as docs/design.md §2 knows it:
 
 - `GET /api/oauth/usage` needs `anthropic-beta: oauth-2025-04-20` (else 401
   "OAuth authentication is currently not supported", as the real API says), a
@@ -35,7 +35,7 @@ As a process (subprocess tests, the demo)::
 
     python -m devstack.fakes.anthropic --port 0 [--state-file S.json] [--tokens-dir DIR] [--expires-in 3600]
 
-Several accounts (DESIGN §6): tokens can be minted for a named account
+Several accounts (docs/design.md §6): tokens can be minted for a named account
 (`issue_tokens(account="work")`); the label follows the refresh chain, and the
 usage answer, faults and revocations can be set per account
 (`set_usage(..., account="work")`, `fail_next(..., account="priv")`), so one
@@ -106,7 +106,7 @@ HTML_BODY = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><bo
 TRUNCATED_JSON = '{"five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:5'
 WRONG_SHAPE_JSON = '[{"five_hour": 24.0}]'
 
-# The real sample of DESIGN §2.
+# The real sample of docs/design.md §2.
 SAMPLE_USAGE: dict[str, Any] = {
     "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:59:59.600956+00:00"},
     "seven_day": {"utilization": 36.0, "resets_at": "2026-01-08T06:59:59.600974+00:00"},
@@ -116,7 +116,7 @@ SAMPLE_USAGE: dict[str, Any] = {
     "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
 }
 
-# --- answers as they are today (DESIGN §2), written from the contract's July 2026 sample
+# --- answers as they are today (docs/design.md §2), written from the contract's July 2026 sample
 # and the shapes public clients recorded (see claude_matrix_bot/usage.py's docstring).
 
 _LEGACY_NULLS: dict[str, Any] = {
@@ -207,7 +207,7 @@ def limits_only_answer(
     overage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An answer whose legacy keys are all null and whose numbers live only in `limits[]`
-    (DESIGN §2, "on current accounts"). `scoped` maps a model's display name to
+    (docs/design.md §2, "on current accounts"). `scoped` maps a model's display name to
     (percent, resets_at); `active` names the entry that binds now ("session",
     "weekly_all" or a model's display name)."""
     sev = dict(severities or {})
@@ -540,7 +540,7 @@ class FakeAnthropic:
         self._refresh: dict[str, _Refresh] = {}
         self._usage: Any = json.loads(json.dumps(SAMPLE_USAGE))
         self._jitter = False
-        # Per-account answers (DESIGN §6); an account without one gets `_usage`.
+        # Per-account answers (docs/design.md §6); an account without one gets `_usage`.
         self._account_usage: dict[str, tuple[Any, bool]] = {}
         self.usage_calls_by_account: dict[str | None, int] = {}
         self._faults: list[Fault] = []

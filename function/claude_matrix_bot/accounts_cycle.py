@@ -1,4 +1,4 @@
-"""One watch cycle over several accounts (DESIGN §6), under the one lease `run_cycle` holds.
+"""One watch cycle over several accounts (docs/design.md §6), under the one lease `run_cycle` holds.
 
 Per account, in `ACCOUNTS` order: load `<name>/state.json` → its tokens → one
 usage request → decide (or record the failure in *its* health counters) →

@@ -1,4 +1,4 @@
-"""Drawing a `ChartSpec` (DESIGN §7): matplotlib, driven for the same bytes every time.
+"""Drawing a `ChartSpec` (docs/design.md §7): matplotlib, driven for the same bytes every time.
 
 matplotlib is imported inside `render_png` only. It is driven through `Figure` and the
 Agg canvas directly, never `pyplot`: no global figure registry, no backend selection,
@@ -304,7 +304,7 @@ def render_png_in_child(spec: ChartSpec, timeout: float = CHILD_TIMEOUT_SEC) -> 
     Matrix delivery adds nio and aiohttp (about 30 MB) to the same process; drawn here, a
     cycle that draws peaks at the larger of the two instead of their sum, and a warm
     instance holds neither between cycles. A drawing that crashes or hangs ends with the
-    child (killed at `timeout`), and the caller sends the text alone (DESIGN §7)."""
+    child (killed at `timeout`), and the caller sends the text alone (docs/design.md §7)."""
     import json
     import os
     import subprocess

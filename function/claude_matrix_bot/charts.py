@@ -1,4 +1,4 @@
-"""Pictures for the room (DESIGN §7): one weekly window as a PNG, readable on a phone.
+"""Pictures for the room (docs/design.md §7): one weekly window as a PNG, readable on a phone.
 
 Pure: a `ChartSpec` in, PNG bytes out (`render_png`, drawn by `chart_drawing`). The spec
 is plain data (it rides in an alert's `details` through the outbox, so it round-trips
@@ -184,7 +184,7 @@ def picture_for(details: dict[str, Any], *, alert_id: str) -> Picture | None:
     """The picture an alert asks for (`details["chart"]`), or None when it asks for none.
 
     Never raises: a chart that cannot be drawn is logged and the alert goes out as text
-    (DESIGN §7: the text never waits on a picture). Drawn in a child process
+    (docs/design.md §7: the text never waits on a picture). Drawn in a child process
     (`render_png_in_child`): the sink's process never loads matplotlib."""
     drawn = _DRAWN.get()
     if drawn is not None and alert_id in drawn:

@@ -1,4 +1,4 @@
-"""`claude-matrix-bot run | status` (DESIGN §3). Thin: parse, configure, call, exit."""
+"""`claude-matrix-bot run | status` (docs/design.md §3). Thin: parse, configure, call, exit."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def cmd_status(args: argparse.Namespace, redactor: Redactor) -> int:
 
 def _chart_state_key(settings: Settings, account: str | None) -> str:
     """Which state file `chart` draws from: state.json, or `<account>/state.json` with
-    ACCOUNTS (DESIGN §6). An account that is not configured is a usage error (exit 2)."""
+    ACCOUNTS (docs/design.md §6). An account that is not configured is a usage error (exit 2)."""
     from .state_file import state_key
 
     if not settings.accounts:
@@ -74,7 +74,7 @@ def _chart_state_key(settings: Settings, account: str | None) -> str:
 
 
 def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
-    """Draw a weekly bucket's current window from state.json (DESIGN §7), nothing sent."""
+    """Draw a weekly bucket's current window from state.json (docs/design.md §7), nothing sent."""
     from .charts import png_dimensions, render_png
     from .core.family_table import family_of
     from .core.pictures import current_chart
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     chart = sub.add_parser("chart", help="draw a weekly bucket's current window as a PNG (from state, nothing sent)")
     chart.add_argument("--bucket", help="weekly bucket, e.g. seven_day_opus (default: seven_day)")
-    chart.add_argument("--account", help="with ACCOUNTS: whose window to draw, e.g. work (DESIGN §6)")
+    chart.add_argument("--account", help="with ACCOUNTS: whose window to draw, e.g. work (docs/design.md §6)")
     chart.add_argument("--out", type=Path, required=True, help="where to write the PNG")
     chart.set_defaults(func=cmd_chart)
     login = sub.add_parser(

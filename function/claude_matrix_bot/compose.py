@@ -79,7 +79,7 @@ def build(settings: Settings, redactor: Redactor, *, sink: AlertSink | None = No
 
 def token_stores(settings: Settings) -> dict[str, TokenStore]:
     """By account name: the one store (SINGLE_ACCOUNT), or one per account of `ACCOUNTS`
-    (DESIGN §6): `OAUTH_TOKENS_DIR/<name>/`, or the one Secret's `<name>.*` keys
+    (docs/design.md §6): `OAUTH_TOKENS_DIR/<name>/`, or the one Secret's `<name>.*` keys
     through one API client."""
     if settings.local_mode:
         from .tokens.local import DirectoryTokenStore

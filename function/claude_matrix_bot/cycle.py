@@ -5,7 +5,7 @@ composition root built (compose.py) and knows no Settings; both entry points
 (the HTTP function and the CLI) run it through `compose.run` and only translate
 its `CycleResult`.
 
-Ordering rules (DESIGN §5):
+Ordering rules (docs/design.md §5):
 - new alerts are saved in the state's outbox *before* the sink sees them, and
   leave it only once the sink reports them delivered;
 - every write is compare-and-swap, and the lease keeps a second trigger out;
@@ -43,7 +43,7 @@ LEASE_TTL_SEC = 240
 @dataclass(frozen=True, slots=True)
 class CycleConfig:
     decide: DecideConfig
-    # `ACCOUNTS` (DESIGN §6); empty: the single-account layout.
+    # `ACCOUNTS` (docs/design.md §6); empty: the single-account layout.
     accounts: tuple[str, ...] = ()
     # MIN_INTERVAL_SEC, enforced for the HTTP trigger; None: every run polls (the CLI).
     min_interval_sec: int | None = None

@@ -6,7 +6,7 @@ reason about this small vocabulary. Messages never carry a secret.
 
 Each family carries what the shell needs as class attributes, the way h11's
 `ProtocolError` carries `error_status_hint`: `failure` (the word in the cycle's
-JSON result), `exit_code` (the CLI's, DESIGN §3), `http_status` (the HTTP
+JSON result), `exit_code` (the CLI's, docs/design.md §3), `http_status` (the HTTP
 trigger's answer) and `precedence` (with several accounts failing differently, the
 cycle reports the family an operator must act on first: the lowest). The entry
 points read them; nothing maps strings.
@@ -88,7 +88,7 @@ class BadResponse(UpstreamError):
 
 
 class NoUsageLimit(BadResponse):
-    """A well-formed answer from which no bucket with a number can be read (DESIGN §1,
+    """A well-formed answer from which no bucket with a number can be read (docs/design.md §1,
     "never silent"): a failed cycle on every cycle, counted by the health rules."""
 
     hint = (
@@ -126,7 +126,7 @@ class StorageConflict(StorageError):
 class LeaseHeld(StorageError):
     """Another live cycle holds the lease; this one must do nothing."""
 
-    # Not a failure of this run: the other cycle does the work (DESIGN §3).
+    # Not a failure of this run: the other cycle does the work (docs/design.md §3).
     failure = "busy"
     exit_code = 0
     http_status = 409

@@ -4,7 +4,7 @@
 mode (Knative PingSource sends `dev.knative.sources.ping`). `GET /` answers the
 status. Response codes say what happened, with a JSON body:
 
-Refusals come in one order (DESIGN §5): authentication first (an unauthenticated
+Refusals come in one order (docs/design.md §5): authentication first (an unauthenticated
 caller learns nothing else, not even the size or content policy, the status or a
 configuration error: with TRIGGER_TOKEN set, GET and HEAD need it too, and it is
 checked before any other setting is read), then size, then shape.

@@ -38,7 +38,7 @@ class BucketReading:
     """One bucket as the usage endpoint reported it. `utilization` is a percent.
 
     `is_active` and `severity` come from the answer's `limits[]` entry for this
-    bucket (DESIGN §2): the server's own word on which limit binds now and how
+    bucket (docs/design.md §2): the server's own word on which limit binds now and how
     close it is (`normal`, `warn`/`warning`). None when only a legacy key spoke.
     """
 
@@ -54,7 +54,7 @@ class BucketReading:
 
 @dataclass(frozen=True, slots=True)
 class ExtraUsage:
-    """Paid overage as the answer reported it (`spend`, else `extra_usage`; DESIGN §2).
+    """Paid overage as the answer reported it (`spend`, else `extra_usage`; docs/design.md §2).
 
     Amounts are in minor units of `currency` with `exponent` decimals (9221 with
     exponent 2 is 92.21). `enabled` is None when the answer does not say.
@@ -108,16 +108,16 @@ class Alert:
     # Kind-specific fields: threshold, old_resets_at/new_resets_at, projected_at, ...
     details: dict[str, Any] = field(default_factory=dict)
     # Urgent alerts go out at once, even in quiet hours, and mention MATRIX_MENTION
-    # (DESIGN §9); decided when the alert is made.
+    # (docs/design.md §9); decided when the alert is made.
     urgent: bool = False
     # Outbox bookkeeping, not message content (never in `to_json`): when a delivery of
     # this alert was first started (Unix ms). Set means "may already be in the room".
     attempted_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The stdout-sink / outbox shape (DESIGN §3): details are flattened in."""
+        """The stdout-sink / outbox shape (docs/design.md §3): details are flattened in."""
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "urgent": self.urgent}
-        # "bucket (where one applies)": extra-usage lines carry none (DESIGN §2).
+        # "bucket (where one applies)": extra-usage lines carry none (docs/design.md §2).
         if self.bucket is not None or self.kind not in _NO_BUCKET_KINDS:
             out["bucket"] = self.bucket
         out.update(self.details)

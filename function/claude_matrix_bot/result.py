@@ -22,7 +22,7 @@ class CycleResult:
     # HTTP status itself (errors.py).
     family: type[BotError] | None = None
     retry_after: float | None = None
-    # With several accounts (DESIGN §6): each account's own summary, by name.
+    # With several accounts (docs/design.md §6): each account's own summary, by name.
     accounts: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @classmethod
@@ -36,7 +36,7 @@ class CycleResult:
 
     @property
     def exit_code(self) -> int:
-        """CLI contract (DESIGN §3): 0 when the work is done or there was nothing to do
+        """CLI contract (docs/design.md §3): 0 when the work is done or there was nothing to do
         (another cycle holding the lease included), non-zero when something failed."""
         if self.status != "failed" or self.family is None:
             return 0

@@ -1,4 +1,4 @@
-"""The Matrix part of the settings (DESIGN §3): the room id, the identity and device pins
+"""The Matrix part of the settings (docs/design.md §3): the room id, the identity and device pins
 of `MATRIX_TRUSTED_DEVICES`, and the files `MATRIX_CREDS_DIR` must hold."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The files `MATRIX_CREDS_DIR` must hold (DESIGN §3).
+# The files `MATRIX_CREDS_DIR` must hold (docs/design.md §3).
 MATRIX_CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
 
 # Room versions before 12 carry the server (`!abc:example.org`); v12 ids are bare

@@ -18,7 +18,7 @@ STATE_KEY = "state.json"
 
 
 def state_key(account: str) -> str:
-    """Where an account's state lives under STATE_URL (DESIGN §6)."""
+    """Where an account's state lives under STATE_URL (docs/design.md §6)."""
     return f"{account}/{STATE_KEY}"
 
 
@@ -62,7 +62,7 @@ def save_state(
 def mark_attempted(
     store: BlobStore, state: State, version: str | None, now: datetime, key: str = STATE_KEY
 ) -> tuple[State, str | None]:
-    """The outbox marked attempted and written before any send (DESIGN §5): a crash or a
+    """The outbox marked attempted and written before any send (docs/design.md §5): a crash or a
     lost answer after the send leaves the mark. One write, only when an alert is new."""
     marked = state.mark_attempted(to_unix_ms(now))
     if marked is state:

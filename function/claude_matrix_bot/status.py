@@ -50,7 +50,7 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         if not self.settings.accounts:
             return _view_json(self, self.views[""])
-        # DESIGN §6: every account, each with the report one account would have.
+        # docs/design.md §6: every account, each with the report one account would have.
         accounts = {name: _view_json(self, view) for name, view in self.views.items()}
         return {
             "state_url": self.settings.state_url,
@@ -139,7 +139,7 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
             "outbox": [{"id": a.id, "kind": a.kind, "bucket": a.bucket} for a in state.outbox],
             "health": health_to_json(state.health),
             "extra_usage": _extra_json(state.extra_usage, settings.extra_usage_thresholds),
-            # Numbers the last answer carried where this release does not read (DESIGN §1).
+            # Numbers the last answer carried where this release does not read (docs/design.md §1).
             "unknown_numbers": list(state.unknown_numbers),
             "families": families_json(state.families),
         }

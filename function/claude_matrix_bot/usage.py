@@ -1,4 +1,4 @@
-"""The Anthropic usage endpoint: one HTTP call and a tolerant parser (DESIGN §2).
+"""The Anthropic usage endpoint: one HTTP call and a tolerant parser (docs/design.md §2).
 
 The endpoint is undocumented and grows new keys, so the parser is lenient about
 what it does not know (unknown keys are ignored, but numbers under them are
@@ -179,7 +179,7 @@ class UsageClient:
                 ) from None
             reading = parse_usage(payload, now)
             if reading.unknown_numbers:
-                # A changed endpoint is noticed the day it changes (DESIGN §1); status lists them too.
+                # A changed endpoint is noticed the day it changes (docs/design.md §1); status lists them too.
                 log.warning(
                     "usage answer carries numbers this release does not read: %s", ", ".join(reading.unknown_numbers)
                 )

@@ -1,4 +1,4 @@
-"""Paid overage in the usage answer (DESIGN §1 extra usage): `spend` when readable, else
+"""Paid overage in the usage answer (docs/design.md §1 extra usage): `spend` when readable, else
 `extra_usage`. Garbled money is reported like an unknown key, never a reason to lose the
 buckets (see usage.py's docstring for what public clients recorded)."""
 

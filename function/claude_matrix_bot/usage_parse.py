@@ -1,4 +1,4 @@
-"""The usage answer's buckets (DESIGN §1, §2): the legacy keys named like a window and the
+"""The usage answer's buckets (docs/design.md §1, §2): the legacy keys named like a window and the
 `limits[]` array, merged into one `Reading` (see usage.py's docstring for the threads)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .usage_values import utilization as _utilization
 # null), and treating it as a window would invent resets and thresholds.
 _BUCKET_NAME = re.compile(r"^[a-z0-9]+_(?:hour|hours|day|days|week|weeks|month|months)(?:_[a-z0-9_]+)?$")
 
-# Top-level keys this release reads, or knows and ignores (DESIGN §2). Anything else
+# Top-level keys this release reads, or knows and ignores (docs/design.md §2). Anything else
 # that carries a number is reported in `Reading.unknown_numbers`. `seven_day_breakdown`
 # is an object of rows, not a bucket, although its name starts with `seven_day`.
 # `cedar_ember` (banked resets) and `seven_day_breakdown` (where the week went) are read by
@@ -31,7 +31,7 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9]+_(?:hour|hours|day|days|week|weeks|month|m
 _READ_KEYS = frozenset({"limits", "extra_usage", "spend", "cedar_ember", "seven_day_breakdown"})
 _IGNORED_KEYS = frozenset({"member_dashboard_available"})
 
-# limits[] kinds and the legacy bucket each maps to (DESIGN §2, decided).
+# limits[] kinds and the legacy bucket each maps to (docs/design.md §2, decided).
 _SESSION_KIND = "session"
 _WEEKLY_ALL_KIND = "weekly_all"
 _WEEKLY_SCOPED_KIND = "weekly_scoped"
@@ -55,7 +55,7 @@ class _LimitEntry:
 
 def scope_slug(display_name: str) -> str:
     """`Fable` -> `fable`, `Claude Code` -> `claude_code`: lower-cased, runs of
-    non-alphanumerics as one `_`, none at the ends (DESIGN §2)."""
+    non-alphanumerics as one `_`, none at the ends (docs/design.md §2)."""
     return _SLUG_SEPARATORS.sub("_", display_name.lower()).strip("_")
 
 
@@ -102,7 +102,7 @@ def _limit_entries(raw: object, unknown: list[str]) -> dict[str, _LimitEntry]:
         kind = item.get("kind")
         bucket = _limit_bucket(kind, item.get("scope"))
         if bucket is None:
-            # Other kinds are ignored (DESIGN §2), but one with a number is a limit
+            # Other kinds are ignored (docs/design.md §2), but one with a number is a limit
             # this release cannot read: say so, so a changed endpoint is noticed.
             if _is_number(item.get("percent")):
                 label = f"kind={_short(kind)}" if isinstance(kind, str) else "no kind"
@@ -133,7 +133,7 @@ def _limit_entries(raw: object, unknown: list[str]) -> dict[str, _LimitEntry]:
 def parse_usage(payload: object, taken_at: datetime) -> Reading:
     """Turn the decoded JSON of the usage endpoint into a `Reading`.
 
-    Buckets come from two places (DESIGN §1, §2): the legacy keys named like a
+    Buckets come from two places (docs/design.md §1, §2): the legacy keys named like a
     window (`five_hour`, `seven_day*`) whose value is an object with a
     `utilization`, and the `limits[]` array (`session` -> `five_hour`,
     `weekly_all` -> `seven_day`, `weekly_scoped` -> `seven_day_<slug>`). Where
@@ -142,7 +142,7 @@ def parse_usage(payload: object, taken_at: datetime) -> Reading:
 
     Raises `BadResponse` for a non-object and for a bucket whose numbers are not
     sane, and `NoUsageLimit` when no bucket with a number can be read: never a
-    quiet "not in use" forever (DESIGN §1, on every cycle).
+    quiet "not in use" forever (docs/design.md §1, on every cycle).
     """
     if not isinstance(payload, dict):
         raise BadResponse(f"usage answer is a JSON {type(payload).__name__}, not an object")

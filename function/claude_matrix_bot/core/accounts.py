@@ -1,4 +1,4 @@
-"""Several accounts in one room (DESIGN §6): an account's alerts carry its name.
+"""Several accounts in one room (docs/design.md §6): an account's alerts carry its name.
 
 Pure, like the rest of the core. `decide()` and `record_failure()` know nothing
 of accounts; the cycle passes each account's decision through `for_account`,

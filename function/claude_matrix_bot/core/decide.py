@@ -1,8 +1,8 @@
 """decide(previous, reading, now, config) -> Decision: which alerts are due, and the next state.
 
-Pure: no HTTP, storage, Matrix or clock. Each rule cites DESIGN §1.
+Pure: no HTTP, storage, Matrix or clock. Each rule cites docs/design.md §1.
 New alerts are appended to the next state's outbox, so the cycle can persist
-them before it tries to deliver anything (DESIGN §5, "nothing lost").
+them before it tries to deliver anything (docs/design.md §5, "nothing lost").
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _shift_alert(name: str, old: datetime, new: datetime, utilization: float, no
 
 def record_failure(previous: State | None, error: str, hint: str, now: datetime, config: DecideConfig) -> Decision:
     """A cycle failed before it could decide. After HEALTH_FAILURES in a row, one
-    degraded alert per episode (DESIGN §1); the episode ends at the next success."""
+    degraded alert per episode (docs/design.md §1); the episode ends at the next success."""
     prev = previous or State()
     health = prev.health
     failures = health.consecutive_failures + 1

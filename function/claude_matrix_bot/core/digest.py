@@ -1,4 +1,4 @@
-"""The whole weekly window (DESIGN §7): what the state keeps of it, and the weekly digest
+"""The whole weekly window (docs/design.md §7): what the state keeps of it, and the weekly digest
 of what it came to.
 
 Pure, like the rest of the core. `record_window` runs at each reading of a weekly bucket:
@@ -30,7 +30,7 @@ LIMIT = 100
 
 
 def record_window(state: BucketState, before: float | None, now_ts: int, thresholds: tuple[int, ...]) -> BucketState:
-    """The whole window for the chart and the digest (DESIGN §7): at most one sample an
+    """The whole window for the chart and the digest (docs/design.md §7): at most one sample an
     hour (the hour's first reading, at the whole hour), and when each threshold and the
     limit were passed. A mark is timed only when a reading below it is followed by one
     at or above it in this window: a mark already past when the window was first seen
@@ -68,7 +68,7 @@ def summarize(bucket: str, closed: BucketState, thresholds: Sequence[int], zone:
 
     None when there is nothing to sum up: no reset time to place the window, no sample of
     it (a window the bot never watched, such as one upgraded from a v1 file), or no use
-    (every sample 0 %, to the hourly samples' one decimal: DESIGN §7 sends a digest only for
+    (every sample 0 %, to the hourly samples' one decimal: docs/design.md §7 sends a digest only for
     buckets that were used)."""
     ended = closed.resets_at or closed.last_reset or closed.window
     if ended is None:

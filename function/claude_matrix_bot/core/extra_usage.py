@@ -1,4 +1,4 @@
-"""Paid overage (DESIGN §1, extra usage): "started" and the cap thresholds, once per spend period.
+"""Paid overage (docs/design.md §1, extra usage): "started" and the cap thresholds, once per spend period.
 
 Pure, like the rest of the core; `decide` calls `step` once per reading.
 """
@@ -30,7 +30,7 @@ def _extra_alert(ident: str, rendered: messages.Rendered, now: datetime, details
 def step(
     old: ExtraUsageState | None, current: ExtraUsage | None, now: datetime, thresholds: tuple[int, ...]
 ) -> tuple[ExtraUsageState | None, list[Alert]]:
-    """DESIGN §1 extra usage: "started" (used goes above 0) and cap thresholds, once
+    """docs/design.md §1 extra usage: "started" (used goes above 0) and cap thresholds, once
     each per spend period; a period begins at the first reading and whenever the
     used amount drops (the monthly reset). On arming the caller shows the baseline
     instead, and what is already true is marked as said."""
@@ -47,7 +47,7 @@ def step(
 
     alerts: list[Alert] = []
     period = key(state.period_start)
-    # The stdout line's fields (DESIGN §2): amounts in minor units, no bucket.
+    # The stdout line's fields (docs/design.md §2): amounts in minor units, no bucket.
     details: dict[str, Any] = {
         "used": current.used,
         "limit": current.limit,

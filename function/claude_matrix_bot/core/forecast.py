@@ -1,4 +1,4 @@
-"""Burn-rate forecast (DESIGN §1, "The forecast (decided design)").
+"""Burn-rate forecast (docs/design.md §1, "The forecast (decided design)").
 
 Ordinary least squares of utilization over time, the estimator Prometheus'
 `predict_linear` uses; exhaustion is projected from the latest reading.

@@ -110,7 +110,7 @@ def fmt_reason(reason: str) -> str:
 
 
 def fmt_binding(binding: bool, severity: str | None) -> str:
-    """The server's own judgement of a limit, in words (DESIGN §2: show both)."""
+    """The server's own judgement of a limit, in words (docs/design.md §2: show both)."""
     parts: list[str] = []
     if binding:
         parts.append("binding now")
@@ -280,7 +280,7 @@ def render_forecast(
 
 
 def render_extra_started(extra: ExtraUsage, now: datetime) -> Rendered:
-    """Money is being spent: the plan's limits are used up (DESIGN §1, extra usage (a))."""
+    """Money is being spent: the plan's limits are used up (docs/design.md §1, extra usage (a))."""
     title = "💸 Extra usage started: you are now paying for overage"
     lines = [
         "The plan's included usage is used up; requests are billed as extra usage.",
@@ -292,7 +292,7 @@ def render_extra_started(extra: ExtraUsage, now: datetime) -> Rendered:
 
 
 def render_extra_threshold(extra: ExtraUsage, threshold: int, now: datetime) -> Rendered:
-    """The overage crossed a percent of its monthly cap (DESIGN §1, extra usage (b))."""
+    """The overage crossed a percent of its monthly cap (docs/design.md §1, extra usage (b))."""
     icon = "🔴" if threshold >= 80 else "🟠"
     title = f"{icon} Extra usage passed {threshold}% of its monthly cap"
     lines = [f"Spent: {fmt_spent(extra)}."]
@@ -327,7 +327,7 @@ def fmt_day(day: date) -> str:
 
 
 def render_digest(summary: WindowSummary, thresholds: Sequence[int], *, zone: tzinfo) -> Rendered:
-    """The weekly digest (DESIGN §7): peak, each threshold's time, the limit, the busiest day;
+    """The weekly digest (docs/design.md §7): peak, each threshold's time, the limit, the busiest day;
     days are the reader's (`summary` counts them in `zone`)."""
     label = bucket_label(summary.bucket)
     title = f"📅 {label}: the week to {fmt_day(localtime.local(summary.ended_at, zone).date())} in review"

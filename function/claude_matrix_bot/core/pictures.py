@@ -1,4 +1,4 @@
-"""What a chart shows (DESIGN §7), decided in the core; the sinks draw it.
+"""What a chart shows (docs/design.md §7), decided in the core; the sinks draw it.
 
 Pure: samples and times in, a `ChartSpec` out. An alert that wants a picture carries
 its spec in `details["chart"]`, so the decision never touches the plotting library and

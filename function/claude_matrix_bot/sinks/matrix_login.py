@@ -1,4 +1,4 @@
-"""`claude-matrix-bot matrix-login`: the one-time Matrix setup (DESIGN §3).
+"""`claude-matrix-bot matrix-login`: the one-time Matrix setup (docs/design.md §3).
 
 Logs the bot's account in as a dedicated device (password from MATRIX_PASSWORD_FILE or
 a prompt, never argv, never echoed), writes the four MATRIX_CREDS_DIR files (0600),

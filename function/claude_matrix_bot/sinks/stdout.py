@@ -1,4 +1,4 @@
-"""`ALERT_SINK=stdout`: one JSON object per alert per line (DESIGN §3), nothing else."""
+"""`ALERT_SINK=stdout`: one JSON object per alert per line (docs/design.md §3), nothing else."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class StdoutSink:
             for alert in alerts:
                 line = strip_chart(alert.to_json())
                 picture = picture_for(alert.details, alert_id=alert.id)
-                if picture is not None:  # DESIGN §7: what would have been posted, by digest
+                if picture is not None:  # docs/design.md §7: what would have been posted, by digest
                     line["image_sha256"] = picture.sha256
                     line["image_bytes"] = len(picture.png)
                 stream.write(json.dumps(line, ensure_ascii=False) + "\n")

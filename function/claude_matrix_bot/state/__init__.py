@@ -1,4 +1,4 @@
-"""The bot's memory (DESIGN §4): what it saw, what it already said, what it still owes.
+"""The bot's memory (docs/design.md §4): what it saw, what it already said, what it still owes.
 
 `State` is an immutable value; `parse_state(bytes)` reads v2 (and upgrades v1),
 `dump_state(State)` writes v2. Both are pure: the cycle moves the bytes.
@@ -13,11 +13,11 @@ Size is bounded whatever the uptime: history is trimmed to the forecast window
 and capped in count, shift dedup keeps only a few recent values, and the outbox
 only holds undelivered alerts. The extra-usage record is one fixed-size object
 and the unknown-number list is capped in count and length. The chart's hourly
-samples (DESIGN §7) are one per hour of the current weekly window, written as
+samples (docs/design.md §7) are one per hour of the current weekly window, written as
 `[first_hour, [values]]` (a value per hour, `null` for an hour with no reading):
 a full week of four weekly buckets costs about 3 KB.
 
-Schema (DESIGN §4): the extra-usage record, the unknown-number list and a bucket's
+Schema (docs/design.md §4): the extra-usage record, the unknown-number list and a bucket's
 `is_active`/`severity`, its `hourly` samples, `passed` times and `last_reset`, are new
 optional keys of v2. An older v2 reader ignores them
 (it cannot misread them), so they do not bump the schema; a missing one reads as

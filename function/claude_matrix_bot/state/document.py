@@ -104,7 +104,7 @@ def parse_state(data: bytes) -> State:
 
 def _upgrade_v1(doc: dict[str, Any]) -> State:
     """v1: `{bucket: {utilization, resets_at, alerted_thresholds}}` with no schema key.
-    History starts empty; dedup flags are kept (DESIGN §4)."""
+    History starts empty; dedup flags are kept (docs/design.md §4)."""
     buckets: dict[str, BucketState] = {}
     for name, raw in doc.items():
         if raw is None:

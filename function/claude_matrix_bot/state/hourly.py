@@ -1,4 +1,4 @@
-"""The chart's hourly samples (DESIGN §7) as state.json keeps them: `[first_hour,
+"""The chart's hourly samples (docs/design.md §7) as state.json keeps them: `[first_hour,
 [values]]`, a value per hour and `null` for an hour with no reading."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def _alert_from_json(raw: object) -> Alert:
         raise CorruptState(f"outbox: unknown alert kind {str(kind)[:40]!r}")
     attempted_at = _unix_ms(raw.get("attempted_at"), "outbox.attempted_at")
     details = raw.get("details") or {}
-    # Written since the urgency rule (DESIGN §9); an older entry without it is not urgent.
+    # Written since the urgency rule (docs/design.md §9); an older entry without it is not urgent.
     urgent = raw.get("urgent", False)
     if not isinstance(urgent, bool):
         raise CorruptState("outbox: an alert's urgent must be true or false")

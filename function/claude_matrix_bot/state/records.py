@@ -1,4 +1,4 @@
-"""The state's values (DESIGN §4) and the bounds that keep state.json small."""
+"""The state's values (docs/design.md §4) and the bounds that keep state.json small."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class BucketState:
     # The server's judgement at the last reading (limits[] `is_active`, `severity`).
     is_active: bool | None = None
     severity: str | None = None
-    # The current window at one sample per hour (DESIGN §7): the chart and the digest
+    # The current window at one sample per hour (docs/design.md §7): the chart and the digest
     # draw the whole window from these. Times are whole hours; values one decimal.
     hourly: tuple[Sample, ...] = ()
     # When this window passed each threshold and the limit (100): (percent, Unix
@@ -52,7 +52,7 @@ class BucketState:
 
 @dataclass(frozen=True, slots=True)
 class ExtraUsageState:
-    """Paid overage across cycles (DESIGN §1 extra usage): the current spend period
+    """Paid overage across cycles (docs/design.md §1 extra usage): the current spend period
     and what was already said in it. A period begins at the first reading and
     whenever the used amount falls below the previous reading (a new month)."""
 
@@ -96,7 +96,7 @@ class State:
         return replace(self, outbox=tuple(first.values())[-MAX_OUTBOX:])
 
     def mark_attempted(self, at_ms: int) -> State:
-        """Every outbox alert not yet attempted marked as attempted at `at_ms` (DESIGN §5).
+        """Every outbox alert not yet attempted marked as attempted at `at_ms` (docs/design.md §5).
 
         Written before the sink sees the alerts: a crash or a lost answer after a send
         leaves the mark, and the next delivery looks for the alert in the room before

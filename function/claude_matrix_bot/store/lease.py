@@ -1,4 +1,4 @@
-"""The lease: one cycle at a time per state store (DESIGN §5 "one writer at a time").
+"""The lease: one cycle at a time per state store (docs/design.md §5 "one writer at a time").
 
 `lease.json` holds `{"holder", "acquired_at", "expires_at"}` (ISO-8601, UTC).
 Taking it is a compare-and-swap on that key: an exclusive create when there is

@@ -8,10 +8,10 @@ stale refresh token is a spent one.
 
 Writes are compare-and-swap on `metadata.resourceVersion`: the JSON merge patch
 carries the version we read, and the API server answers 409 Conflict when the
-Secret moved on since (DESIGN §5). Least privilege: we only ever get and patch
+Secret moved on since (docs/design.md §5). Least privilege: we only ever get and patch
 this one Secret, so a Role with `resourceNames: [<name>]` suffices.
 
-Several accounts (DESIGN §6): one Secret holds every account's triple under
+Several accounts (docs/design.md §6): one Secret holds every account's triple under
 `<account>.accessToken`, `<account>.refreshToken`, `<account>.expiresAt`, and
 each account has its own refresh claim. An account's write is still a patch
 conditional on the Secret's resourceVersion, but a 409 caused by a write to
@@ -123,7 +123,7 @@ class SecretTokenStore:
         self.claim_annotation = f"{CLAIM_ANNOTATION}.{account}" if account else CLAIM_ANNOTATION
 
     def for_account(self, account: str) -> SecretTokenStore:
-        """The same Secret and API client, scoped to one account's keys and claim (DESIGN §6)."""
+        """The same Secret and API client, scoped to one account's keys and claim (docs/design.md §6)."""
         return SecretTokenStore(
             self.name,
             self.namespace,

@@ -71,7 +71,7 @@ class DirectoryTokenStore:
 
     @classmethod
     def for_account(cls, tokens_dir: Path, account: str) -> DirectoryTokenStore:
-        """One account's store with several accounts (DESIGN §6): `OAUTH_TOKENS_DIR/<account>/`,
+        """One account's store with several accounts (docs/design.md §6): `OAUTH_TOKENS_DIR/<account>/`,
         with its own locks, so accounts never wait for each other's refresh."""
         return cls(tokens_dir / account)
 

@@ -1,6 +1,6 @@
 """Refreshing the Claude OAuth tokens without ever losing the refresh token.
 
-Refresh tokens rotate: each works once (DESIGN §2). So the rules here are:
+Refresh tokens rotate: each works once (docs/design.md §2). So the rules here are:
 
 1. Write back before use: a refreshed pair is saved to the token store
    (compare-and-swap) before its access token is handed to anybody. If the

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__package__)  # one logger for the whole sink, as before the split
 
-# How far back the bot looks for an attempted alert (DESIGN §5): its own events only.
+# How far back the bot looks for an attempted alert (docs/design.md §5): its own events only.
 # Attempted alerts head the outbox and are retried first, so they are among the last few.
 MESSAGES_PAGE = 50
 MESSAGES_PAGES = 3
@@ -108,7 +108,7 @@ class _Delivery(_RoomSession):
 
     async def _find_in_room(self, client: AsyncClient, creds: MatrixCredentials) -> frozenset[str]:
         """The transaction ids of the attempted alerts (text and picture) that are already
-        in the room, read from the bot's own recent events (DESIGN §5).
+        in the room, read from the bot's own recent events (docs/design.md §5).
 
         Only alerts marked attempted can be there (the mark is written before the send),
         so a delivery of new alerts costs nothing here. The homeserver's own dedup forgets
@@ -169,7 +169,7 @@ class _Delivery(_RoomSession):
 
     def _picture(self, alert: Alert) -> Picture | None:
         """The alert's chart, drawn once per delivery and before its text goes out, so the
-        picture follows the text at once (DESIGN §7); one that cannot be drawn is logged
+        picture follows the text at once (docs/design.md §7); one that cannot be drawn is logged
         there and the text goes out alone."""
         if alert.id not in self.pictures:
             self.pictures[alert.id] = picture_for(alert.details, alert_id=alert.id)

@@ -1,4 +1,4 @@
-"""Charts as encrypted `m.image` events (DESIGN §7), each upload remembered until posted."""
+"""Charts as encrypted `m.image` events (docs/design.md §7), each upload remembered until posted."""
 
 from __future__ import annotations
 
