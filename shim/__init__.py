@@ -40,6 +40,7 @@ __all__ = [
     "TriggerOutcome",
     "environment",
     "load_config",
+    "masked",
     "summary_line",
     "trigger",
 ]
@@ -87,6 +88,15 @@ def _redacted(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+MASK = "[redacted]"
+
+
+def masked(text: str, token: str | None) -> str:
+    """`text` with the trigger token blanked: a function (or a proxy) that echoes the
+    request must not make the shim print its token (issue 21)."""
+    return text.replace(token, MASK) if token else text
 
 
 def load_config(env: Mapping[str, str]) -> ShimConfig:
@@ -190,7 +200,7 @@ def trigger(
             status, body = _post(config)
         except (OSError, http.client.HTTPException) as exc:
             status, body = None, ""
-            problem = f"no answer from {target} ({type(exc).__name__}: {exc})"
+            problem = masked(f"no answer from {target} ({type(exc).__name__}: {exc})", config.trigger_token)
         else:
             if 200 <= status < 300:
                 _log(stream, f"HTTP {status}: cycle done (attempt {attempt}/{config.max_attempts})")
@@ -199,10 +209,11 @@ def trigger(
                 reason = "another cycle holds the lease" if status == 409 else "too soon after the last poll"
                 _log(stream, f"HTTP {status}: {reason}; nothing to do")
                 return TriggerOutcome(EXIT_OK, status, body, attempt)
+            preview = masked(body, config.trigger_token)[:_BODY_PREVIEW].strip()
             if status < 500:
-                _log(stream, f"HTTP {status} from {target}: not retried: {body[:_BODY_PREVIEW].strip()}")
+                _log(stream, f"HTTP {status} from {target}: not retried: {preview}")
                 return TriggerOutcome(EXIT_FAILED, status, body, attempt)
-            problem = f"HTTP {status} from {target}: {body[:_BODY_PREVIEW].strip()}"
+            problem = f"HTTP {status} from {target}: {preview}"
         if attempt == config.max_attempts:
             _log(stream, f"attempt {attempt}/{config.max_attempts}: {problem}; giving up")
             break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 
-from shim import EXIT_CONFIG, ShimConfigError, environment, load_config, summary_line, trigger
+from shim import EXIT_CONFIG, EXIT_FAILED, ShimConfigError, environment, load_config, masked, summary_line, trigger
 
 USAGE = """\
 usage: claude-matrix-bot-trigger
@@ -30,9 +30,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ShimConfigError as exc:
         print(f"claude-matrix-bot-trigger: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    outcome = trigger(config)
-    if outcome.body.strip():
-        print(summary_line(outcome.body), flush=True)
+    try:
+        outcome = trigger(config)
+        if outcome.body.strip():
+            print(masked(summary_line(outcome.body), config.trigger_token), flush=True)
+    except Exception as exc:  # never a traceback; the Job fails like any failed trigger (issue 21)
+        message = masked(f"unexpected {type(exc).__name__}: {exc}", config.trigger_token)
+        print(f"claude-matrix-bot-trigger: {' '.join(message.split())[:300]}", file=sys.stderr)
+        return EXIT_FAILED
     return outcome.exit_code
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import BotError, ConfigError
+from .errors import BotError, ConfigError, InternalError
 from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
 
@@ -75,6 +75,7 @@ def _chart_state_key(settings: Settings, account: str | None) -> str:
 
 def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     """Draw a weekly bucket's current window from state.json (docs/design.md §7), nothing sent."""
+    from .atomic import replace_file
     from .charts import png_dimensions, render_png
     from .core.family_table import family_of
     from .core.pictures import current_chart
@@ -113,12 +114,11 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
         raise BotError(str(exc)) from None
     png = render_png(spec)
     out: Path = args.out
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        tmp.write_bytes(png)
-        os.replace(tmp, out)
+        # A private temporary file (unpredictable name, created exclusively, 0600) renamed
+        # over `out`: a planted symlink is replaced, never followed (issue 21).
+        replace_file(out, png, durable=False)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise BotError(f"cannot write {out}: {exc.strerror or exc}") from None
     width, height = png_dimensions(png)
     who = f"{args.account or settings.accounts[0]} " if settings.accounts else ""
@@ -185,12 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # One redactor for this run: the logging filter and every adapter share it.
     redactor = Redactor()
-    configure_logging(args.log_level or startup_level(os.environ.get("LOG_LEVEL")), redactor)
     try:
+        configure_logging(args.log_level or startup_level(os.environ.get("LOG_LEVEL")), redactor)
         code: int = args.func(args, redactor)
     except BotError as exc:  # its family says the exit code (a ConfigError: 2)
         print(f"claude-matrix-bot: {redactor(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # outside every family: a failure, never a traceback (issue 21)
+        from .unexpected import describe
+
+        log.debug("unexpected failure", exc_info=exc)  # the traceback, masked, at DEBUG only
+        print(f"claude-matrix-bot: {describe(exc, redactor)}", file=sys.stderr)
+        return InternalError.exit_code
     return code
 
 

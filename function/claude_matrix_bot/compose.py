@@ -49,6 +49,11 @@ def run(
         ports = build(settings, redactor, sink=sink)
     except ConfigError as exc:
         return CycleResult.failed(redactor(str(exc)), type(exc))
+    except Exception as exc:  # before any state exists to count it in (issue 21)
+        from .errors import InternalError
+        from .unexpected import describe
+
+        return CycleResult.failed(describe(exc, redactor), InternalError)
     return run_cycle(ports, cycle_config(settings, enforce_min_interval=enforce_min_interval), ports.clock())
 
 

@@ -71,6 +71,10 @@ def run_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
     except StorageError as exc:
         log.error("state store failed: %s", exc)
         return CycleResult.failed(ports.redactor(str(exc)), type(exc))
+    except Exception as exc:  # outside every family: still a counted failure (issue 21)
+        from .unexpected import unexpected_failure
+
+        return unexpected_failure(ports, config, now, exc)
     finally:
         try:
             release_lease(store, lease)

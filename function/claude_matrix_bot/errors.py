@@ -35,6 +35,15 @@ class ConfigError(BotError):
     precedence = 0
 
 
+class InternalError(BotError):
+    """An exception outside every family (a defect, or input nobody foresaw) turned into
+    a failure by the entry point (issue 21): exit 1, a JSON 500, and in a cycle counted
+    in the health counters like any other failure. Never raised by the code itself."""
+
+    failure = "internal"
+    http_status = 500
+
+
 class MissingExtra(ConfigError, ImportError):
     """A backend's optional dependency is not installed: an ImportError (as fsspec and
     obstore raise it) that names the extra to install, and a configuration failure."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BotError, ConfigError
+from .errors import BotError, ConfigError, InternalError
 from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
 
@@ -102,8 +102,28 @@ def handle(
     redactor: Redactor | None = None,
 ) -> Response:
     """One request. `redactor` is the entry point's (function/main.py keeps one per
-    process); without one, this request gets its own."""
+    process); without one, this request gets its own. Any exception outside the bot's
+    families is a JSON 500 with a masked message, never an HTML one (issue 21)."""
     redactor = redactor or Redactor()
+    try:
+        return _handle(method, headers, body, env, redactor)
+    except Exception as exc:
+        from .unexpected import describe
+
+        message = describe(exc, redactor)
+        log.error("request failed: %s", message, exc_info=exc)
+        return Response(
+            InternalError.http_status, {"status": "failed", "failure": InternalError.failure, "error": message}
+        )
+
+
+def _handle(
+    method: str,
+    headers: Mapping[str, str],
+    body: bytes | RequestBody,
+    env: Mapping[str, str] | None,
+    redactor: Redactor,
+) -> Response:
     configure_logging(startup_level(os.environ.get("LOG_LEVEL")), redactor)
     h = _Headers(headers)
     method = method.upper()

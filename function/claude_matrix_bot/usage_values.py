@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 
 from .errors import BadResponse
+from .isotime import LATEST
 
 # Slightly outside 0-100 is rounding on the server side and is clamped; beyond
 # these bounds the number cannot be a percentage and the answer is refused.
@@ -37,9 +38,12 @@ def resets_at(bucket: str, value: object) -> datetime | None:
         # The API always sends an offset; a bare time is most plausibly UTC.
         moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except OverflowError:  # e.g. year 1 with a positive offset falls off the calendar
         raise BadResponse(f"bucket {bucket_name(bucket)}: resets_at is out of range") from None
+    if moment >= LATEST:  # rounding it to the minute would fall off the calendar
+        raise BadResponse(f"bucket {bucket_name(bucket)}: resets_at is out of range")
+    return moment
 
 
 def utilization(bucket: str, value: object, field: str = "utilization") -> float:

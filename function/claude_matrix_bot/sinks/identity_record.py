@@ -79,7 +79,7 @@ class IdentityRecord:
 def read_identity(store_dir: Path) -> IdentityRecord:
     try:
         return IdentityRecord.from_json(json.loads((store_dir / IDENTITY_FILE).read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return IdentityRecord()
 
 
@@ -116,7 +116,7 @@ def identity_report(data: bytes | None) -> dict[str, Any] | None:
         return None
     try:
         record = IdentityRecord.from_json(json.loads(data))
-    except ValueError:
+    except (ValueError, RecursionError):  # a file nested deeper than the parser goes (issue 21)
         return None
     report: dict[str, Any] = {
         "user_id": record.user_id,

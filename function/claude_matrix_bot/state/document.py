@@ -12,7 +12,7 @@ from .extra import _extra_from_json, _extra_to_json
 from .families import families_from_json, families_to_json
 from .fields import _number, _parse_time
 from .outbox import _alert_from_json, _alert_to_json
-from .records import _MAX_TEXT, MAX_OUTBOX, MAX_UNKNOWN_NUMBERS, BucketState, Health, State
+from .records import _MAX_TEXT, MAX_LONG_TEXT, MAX_OUTBOX, MAX_UNKNOWN_NUMBERS, BucketState, Health, State
 
 SCHEMA = 2
 
@@ -21,6 +21,14 @@ def _unknown_from_json(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         return ()
     return tuple(item[:_MAX_TEXT] for item in raw if isinstance(item, str))[:MAX_UNKNOWN_NUMBERS]
+
+
+def _long_text(value: object) -> str | None:
+    """A sentence the bot wrote (an error, a note), capped: a 10 MB `note` planted in the
+    file must not cost hundreds of MB in every message and status made of it (issue 21)."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= MAX_LONG_TEXT else value[: MAX_LONG_TEXT - 1] + "…"
 
 
 def health_to_json(health: Health) -> dict[str, Any]:
@@ -81,8 +89,8 @@ def parse_state(data: bytes) -> State:
     if not isinstance(raw_buckets, dict) or not isinstance(raw_outbox, list) or not isinstance(raw_health, dict):
         raise CorruptState("buckets/outbox/health have the wrong type")
     failures = _number(raw_health.get("consecutive_failures", 0), "health.consecutive_failures") or 0
-    last_error = raw_health.get("last_error")
-    note = doc.get("note")
+    last_error = _long_text(raw_health.get("last_error"))
+    note = _long_text(doc.get("note"))
     return State(
         buckets={str(k): _bucket_from_json(str(k), v, v1=False) for k, v in raw_buckets.items()},
         outbox=tuple(_alert_from_json(a) for a in raw_outbox)[-MAX_OUTBOX:],
@@ -90,12 +98,12 @@ def parse_state(data: bytes) -> State:
             consecutive_failures=max(0, int(failures)),
             degraded=bool(raw_health.get("degraded", False)),
             failing_since=_parse_time(raw_health.get("failing_since"), "health.failing_since"),
-            last_error=last_error if isinstance(last_error, str) else None,
+            last_error=last_error,
             last_success_at=_parse_time(raw_health.get("last_success_at"), "health.last_success_at"),
             last_attempt_at=_parse_time(raw_health.get("last_attempt_at"), "health.last_attempt_at"),
         ),
         armed_at=_parse_time(doc.get("armed_at"), "armed_at"),
-        note=note if isinstance(note, str) else None,
+        note=note,
         extra_usage=_extra_from_json(doc.get("extra_usage")),
         unknown_numbers=_unknown_from_json(doc.get("unknown_numbers")),
         families=families_from_json(doc.get("families")),

@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 
 from ..errors import CorruptState
+from ..isotime import LATEST
 from .records import _MAX_TEXT
 
 
@@ -20,9 +21,12 @@ def _parse_time(value: object, where: str) -> datetime | None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         # Year 1 or 9999 with an offset falls off the calendar once moved to UTC.
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except (ValueError, OverflowError):
         raise CorruptState(f"{where}: not an ISO time") from None
+    if moment >= LATEST:
+        raise CorruptState(f"{where}: a time too close to the end of the calendar")
+    return moment
 
 
 # Integers up to 2**53 convert to float and back exactly: for them the fast checks below

@@ -19,6 +19,8 @@ MAX_OUTBOX = 200
 MAX_UNKNOWN_NUMBERS = 20
 # A text kept from a reading (a severity, a reason, an unknown number's name).
 _MAX_TEXT = 80
+# A note or an error message the bot wrote itself (a few hundred characters at most).
+MAX_LONG_TEXT = 2000
 
 
 Sample = tuple[int, float]  # (Unix seconds, utilization percent)

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -23,6 +24,12 @@ from ..errors import StorageConflict, StorageError
 from .base import ANY, Absent, Anything, Durability, Expect, check_key
 
 LOCK_NAME = ".store.lock"
+# Far beyond any state.json (its size does not grow with uptime, docs/design.md §4).
+MAX_READ_BYTES = 16 * 2**20
+# The state directory and the ones under it hold tokens' neighbours and keys: private
+# whatever the umask (issue 21: `umask 000` made them 0777).
+DIR_MODE = 0o700
+LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _version(st: os.stat_result) -> str:
@@ -50,10 +57,10 @@ class DirectoryStore:
         lock = self.root / LOCK_NAME
         try:
             try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(lock, LOCK_FLAGS, 0o600)
             except FileNotFoundError:  # the first write ever: create the directory (once, not per call)
-                self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+                self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+                fd = os.open(lock, LOCK_FLAGS, 0o600)
         except OSError as exc:
             raise StorageError(f"state directory {self.root} is not usable: {exc.strerror}") from exc
         try:
@@ -63,15 +70,28 @@ class DirectoryStore:
             os.close(fd)
 
     def read(self, key: str) -> tuple[bytes, str]:
+        """The file's bytes and version. Only a regular file is read, never through a
+        symlink (a planted one would have the bot copy its target into the state), never
+        waiting on a FIFO, and never beyond MAX_READ_BYTES (`/dev/zero`) (issue 21)."""
         path = self._path(key)
         try:
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                return fh.read(), _version(st)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            reason = "a symlink, refused" if exc.errno == errno.ELOOP else exc.strerror
+            raise StorageError(f"cannot read {path}: {reason}") from exc
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StorageError(f"cannot read {path}: not a regular file, refused")
+            try:
+                data = fh.read(MAX_READ_BYTES + 1)
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        if len(data) > MAX_READ_BYTES:
+            raise StorageError(f"cannot read {path}: larger than {MAX_READ_BYTES // 2**20} MiB, refused")
+        return data, _version(st)
 
     def _current_version(self, path: Path) -> str | None:
         try:
@@ -95,7 +115,7 @@ class DirectoryStore:
             self._check(path, key, expect)
             try:
                 if path.parent != self.root:  # `nio/…`, `<account>/state.json`
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
                 # fsyncs: "durable" the file and the directory, "consistent" the file
                 # (so a crash can never leave the rename pointing at unwritten data),
                 # "volatile" none.

@@ -22,6 +22,28 @@ def from_unix_ms(ms: int) -> datetime:
     return _EPOCH + ms * _MILLISECOND
 
 
+BOM = "\ufeff"
+
+
+def clean_value(text: str) -> str:
+    """A stored value as it is meant: a UTF-8 BOM (a Windows editor's) and surrounding
+    whitespace (a trailing newline) stripped."""
+    return text.strip().lstrip(BOM).strip()
+
+
+def unusable_token(text: str) -> str | None:
+    """Why `text` cannot be sent as a bearer token (None: it can): tokens are printable
+    ASCII, and anything else fails only when the header is built (issue 21). The
+    reason never quotes the value."""
+    if not text:
+        return "is empty"
+    if any(ch.isspace() for ch in text):
+        return "holds more than one token"
+    if not all("!" <= ch <= "~" for ch in text):
+        return "holds a character a token cannot have (tokens are printable ASCII; value not shown)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OAuthTokens:
     """The Claude OAuth triple. Never printed: repr hides the secrets."""

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
+from .base import OAuthTokens, StoredTokens, clean_value, from_unix_ms, to_unix_ms, unusable_token
 from .k8s_api import (
     CLAIM_ANNOTATION,
     OWN_KEYS_SEPARATOR,
@@ -367,8 +367,12 @@ class SecretTokenStore:
             text = base64.b64decode(data[key], validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             raise StorageError(f"{self.where}: key {key} is not base64-encoded UTF-8 text") from None
-        # Secrets made with `kubectl create secret --from-file` often keep the file's newline.
-        text = text.strip()
+        # Secrets made with `kubectl create secret --from-file` often keep the file's newline
+        # (and a file saved by a Windows editor its BOM).
+        text = clean_value(text)
         if not text:
             raise StorageError(f"{self.where}: key {key} is empty")
+        problem = unusable_token(text) if key != self.expires_key else None
+        if problem:
+            raise StorageError(f"{self.where}: key {key} {problem}")
         return text

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..atomic import fsync_dir, write_temp
 from ..errors import StorageConflict, StorageError
-from .base import OAuthTokens, StoredTokens, from_unix_ms, to_unix_ms
+from .base import OAuthTokens, StoredTokens, clean_value, from_unix_ms, to_unix_ms, unusable_token
 
 ACCESS_FILE = "accessToken"
 REFRESH_FILE = "refreshToken"
@@ -99,13 +99,14 @@ class DirectoryTokenStore:
         values: dict[str, str] = {}
         for name, data in contents.items():
             try:
-                text = data.decode("utf-8").strip()
+                text = clean_value(data.decode("utf-8"))
             except UnicodeDecodeError:
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} is not UTF-8 text") from None
             if not text:
                 raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} is empty")
-            if name != EXPIRES_FILE and len(text.split()) > 1:  # whitespace inside (the ends are stripped)
-                raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} holds more than one token")
+            problem = unusable_token(text) if name != EXPIRES_FILE else None
+            if problem:
+                raise StorageError(f"OAUTH_TOKENS_DIR {self.directory}: file {name} {problem}")
             values[name] = text
         try:
             expires_ms = int(values[EXPIRES_FILE])

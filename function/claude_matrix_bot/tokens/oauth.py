@@ -36,7 +36,7 @@ from ..errors import InvalidGrant, StorageConflict, StorageError, TokenRefreshEr
 from ..model import Reading
 from ..settings import OAUTH_CLIENT_ID
 from ..usage import DEFAULT_TIMEOUT, UsageClient
-from .base import OAuthTokens, StoredTokens, TokenStore
+from .base import OAuthTokens, StoredTokens, TokenStore, unusable_token
 
 log = logging.getLogger("claude_matrix_bot.tokens")
 
@@ -137,6 +137,10 @@ class TokenRefresher:
             raise TokenRefreshError("token endpoint answer has no access_token", status=status)
         if rotated is not None and (not isinstance(rotated, str) or not rotated.strip()):
             raise TokenRefreshError("token endpoint answer has a refresh_token that is not a string", status=status)
+        for name, value in (("access_token", access), ("refresh_token", rotated)):
+            problem = unusable_token(value.strip()) if isinstance(value, str) else None
+            if problem:
+                raise TokenRefreshError(f"token endpoint answer's {name} {problem}", status=status)
         if (
             isinstance(expires_in, bool)
             or not isinstance(expires_in, int | float)
