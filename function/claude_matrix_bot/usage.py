@@ -50,6 +50,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .httpclient import AnswerTooLarge, bounded_client, send_bounded
 from .logs import Redactor
 from .model import Reading
 from .usage_parse import parse_usage, scope_slug
@@ -132,7 +133,7 @@ class UsageClient:
         self.url = base_url.rstrip("/") + USAGE_PATH + (BANKED_RESETS_QUERY if banked_resets else "")
         self.user_agent = user_agent
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout, transport=transport)
+        self._client = client if client is not None else bounded_client(timeout, transport)
         self._timeout = timeout
 
     def close(self) -> None:
@@ -156,7 +157,12 @@ class UsageClient:
             "Accept": "application/json",
         }
         try:
-            response = self._client.get(self.url, headers=headers, timeout=self._timeout)
+            request = self._client.build_request("GET", self.url, headers=headers, timeout=self._timeout)
+            response = send_bounded(self._client, request)
+        except AnswerTooLarge as exc:
+            raise BadResponse(f"usage endpoint {self.url}: {exc}, refused") from None
+        except httpx.DecodingError as exc:
+            raise BadResponse(f"usage endpoint {self.url}: {exc}") from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"usage endpoint {self.url} timed out ({type(exc).__name__})") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:

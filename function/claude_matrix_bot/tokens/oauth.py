@@ -33,6 +33,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from ..errors import InvalidGrant, StorageConflict, StorageError, TokenRefreshError, Unauthorized
+from ..httpclient import AnswerTooLarge, bounded_client, send_bounded
 from ..model import Reading
 from ..settings import OAUTH_CLIENT_ID
 from ..usage import DEFAULT_TIMEOUT, UsageClient
@@ -62,7 +63,7 @@ class TokenRefresher:
         self.client_id = client_id
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout, transport=transport)
+        self._client = client if client is not None else bounded_client(timeout, transport)
 
     def close(self) -> None:
         if self._owns_client:
@@ -86,7 +87,12 @@ class TokenRefresher:
         body = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id}
         headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
         try:
-            response = self._client.post(self.token_url, json=body, headers=headers, timeout=self._timeout)
+            request = self._client.build_request(
+                "POST", self.token_url, json=body, headers=headers, timeout=self._timeout
+            )
+            response = send_bounded(self._client, request)
+        except (AnswerTooLarge, httpx.DecodingError) as exc:
+            raise TokenRefreshError(f"token endpoint {self.token_url}: {exc}, refused") from None
         except httpx.TimeoutException as exc:
             raise TokenRefreshError(
                 f"token endpoint {self.token_url} timed out ({type(exc).__name__}); if it did rotate the "
