@@ -54,5 +54,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8080
 USER 65532:65532
 EXPOSE 8080
-# No --port: functions-framework reads $PORT, which Knative sets for the container.
-CMD ["functions-framework", "--source", "/app/function/main.py", "--target", "watch"]
+# functions-framework's app on gunicorn with request limits and a request-read deadline
+# (function/claude_matrix_bot/serve.py; functions-framework's own CLI leaves the request
+# line unlimited). No --port: it reads $PORT, which Knative sets for the container.
+CMD ["python", "-m", "claude_matrix_bot.serve", "--source", "/app/function/main.py", "--target", "watch"]

@@ -1,4 +1,5 @@
-"""The HTTP function as production serves it: `functions-framework --target watch` on 127.0.0.1."""
+"""The HTTP function as production serves it (`python -m claude_matrix_bot.serve`: functions-framework's
+app on gunicorn with request limits, the image's CMD) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ PRODUCTION_SOURCE = REPO / "function" / "main.py"
 
 
 class FunctionServer:
-    """A functions-framework process serving `target` from `source` with exactly `env` (plus
+    """A server process serving `target` from `source` with exactly `env` (plus
     PATH and PYTHONPATH); stdout and stderr go to `log`. `start()` returns once `GET /` answers."""
 
     def __init__(
@@ -45,8 +46,8 @@ class FunctionServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> FunctionServer:
-        binary = Path(sys.executable).parent / "functions-framework"
-        argv = [str(binary), "--source", str(self.source), "--target", self.target]
+        # As the image serves it: functions-framework's app on gunicorn with request limits.
+        argv = [sys.executable, "-m", "claude_matrix_bot.serve", "--source", str(self.source), "--target", self.target]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("ab") as out:
             # Its own process group: gunicorn's worker goes down with it on stop().
