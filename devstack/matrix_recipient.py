@@ -46,6 +46,7 @@ class ReceivedMessage:
     body: str
     formatted_body: str | None
     sender_key: str  # the curve25519 identity key of the device that encrypted it
+    mentions: dict[str, Any] | None = None  # the decrypted content's `m.mentions` (None: absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,11 @@ class ReceivedImage:
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = self.content.get("info", {})
         return info
+
+    @property
+    def mentions(self) -> dict[str, Any] | None:
+        mentions: dict[str, Any] | None = self.content.get("m.mentions")
+        return mentions
 
     @property
     def file(self) -> dict[str, Any]:
@@ -210,6 +216,7 @@ class Recipient:
                             body=event.body,
                             formatted_body=content.get("formatted_body"),
                             sender_key=getattr(event, "sender_key", "") or "",
+                            mentions=content.get("m.mentions"),
                         )
                     )
                 elif isinstance(event, MegolmEvent):

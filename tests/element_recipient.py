@@ -93,6 +93,8 @@ class ElementMessage:
     file: dict[str, Any] | None = None
     info: dict[str, Any] | None = None
     url: str | None = None
+    # The decrypted content's `m.mentions` (None: the event carries none).
+    mentions: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

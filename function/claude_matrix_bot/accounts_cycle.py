@@ -23,6 +23,7 @@ from .core.decide import Decision, decide, drop_delivered, record_failure
 from .cycle import CycleConfig, deliver, log_alerts, too_soon
 from .errors import BotError, ConfigError, DeliveryError, RateLimited, StorageError, UpstreamError
 from .hints import explain
+from .holding import ReaderSettings, outgoing
 from .ports import Ports
 from .result import CycleResult
 from .state import State
@@ -87,7 +88,7 @@ def accounts_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleRes
             ports.state, decision.state, account.version, state_key(account.name), since=previous
         )
 
-    delivery_error = _deliver(ports, accounts, now)
+    delivery_error = _deliver(ports, accounts, now, config.decide)
     if delivery_error:
         pending = sum(a.pending for a in accounts)
         log.error("delivery failed, %d alert(s) kept for the next run: %s", pending, delivery_error)
@@ -140,16 +141,22 @@ def _decide_account(ports: Ports, account: _Account, now: datetime, config: Deci
     return decide(account.state, reading, now, config)
 
 
-def _deliver(ports: Ports, accounts: list[_Account], now: datetime) -> str | None:
-    """Every account's outbox through one sink, opened once and only when there is something to send."""
-    outbox = [alert for account in accounts if account.state for alert in account.state.outbox]
+def _deliver(ports: Ports, accounts: list[_Account], now: datetime, reader: ReaderSettings) -> str | None:
+    """Every account's outbox through one sink, opened once and only when there is something
+    to send (quiet hours let it go: holding.outgoing)."""
+    outbox = [
+        alert for account in accounts if account.state for alert in outgoing(account.state.outbox, now, reader).due
+    ]
     if not outbox:
         return None
     # As in flush_outbox: marked and written before the send, seen by the sink unmarked.
+    only = frozenset(a.id for a in outbox)
     for account in accounts:
         if account.state is not None:
             key = state_key(account.name)
-            account.state, account.version = mark_attempted(ports.state, account.state, account.version, now, key)
+            account.state, account.version = mark_attempted(
+                ports.state, account.state, account.version, now, key, only=only
+            )
     report, error = deliver(ports, outbox)
     done = set(report.delivered)
     for account in accounts:

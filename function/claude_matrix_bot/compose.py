@@ -192,6 +192,7 @@ def matrix_sink(
         store_passphrase=settings.matrix_store_passphrase,
         exclude_insecure_devices=settings.matrix_exclude_insecure_devices,
         redactor=redactor,
+        mention=settings.matrix_mention,
     )
 
 

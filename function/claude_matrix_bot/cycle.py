@@ -26,6 +26,7 @@ from .core.config import DecideConfig
 from .core.decide import Decision, decide, drop_delivered, record_failure
 from .errors import BotError, ConfigError, DeliveryError, LeaseHeld, RateLimited, StorageError, UpstreamError
 from .hints import explain
+from .holding import ReaderSettings, outgoing
 from .model import Alert
 from .ports import SINGLE_ACCOUNT, Ports
 from .result import CycleResult
@@ -118,7 +119,7 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
     log_alerts(decision)
     state = decision.state
     version = save_state(store, state, loaded.version, since=previous)
-    state, version, delivered, delivery_error = flush_outbox(ports, state, version, now)
+    state, version, delivered, delivery_error = flush_outbox(ports, state, version, now, config.decide)
     if delivery_error:
         log.error("delivery failed, %d alert(s) kept for the next run: %s", len(state.outbox), delivery_error)
 
@@ -157,14 +158,18 @@ def deliver(ports: Ports, outbox: Sequence[Alert]) -> tuple[DeliveryReport, str 
     return report, ports.redactor(report.error) if report.error else None
 
 
-def flush_outbox(ports: Ports, state: State, version: str, now: datetime) -> tuple[State, str, int, str | None]:
-    """Deliver what the outbox holds; return (state, version, delivered count, error)."""
-    if not state.outbox:
+def flush_outbox(
+    ports: Ports, state: State, version: str, now: datetime, reader: ReaderSettings
+) -> tuple[State, str, int, str | None]:
+    """Deliver what the outbox holds and quiet hours let go (holding.outgoing); return
+    (state, version, delivered count, error)."""
+    outbox = outgoing(state.outbox, now, reader).due
+    if not outbox:
         return state, version, 0, None  # no sink, no Matrix traffic on quiet cycles
     # The sink sees the marks as they were: an alert never attempted cannot be in the
     # room, so only the others cost it a look (a /messages request on Matrix).
-    outbox = state.outbox
-    state, marked_version = mark_attempted(ports.state, state, version, now)
+    only = frozenset(a.id for a in outbox)
+    state, marked_version = mark_attempted(ports.state, state, version, now, only=only)
     version = marked_version or version
     report, error = deliver(ports, outbox)
     if report.delivered:

@@ -60,11 +60,16 @@ def save_state(
 
 
 def mark_attempted(
-    store: BlobStore, state: State, version: str | None, now: datetime, key: str = STATE_KEY
+    store: BlobStore,
+    state: State,
+    version: str | None,
+    now: datetime,
+    key: str = STATE_KEY,
+    only: frozenset[str] | None = None,
 ) -> tuple[State, str | None]:
     """The outbox marked attempted and written before any send (docs/design.md §5): a crash or a
     lost answer after the send leaves the mark. One write, only when an alert is new."""
-    marked = state.mark_attempted(to_unix_ms(now))
+    marked = state.mark_attempted(to_unix_ms(now), only)
     if marked is state:
         return state, version
     return marked, save_state(store, marked, version, key)

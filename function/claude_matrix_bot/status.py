@@ -16,7 +16,9 @@ from .core import messages
 from .core.family_table import family_of
 from .core.forecast import Projection, project
 from .errors import CorruptState, StorageError
+from .holding import outgoing
 from .isotime import iso
+from .localtime import zone_name
 from .settings import Settings
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
@@ -136,7 +138,8 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
             "armed_at": iso(state.armed_at),
             "now": iso(snapshot.now),
             "buckets": {name: _bucket_json(snapshot, name, b) for name, b in sorted(state.buckets.items())},
-            "outbox": [{"id": a.id, "kind": a.kind, "bucket": a.bucket} for a in state.outbox],
+            "outbox": _outbox_json(snapshot, state),
+            "quiet_hours": _quiet_json(snapshot, state),
             "health": health_to_json(state.health),
             "extra_usage": _extra_json(state.extra_usage, settings.extra_usage_thresholds),
             # Numbers the last answer carried where this release does not read (docs/design.md §1).
@@ -145,6 +148,38 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
         }
     report["matrix_identity"] = view.identity
     return report
+
+
+def _outbox_json(snapshot: Snapshot, state: State) -> list[dict[str, Any]]:
+    """Each undelivered alert; `held_until`: when quiet hours let it go (null: at the next cycle)."""
+    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
+    waiting = {a.id for a in held.waiting}
+    return [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "bucket": a.bucket,
+            "urgent": a.urgent,
+            "raised_at": iso(a.created_at),
+            "held_until": iso(held.until) if a.id in waiting else None,
+        }
+        for a in state.outbox
+    ]
+
+
+def _quiet_json(snapshot: Snapshot, state: State) -> dict[str, Any] | None:
+    """QUIET_HOURS as it stands now (docs/design.md §9): null when none are set."""
+    hours = snapshot.settings.quiet_hours
+    if hours is None:
+        return None
+    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
+    return {
+        "span": str(hours),
+        "timezone": zone_name(snapshot.settings.timezone),
+        "quiet_now": held.until is not None,
+        "until": iso(held.until),
+        "waiting": len(held.waiting),
+    }
 
 
 def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str, Any]:
@@ -237,6 +272,26 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
         )
     if state.outbox:
         lines.append(f"undelivered alerts: {len(state.outbox)}")
+    lines.extend(_quiet_lines(snapshot, state))
+    return lines
+
+
+def _quiet_lines(snapshot: Snapshot, state: State) -> list[str]:
+    """What waits for quiet hours to end, and until when, on the reader's clock."""
+    hours, zone = snapshot.settings.quiet_hours, snapshot.settings.timezone
+    if hours is None:
+        return []
+    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
+    if held.until is None:
+        return [f"quiet hours {hours} {zone_name(zone)}: not now"]
+    lines = [
+        f"quiet hours {hours} {zone_name(zone)}: until {messages.fmt_when(held.until, snapshot.now, zone)}, "
+        f"{len(held.waiting)} alert(s) waiting"
+    ]
+    for alert in held.waiting:
+        about = f" ({alert.bucket})" if alert.bucket else ""
+        raised = f", raised {messages.fmt_time(alert.created_at, zone)}" if alert.created_at else ""
+        lines.append(f"  waiting: {alert.kind}{about}{raised}")
     return lines
 
 

@@ -206,6 +206,7 @@ const ops = {
                 entry.body = content.body;
                 entry.formatted_body = content.formatted_body ?? null;
                 entry.msgtype = content.msgtype ?? null;
+                entry.mentions = content["m.mentions"] ?? null; // who it pings (MSC4210: only this does)
                 if (content.msgtype === "m.image") {
                     // Encrypted media: `file` (url, key, iv, hashes) instead of a plain `url`.
                     entry.file = content.file ?? null;

@@ -97,15 +97,18 @@ class State:
             first.setdefault(alert.id, alert)
         return replace(self, outbox=tuple(first.values())[-MAX_OUTBOX:])
 
-    def mark_attempted(self, at_ms: int) -> State:
+    def mark_attempted(self, at_ms: int, only: frozenset[str] | None = None) -> State:
         """Every outbox alert not yet attempted marked as attempted at `at_ms` (docs/design.md §5).
 
         Written before the sink sees the alerts: a crash or a lost answer after a send
         leaves the mark, and the next delivery looks for the alert in the room before
-        sending it again. `self` itself when nothing changes."""
-        if all(alert.attempted_at is not None for alert in self.outbox):
+        sending it again. `only`: the ids about to be sent (the others wait for quiet hours
+        to end, and are not in the room). `self` itself when nothing changes."""
+
+        def unmarked(alert: Alert) -> bool:
+            return alert.attempted_at is None and (only is None or alert.id in only)
+
+        if not any(unmarked(alert) for alert in self.outbox):
             return self
-        marked = tuple(
-            alert if alert.attempted_at is not None else replace(alert, attempted_at=at_ms) for alert in self.outbox
-        )
+        marked = tuple(replace(alert, attempted_at=at_ms) if unmarked(alert) else alert for alert in self.outbox)
         return replace(self, outbox=marked)

@@ -15,6 +15,7 @@ from ...model import Alert
 from ..identity_record import read_identity, write_identity
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_error
+from .mentions import mention
 from .pictures import MEDIA_MEMORY, MediaMemory, picture_txn_id, send_picture
 from .room import _RoomSession
 from .trust import Device, TrustPolicy, decide_trust
@@ -189,11 +190,14 @@ class _Delivery(_RoomSession):
             # armed message only (with ACCOUNTS, several accounts arm together).
             plain += f"\n\n⚠️ {notice}"
             html += f"<p>⚠️ {escape(notice)}</p>"
+        # Urgent alerts ring the MATRIX_MENTION users; every other message pings no one.
+        said = mention(plain, html, self.sink.mention if alert.urgent else ())
         content = {
             "msgtype": "m.text",
-            "body": plain,
+            "body": said.plain,
             "format": "org.matrix.custom.html",
-            "formatted_body": html,
+            "formatted_body": said.html,
+            "m.mentions": said.mentions,
         }
         response = await client.room_send(
             self.sink.room_id, "m.room.message", content, tx_id=alert.id, ignore_unverified_devices=False

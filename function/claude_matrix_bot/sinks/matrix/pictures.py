@@ -80,7 +80,8 @@ async def send_picture(
     else:
         log.info("reusing the upload of chart %s (%s)", tx_id, file.get("url"))
     info = {"mimetype": "image/png", "size": len(png), "w": picture.width, "h": picture.height}
-    content = {"msgtype": "m.image", "body": picture.body, "info": info, "file": file}
+    # Pings no one (docs/design.md §9: every message carries m.mentions).
+    content = {"msgtype": "m.image", "body": picture.body, "info": info, "file": file, "m.mentions": {}}
     response = await client.room_send(room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=False)
     if not isinstance(response, RoomSendResponse):
         raise _Stopped(f"sending the chart ({tx_id}) failed: " + _describe_error(response))

@@ -36,6 +36,7 @@ class MatrixSink:
         timeout: float = 30.0,
         exclude_insecure_devices: bool = False,
         redactor: Redactor | None = None,
+        mention: tuple[str, ...] = (),
     ) -> None:
         self.creds_dir = creds_dir
         self.room_id = room_id
@@ -46,6 +47,8 @@ class MatrixSink:
         self.exclude_insecure_devices = exclude_insecure_devices
         # Learns the access token when the sink reads it, so the logs never show it.
         self.redactor = redactor
+        # MATRIX_MENTION: who an urgent alert mentions (docs/design.md §9).
+        self.mention = mention
 
     def __repr__(self) -> str:
         return f"MatrixSink(room_id={self.room_id!r}, store_dir={str(self.store_dir)!r})"
