@@ -57,6 +57,8 @@ PING_HEADERS = {
     "Content-Type": "application/json",
 }
 
+# Notes raised at night wait for the morning (docs/design.md §9); urgent alerts would not.
+QUIET_HOURS = "23:00-07:00"
 # The deployment's accounts (docs/design.md §6): every message is led by one of these names.
 ACCOUNTS = ("work", "priv")
 
@@ -173,6 +175,7 @@ class Demo:
             PYTHONPATH=os.pathsep.join([str(REPO / "function"), str(REPO)]),
             TRIGGER_TOKEN=self.trigger_token,
             LOG_LEVEL="INFO",
+            QUIET_HOURS=QUIET_HOURS,
         )
 
     # --- teardown ---------------------------------------------------------------------
@@ -213,7 +216,9 @@ class Demo:
         outcome = self._http_cycle() if via == "http" else self._cli_cycle()
         ended = int(time.time() * 1000)
         self.spans.append(StepSpan(via, moment, began, ended, late_since if outcome.delivered else None))
-        if outcome.pending and self.pending_since is None:
+        # Kept by a failed delivery (the homeserver down), not by quiet hours: those alerts say
+        # themselves when they were raised.
+        if outcome.pending and outcome.error and self.pending_since is None:
             self.pending_since = moment
         elif not outcome.pending:
             self.pending_since = None
@@ -350,14 +355,22 @@ class Demo:
             thu + 10 * MINUTE, "http", usage((37.0, thu + 2 * HOUR), 81.3, shifted_reset, 11.0), "delivered late, once"
         )
 
-        # Friday evening: a private side project; only priv speaks.
-        fri = t0 + 4 * day + 11 * HOUR  # 20:00
+        # Friday night: a private side project; only priv speaks, in quiet hours, so its note
+        # waits in the outbox for the morning (a restart in between would lose nothing).
+        fri = t0 + 4 * day + 14 * HOUR + 30 * MINUTE  # 23:30
         self.cycle(
             fri,
             "cli",
             usage((2.0, fri + 5 * HOUR), 81.6, shifted_reset, 11.0),
-            "priv passes 50%; work stays quiet",
+            f"priv passes 50% in quiet hours ({QUIET_HOURS}): the note waits",
             priv=private(52.0),
+        )
+        morning = t0 + 4 * day + 22 * HOUR + 5 * MINUTE  # Saturday 07:05
+        self.cycle(
+            morning,
+            "http",
+            usage((2.0, fri + 5 * HOUR), 81.6, shifted_reset, 11.0),
+            "quiet hours over: the note goes out, saying when it was raised",
         )
 
         # Saturday: the usage API fails three runs in a row (HEALTH_FAILURES) for both

@@ -87,6 +87,14 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
     assert "work · 🔴 Weekly (all models) usage passed 80%" in room
     assert "priv · 🟠 Weekly (all models) usage passed 50%" in room
     assert "work · 🟠 Weekly (all models) usage passed 50%" in room
+    # priv's note raised in quiet hours (QUIET_HOURS=23:00-07:00) goes out in the morning,
+    # saying when it was raised; nothing calls it late for a homeserver outage.
+    held = _line_with(room, "priv", SIGNALS["50%"].replace("Weekly", "🟠 Weekly"))
+    assert held.startswith("Sat 07:05"), held
+    assert re.search(
+        r"usage passed 50%.*\n(?: {11}.*\n)*? {11}Raised Fri \d+ \w+ 23:30 UTC, held through quiet hours\.", room
+    )
+    assert "priv passes 50% in quiet hours (23:00-07:00): the note waits" in header
     for kind in ("armed", "degraded", "recovered"):
         for account in ("work", "priv"):
             assert _line_with(room, account, SIGNALS[kind]), f"{account}'s {kind} missing"
