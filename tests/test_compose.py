@@ -87,3 +87,32 @@ def test_a_configuration_error_while_building_fails_the_cycle_before_any_write(
     assert (result.status, result.failure, result.exit_code, result.http_status) == ("failed", "config", 2, 500)
     assert result.error is not None and "no Kubernetes credentials" in result.error
     assert not (tmp_path / "state").exists(), "no lease, no state: nothing was written"
+
+
+@pytest.mark.parametrize("passphrase", [None, "a-store-passphrase-0123"])
+def test_an_unencrypted_key_store_is_said_in_the_log_and_in_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, passphrase: str | None
+) -> None:
+    # Issue 21 item 5: every deployment kept its key store in plain text, and nothing said so.
+    from claude_matrix_bot.compose import matrix_sink
+    from claude_matrix_bot.status import collect, format_status, status_report
+
+    env = bot_env(tmp_path, "https://api.example.org", "https://auth.example.org/token")
+    env.update(ALERT_SINK="matrix", MATRIX_ROOM_ID="!room:example.org", MATRIX_CREDS_DIR=str(tmp_path / "creds"))
+    if passphrase:
+        env["MATRIX_STORE_PASSPHRASE"] = passphrase
+    settings = load_settings(env)
+    caplog.set_level("WARNING")
+    matrix_sink(settings, tmp_path / "nio")
+    warned = [r.getMessage() for r in caplog.records if "not encrypted at rest" in r.getMessage()]
+    report = status_report(settings)
+    text = format_status(collect(settings))
+    if passphrase is None:
+        assert len(warned) == 1 and "MATRIX_STORE_PASSPHRASE" in warned[0]
+        assert report["key_store"] == {"encrypted": False, "warning": warned[0]}
+        assert f"WARNING: {warned[0]}" in text.splitlines()
+    else:
+        assert warned == []
+        assert report["key_store"] == {"encrypted": True}
+        assert "not encrypted" not in text
+        assert passphrase not in text + str(report)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import subprocess
 import sys
 import threading
@@ -450,6 +452,19 @@ def test_the_store_passphrase_is_required_to_open_the_store(scenario: Scenario) 
     assert report.error is not None
     assert "MATRIX_STORE_PASSPHRASE" in report.error
     assert scenario.sink(store_passphrase="correct horse").deliver([alert("k-1")]).delivered == ("k-1",)
+
+
+def test_every_file_of_the_key_store_is_readable_by_the_bot_alone(scenario: Scenario) -> None:
+    # Issue 21 item 5: nio created its database 0644 under the usual umask.
+    previous = os.umask(0o022)
+    try:
+        assert scenario.sink(store_passphrase="correct horse").deliver([alert("p-0")]).delivered == ("p-0",)
+    finally:
+        os.umask(previous)
+    files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in scenario.store_dir.iterdir() if path.is_file()}
+    database = f"{scenario.bot.user_id}_{scenario.bot_marker()['device_id']}.db"
+    assert database in files
+    assert {name: mode for name, mode in files.items() if mode & 0o077} == {}
 
 
 # --- no homeserver needed ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ cycle of its own, found before the lease or any write.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,6 +24,7 @@ from .model import Reading
 from .ports import SINGLE_ACCOUNT, Ports, SinkOpener
 from .result import CycleResult
 from .settings import Settings
+from .settings_matrix import UNENCRYPTED_KEY_STORE
 from .sinks.base import AlertSink
 from .store import BlobStore, open_store
 from .tokens.base import OAuthTokens, StoredTokens, TokenStore
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from .sinks.matrix import MatrixSink
     from .tokens.oauth import TokenRefresher
     from .usage import UsageClient
+
+log = logging.getLogger(__name__)
 
 NIO_PREFIX = "nio/"
 
@@ -184,6 +188,8 @@ def matrix_sink(
 
     room = settings.matrix_room_id if room_id is None else room_id
     assert room is not None  # guaranteed by load_settings when the sink is Matrix
+    if not settings.matrix_store_passphrase:
+        log.warning("%s", UNENCRYPTED_KEY_STORE)
     return MatrixSink(
         creds_dir=settings.matrix_creds_dir,
         room_id=room,

@@ -11,6 +11,15 @@ from pathlib import Path
 # The files `MATRIX_CREDS_DIR` must hold (docs/design.md §3).
 MATRIX_CREDENTIAL_FILES = ("homeserver_url", "user_id", "access_token", "device_id")
 
+# Said in the log whenever the key store is opened without a passphrase, and by `status`
+# (issue 21 item 5). A store written without one cannot be opened with one later.
+UNENCRYPTED_KEY_STORE = (
+    "the Matrix key store is not encrypted at rest (MATRIX_STORE_PASSPHRASE is not set): the "
+    "cross-signing seeds are plain text and the Olm account is pickled under nio's default key; "
+    "set MATRIX_STORE_PASSPHRASE from a Secret before the bot's first Matrix login (for an existing "
+    "store: then `matrix-login --new-device`), see docs/deploy.md"
+)
+
 # Room versions before 12 carry the server (`!abc:example.org`); v12 ids are bare
 # hashes (`!Aa-nrPn…`). Both are valid.
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")

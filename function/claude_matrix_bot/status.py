@@ -20,6 +20,7 @@ from .holding import outgoing
 from .isotime import iso
 from .localtime import zone_name
 from .settings import Settings
+from .settings_matrix import UNENCRYPTED_KEY_STORE
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
@@ -147,6 +148,8 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
             "families": families_json(state.families),
         }
     report["matrix_identity"] = view.identity
+    if settings.alert_sink == "matrix":
+        report["key_store"] = _key_store(settings)
     return report
 
 
@@ -180,6 +183,13 @@ def _quiet_json(snapshot: Snapshot, state: State) -> dict[str, Any] | None:
         "until": iso(held.until),
         "waiting": len(held.waiting),
     }
+
+
+def _key_store(settings: Settings) -> dict[str, Any]:
+    # Issue 21 item 5: an unencrypted key store is said, not assumed.
+    if settings.matrix_store_passphrase:
+        return {"encrypted": True}
+    return {"encrypted": False, "warning": UNENCRYPTED_KEY_STORE}
 
 
 def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str, Any]:
@@ -248,6 +258,8 @@ def format_status(snapshot: Snapshot) -> str:
 def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
     now, state = snapshot.now, view.state
     lines = [f"state: {snapshot.settings.state_url}", *identity_lines(view.identity)]
+    if snapshot.settings.alert_sink == "matrix" and not snapshot.settings.matrix_store_passphrase:
+        lines.append(f"WARNING: {UNENCRYPTED_KEY_STORE}")
     if state is None or not _armed(state):
         lines.append("not armed yet: the first successful run posts the baseline")
         return lines

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_error
-from .session import _Session
+from .session import _Session, keep_private
 from .sync_state import DEVICE_MARKER, _read_json, _write_json
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class _DeviceSession(_Session):
                 f"cannot open the Matrix key store in {store_dir} ({type(exc).__name__}): "
                 "is MATRIX_STORE_PASSPHRASE the one it was written with?"
             ) from None
+        keep_private(store_dir)  # the database nio just created or opened
         identity = client.olm.account.identity_keys
         if marker_is_ours and marker.get("ed25519") != identity["ed25519"]:
             raise _Stopped(

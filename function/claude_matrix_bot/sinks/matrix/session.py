@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...charts import Picture
@@ -147,6 +149,7 @@ class _Session:
         if database is not None:
             with contextlib.suppress(Exception):
                 database.close()
+        keep_private(self.sink.store_dir)
 
     async def _request(
         self, client: AsyncClient, method: str, path: str, body: Any = None
@@ -173,3 +176,18 @@ class _Session:
 
     def _login_hint(self, creds: MatrixCredentials) -> str:
         return login_hint(creds)
+
+
+def keep_private(store_dir: Path) -> None:
+    """Every file of the key store readable by the bot alone. nio creates its SQLite
+    database (the Olm account, the Megolm sessions) and trust files with the process
+    umask: 0644 under the usual 022 (issue 21 item 5). Symlinks are left alone."""
+    with contextlib.suppress(OSError), os.scandir(store_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mode & 0o077:
+                with contextlib.suppress(OSError):
+                    descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    try:
+                        os.fchmod(descriptor, 0o600)
+                    finally:
+                        os.close(descriptor)
