@@ -20,6 +20,12 @@ UNENCRYPTED_KEY_STORE = (
     "store: then `matrix-login --new-device`), see docs/deploy.md"
 )
 
+
+def key_store_report(passphrase: str | None) -> dict[str, object]:
+    """What `status` says of the key store at rest: an unencrypted one is said, not assumed."""
+    return {"encrypted": True} if passphrase else {"encrypted": False, "warning": UNENCRYPTED_KEY_STORE}
+
+
 # Room versions before 12 carry the server (`!abc:example.org`); v12 ids are bare
 # hashes (`!Aa-nrPn…`). Both are valid.
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")

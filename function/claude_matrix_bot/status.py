@@ -20,7 +20,7 @@ from .holding import outgoing
 from .isotime import iso
 from .localtime import zone_name
 from .settings import Settings
-from .settings_matrix import UNENCRYPTED_KEY_STORE
+from .settings_matrix import UNENCRYPTED_KEY_STORE, key_store_report
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
@@ -149,7 +149,7 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
         }
     report["matrix_identity"] = view.identity
     if settings.alert_sink == "matrix":
-        report["key_store"] = _key_store(settings)
+        report["key_store"] = key_store_report(settings.matrix_store_passphrase)
     return report
 
 
@@ -183,13 +183,6 @@ def _quiet_json(snapshot: Snapshot, state: State) -> dict[str, Any] | None:
         "until": iso(held.until),
         "waiting": len(held.waiting),
     }
-
-
-def _key_store(settings: Settings) -> dict[str, Any]:
-    # Issue 21 item 5: an unencrypted key store is said, not assumed.
-    if settings.matrix_store_passphrase:
-        return {"encrypted": True}
-    return {"encrypted": False, "warning": UNENCRYPTED_KEY_STORE}
 
 
 def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str, Any]:
