@@ -1,8 +1,9 @@
-"""A loopback HTTP proxy in front of a homeserver that breaks room sends on demand.
+"""A loopback HTTP proxy in front of a homeserver that breaks requests on demand.
 
 The fault catalogue's Matrix rows (tests/test_faults_matrix.py and its neighbours) put
 it between the bot and Synapse: a send answered 502, a send stored but never answered,
-a send parked while the bot is killed.
+a send parked while the bot is killed; a room-key to-device request answered 502 with an
+HTML page (what nginx says while Synapse restarts), a signature upload dropped.
 """
 
 from __future__ import annotations
@@ -21,24 +22,27 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 @dataclass
 class SendFault:
-    """What the proxy does with the next `times` room sends.
+    """What the proxy does with the next `times` requests of `method` whose path holds
+    `mark` (by default: room sends).
 
     mode: "status" answers `status`/`body` without forwarding; "drop_after" forwards to
     Synapse (which stores the event) and closes the connection without an answer, as a
     timeout after the server accepted would; "hold_before" parks the request without
     forwarding; "hold_after" forwards, then parks the answer; "pass" lets it through (to
     break a later send). Parked requests wait for `MatrixProxy.release()` and then close
-    without an answer.
+    without an answer. A `body` given as text is answered as an HTML page.
     """
 
     mode: str
     status: int = 502
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | str = field(default_factory=dict)
     times: int = 1
+    mark: str = SEND_MARK
+    method: str = "PUT"
 
 
 class MatrixProxy:
-    """HTTP on 127.0.0.1 forwarding to a homeserver; room sends can be broken."""
+    """HTTP on 127.0.0.1 forwarding to a homeserver; requests can be broken."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -48,6 +52,7 @@ class MatrixProxy:
         self._released = threading.Event()
         self.parked = threading.Event()  # set when a send is parked
         self.forwarded_sends: list[str] = []  # txn ids Synapse received through us
+        self.faulted: list[str] = []  # "METHOD path" of every request a fault was used on
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -84,14 +89,15 @@ class MatrixProxy:
         with self._lock:
             self._faults.clear()
 
-    def _take(self) -> SendFault | None:
+    def _take(self, method: str, path: str) -> SendFault | None:
+        """The first fault waiting for this kind of request, used once."""
         with self._lock:
-            if not self._faults:
+            fault = next((f for f in self._faults if f.method == method and f.mark in path), None)
+            if fault is None:
                 return None
-            fault = self._faults[0]
             fault.times -= 1
             if fault.times <= 0:
-                self._faults.pop(0)
+                self._faults.remove(fault)
             return fault
 
 
@@ -127,9 +133,14 @@ def _proxy_handler(proxy: MatrixProxy) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            fault = proxy._take() if SEND_MARK in self.path and self.command == "PUT" else None
+            fault = proxy._take(self.command, self.path.split("?", 1)[0])
+            if fault is not None:
+                proxy.faulted.append(f"{self.command} {self.path.split('?', 1)[0]}")
             if fault is not None and fault.mode == "status":
-                self._answer(fault.status, {"Content-Type": "application/json"}, json.dumps(fault.body).encode())
+                if isinstance(fault.body, str):
+                    self._answer(fault.status, {"Content-Type": "text/html"}, fault.body.encode())
+                else:
+                    self._answer(fault.status, {"Content-Type": "application/json"}, json.dumps(fault.body).encode())
                 return
             if fault is not None and fault.mode == "hold_before":
                 self._park()

@@ -64,6 +64,25 @@ def test_send_refused_keeps_the_alert_and_the_retry_lands_once(scene: MatrixScen
     assert scene.pending() == []
 
 
+# What nginx or a load balancer answers while Synapse restarts: not JSON.
+HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+ROOM_KEY_SEND = "/sendToDevice/m.room.encrypted/"
+
+
+def test_room_key_refused_with_an_html_502_keeps_the_alert_and_the_retry_decrypts(scene: MatrixScene) -> None:
+    """nio reads any body that is not JSON as `{}`, a valid to-device success: only the
+    HTTP status tells the room key never reached anyone (issue 21 item 9)."""
+    scene.proxy.break_sends(SendFault("status", 502, HTML_502, mark=ROOM_KEY_SEND))
+    failed = scene.run(5, 81.0, code=1)
+    assert [f.split(" ")[0] for f in scene.proxy.faulted] == ["PUT"], "the room key was refused once"
+    assert "room key" in failed.stderr and "HTTP 502" in failed.stderr
+    assert scene.pending() == ["threshold"], "nothing nobody can read was counted as delivered"
+    assert scene.count("passed 80%") == 0  # bodies(): nothing undecryptable in the room either
+    scene.run(10, 81.5)
+    assert scene.count("passed 80%") == 1, "the retry went out under a new room key that arrived"
+    assert scene.pending() == []
+
+
 def test_connection_lost_after_the_server_accepted_is_retried_with_the_same_txn_id(scene: MatrixScene) -> None:
     """The answer to a send never arrives (what a timeout mid-send looks like to the client):
     nio retries once with the same transaction id, Synapse recognises it, the room shows one."""

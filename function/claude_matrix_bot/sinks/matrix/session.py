@@ -17,7 +17,7 @@ from ...charts import Picture
 from ...model import Alert
 from ..crosssigning import CrossSigningError, PublishedIdentity
 from .credentials import MatrixCredentials, _Stopped, login_hint
-from .describe import _describe_status
+from .describe import _describe_error, _describe_status
 
 if TYPE_CHECKING:
     from nio import AsyncClient
@@ -44,12 +44,15 @@ class _Session:
         self.sink = sink
         self.alerts = alerts
         self.delivered: list[str] = []
+        self.set_aside: list[str] = []  # refused for good (fit.refused_for_good)
         self.requests = 0
         self.creds: MatrixCredentials | None = None
         # Said in the armed message when the account's identity is not the bot's.
         self.identity_notice: str | None = None
         self.identities: dict[str, PublishedIdentity] = {}
         self.pictures: dict[str, Picture | None] = {}
+        # The last answer that was not a 200, in words (what a swallowed failure was).
+        self.last_refusal: str | None = None
         # Filled by MatrixSink.prime.
         self.device_ed25519: str | None = None
         self.outcome: CrossSigningOutcome | None = None
@@ -138,7 +141,29 @@ class _Session:
             return await original_send(*args, **kwargs)
 
         client.send = counted_send
+        client.create_matrix_response = self._judged_by_status(client.create_matrix_response)
         return client
+
+    def _judged_by_status(self, create: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """nio's answer parser, judging every answer by its HTTP status first.
+
+        nio reads a body that is not JSON as `{}` whatever the status, and `{}` is a valid
+        success for to-device, keys upload and more: a proxy's 502 page would pass as
+        "room key shared" and the alert would go out undecryptable (issue 21 item 9)."""
+        from nio import ErrorResponse
+
+        async def judged(response_class: type, transport_response: Any, *args: Any, **kwargs: Any) -> Any:
+            response = await create(response_class, transport_response, *args, **kwargs)
+            status = transport_response.status
+            if status != 200 and not isinstance(response, ErrorResponse):
+                kind = transport_response.content_type or "no content type"
+                response = ErrorResponse(f"answered with {kind}, not a Matrix answer")
+                response.transport_response = transport_response
+            if status != 200:
+                self.last_refusal = _describe_error(response)
+            return response
+
+        return judged
 
     async def _close(self, client: AsyncClient) -> None:
         # Closing must not turn a report into an exception: the contract is "never raise".
