@@ -158,12 +158,12 @@ def _deliver(ports: Ports, accounts: list[_Account], now: datetime, reader: Read
                 ports.state, account.state, account.version, now, key, only=only
             )
     report, error = deliver(ports, outbox)
-    done = set(report.delivered)
+    done = set(report.settled)
     for account in accounts:
         state = account.state
         if state is None or not any(alert.id in done for alert in state.outbox):
             continue
-        account.delivered = sum(1 for alert in state.outbox if alert.id in done)
-        account.state = drop_delivered(state, report.delivered)
+        account.delivered = sum(1 for alert in state.outbox if alert.id in report.delivered)
+        account.state = drop_delivered(state, report.settled)
         account.version = save_state(ports.state, account.state, account.version, state_key(account.name))
     return error

@@ -172,7 +172,7 @@ def flush_outbox(
     state, marked_version = mark_attempted(ports.state, state, version, now, only=only)
     version = marked_version or version
     report, error = deliver(ports, outbox)
-    if report.delivered:
-        state = drop_delivered(state, report.delivered)
+    if report.settled:
+        state = drop_delivered(state, report.settled)
         version = save_state(ports.state, state, version)
     return state, version, len(report.delivered), error

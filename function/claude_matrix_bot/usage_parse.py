@@ -9,6 +9,7 @@ from datetime import datetime
 
 from .errors import BadResponse, NoUsageLimit
 from .model import FIVE_HOUR, WEEKLY_PREFIX, BucketReading, ExtraUsage, Reading
+from .usage_caps import MAX_BUCKET_NAME, capped_buckets, capped_slug
 from .usage_families import is_credit_shaped, locked_reason, read_banked, read_breakdown, read_credits
 from .usage_money import extra_usage as _extra_usage
 from .usage_values import carries_number as _carries_number
@@ -78,7 +79,7 @@ def _limit_bucket(kind: object, scope: object) -> str | None:
     if kind == _WEEKLY_SCOPED_KIND:
         name = _display_name(scope, "model") or _display_name(scope, "surface")
         slug = scope_slug(name) if name else ""
-        return f"{WEEKLY_PREFIX}_{slug}" if slug else None
+        return f"{WEEKLY_PREFIX}_{capped_slug(slug, WEEKLY_PREFIX)}" if slug else None
     return None
 
 
@@ -150,7 +151,7 @@ def parse_usage(payload: object, taken_at: datetime) -> Reading:
     locked: dict[str, str] = {}
     legacy, legacy_null = _legacy_buckets(payload, unknown, locked)
     entries = _limit_entries(payload.get("limits"), unknown)
-    buckets, null_buckets = _merge(legacy, legacy_null, entries)
+    buckets, null_buckets = capped_buckets(*_merge(legacy, legacy_null, entries), unknown)
     extra = _extra_usage(payload, unknown)
     windows = frozenset(k for k in payload if isinstance(k, str) and _BUCKET_NAME.match(k))
     credits = read_credits(payload, _READ_KEYS | windows, unknown)
@@ -195,7 +196,7 @@ def _legacy_buckets(
     for key, value in payload.items():
         if not isinstance(key, str) or key in _READ_KEYS or key in _IGNORED_KEYS:
             continue
-        if _BUCKET_NAME.match(key):
+        if len(key) <= MAX_BUCKET_NAME and _BUCKET_NAME.match(key):
             reason = locked_reason(value)
             if reason is not None:
                 locked[key] = reason

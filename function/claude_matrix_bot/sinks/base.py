@@ -20,6 +20,14 @@ class DeliveryReport:
     delivered: tuple[str, ...]
     error: str | None = None
     requests: int = 0  # network requests spent, for the benchmark and the summary
+    # Refused for good by the far side (too large, malformed): logged and recorded by the
+    # sink, out of the outbox so they never hold back the alerts behind them.
+    set_aside: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> tuple[str, ...]:
+        """The alerts that leave the outbox: delivered or set aside."""
+        return self.delivered + self.set_aside
 
 
 class AlertSink(Protocol):

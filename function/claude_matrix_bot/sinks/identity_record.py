@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import replace_file
 
 IDENTITY_FILE = "identity.json"
+MAX_SET_ASIDE = 10  # alerts set aside that `status` lists (all are counted)
+MAX_NOTE = 500
 
 
 # --- the public file: what the bot knows about its identity (status shows it) ------------------
@@ -27,6 +29,8 @@ class IdentityRecord:
     master key the bot does not hold; the bot does not replace it by itself.
     `withheld`: recipients that got no room key on the last delivery because of an
     identity pin or MATRIX_EXCLUDE_INSECURE_DEVICES, with the reason.
+    `set_aside`: the last alerts the homeserver refused for good (too large, malformed),
+    each "id (kind): why"; `set_aside_total` counts them all.
     """
 
     user_id: str | None = None
@@ -36,6 +40,8 @@ class IdentityRecord:
     foreign_master: str | None = None
     foreign_checked_device: str | None = None
     withheld: tuple[tuple[str, str], ...] = ()
+    set_aside: tuple[str, ...] = ()
+    set_aside_total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +52,8 @@ class IdentityRecord:
             "foreign_master": self.foreign_master,
             "foreign_checked_device": self.foreign_checked_device,
             "withheld": [{"device": device, "reason": reason} for device, reason in self.withheld],
+            "set_aside": list(self.set_aside),
+            "set_aside_total": self.set_aside_total,
         }
 
     @classmethod
@@ -59,6 +67,8 @@ class IdentityRecord:
 
         devices = data.get("signed_devices")
         withheld = data.get("withheld")
+        set_aside = data.get("set_aside")
+        total = data.get("set_aside_total")
         return cls(
             user_id=text("user_id"),
             master=text("master"),
@@ -73,6 +83,10 @@ class IdentityRecord:
             )
             if isinstance(withheld, list)
             else (),
+            set_aside=tuple(str(a)[:MAX_NOTE] for a in set_aside if a)[-MAX_SET_ASIDE:]
+            if isinstance(set_aside, list)
+            else (),
+            set_aside_total=total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 0,
         )
 
 
@@ -87,6 +101,19 @@ def write_identity(store_dir: Path, record: IdentityRecord) -> None:
     if read_identity(store_dir) == record and (store_dir / IDENTITY_FILE).exists():
         return  # unchanged: no rewrite, so a bucket store has nothing to upload
     write_private_json(store_dir / IDENTITY_FILE, record.to_json())
+
+
+def record_set_aside(store_dir: Path, note: str) -> None:
+    """One more alert the homeserver refused for good, for `status` (the last few kept)."""
+    record = read_identity(store_dir)
+    write_identity(
+        store_dir,
+        replace(
+            record,
+            set_aside=(*record.set_aside, note[:MAX_NOTE])[-MAX_SET_ASIDE:],
+            set_aside_total=record.set_aside_total + 1,
+        ),
+    )
 
 
 def foreign_identity_notice(user_id: str, foreign_master: str) -> str:
@@ -127,6 +154,8 @@ def identity_report(data: bytes | None) -> dict[str, Any] | None:
         report["problem"] = foreign_identity_notice(record.user_id, record.foreign_master)
     if record.withheld:
         report["withheld"] = [{"device": device, "reason": reason} for device, reason in record.withheld]
+    if record.set_aside_total:
+        report["set_aside"] = {"total": record.set_aside_total, "last": list(record.set_aside)}
     return report
 
 
@@ -142,4 +171,8 @@ def identity_lines(report: dict[str, Any] | None) -> list[str]:
         lines.append(f"MATRIX IDENTITY: {report['problem']}")
     for entry in report.get("withheld", []):
         lines.append(f"matrix: no room keys for {entry['device']}: {entry['reason']}")
+    if report.get("set_aside"):
+        set_aside = report["set_aside"]
+        lines.append(f"MATRIX: {set_aside['total']} alert(s) refused for good by the homeserver and set aside:")
+        lines.extend(f"  {note}" for note in set_aside["last"])
     return lines

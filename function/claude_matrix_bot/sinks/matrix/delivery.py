@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 from ...charts import Picture, picture_for
 from ...model import Alert
-from ..identity_record import read_identity, write_identity
+from ..identity_record import read_identity, record_set_aside, write_identity
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_error
+from .fit import fit_message, refused_for_good
 from .mentions import mention
 from .pictures import MEDIA_MEMORY, MediaMemory, picture_txn_id, send_picture
 from .room import _RoomSession
@@ -105,7 +106,8 @@ class _Delivery(_RoomSession):
         if not_reached:
             olm.outbound_group_sessions.pop(self.sink.room_id, None)
             names = ", ".join(f"{u} {d}" for u, d in sorted(not_reached))
-            raise _Stopped(f"sending the room key to {names} failed (homeserver unreachable or refusing)")
+            why = self.last_refusal or "homeserver unreachable or refusing"
+            raise _Stopped(f"sending the room key to {names} failed ({why}); the alerts wait for a new room key")
 
     async def _find_in_room(self, client: AsyncClient, creds: MatrixCredentials) -> frozenset[str]:
         """The transaction ids of the attempted alerts (text and picture) that are already
@@ -160,8 +162,8 @@ class _Delivery(_RoomSession):
                 # Before the first event that goes out; none when every alert is found.
                 await self._share_room_key(client, recipients)
                 keyed = True
-            if send_text:
-                await self._send_text(client, alert)
+            if send_text and not await self._send_text(client, alert):
+                continue  # set aside: refused for good, the rest still goes out
             if picture is not None and send_picture_too:
                 # Delivered only with its picture: a failed upload keeps the alert queued,
                 # and the retry's text reuses its transaction id (no duplicate text).
@@ -180,7 +182,8 @@ class _Delivery(_RoomSession):
         """The transaction ids an alert can have put in the room: its text's and its picture's."""
         return (alert.id, picture_txn_id(alert.id)) if self._picture(alert) is not None else (alert.id,)
 
-    async def _send_text(self, client: AsyncClient, alert: Alert) -> None:
+    async def _send_text(self, client: AsyncClient, alert: Alert) -> bool:
+        """Sent (True), or set aside (False) when the homeserver refuses it for good."""
         from nio import RoomSendResponse
 
         plain, html = alert.plain, alert.html
@@ -190,6 +193,7 @@ class _Delivery(_RoomSession):
             # armed message only (with ACCOUNTS, several accounts arm together).
             plain += f"\n\n⚠️ {notice}"
             html += f"<p>⚠️ {escape(notice)}</p>"
+        plain, html = fit_message(plain, html)  # well under the homeserver's event limit
         # Urgent alerts ring the MATRIX_MENTION users; every other message pings no one.
         said = mention(plain, html, self.sink.mention if alert.urgent else ())
         content = {
@@ -203,10 +207,22 @@ class _Delivery(_RoomSession):
             self.sink.room_id, "m.room.message", content, tx_id=alert.id, ignore_unverified_devices=False
         )
         if not isinstance(response, RoomSendResponse):
+            status = getattr(getattr(response, "transport_response", None), "status", None)
+            if refused_for_good(status, getattr(response, "status_code", None)):
+                self._set_aside(alert, _describe_error(response))
+                return False
             raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
         if notice:
             self.identity_notice = None
         log.info("delivered alert %s as %s", alert.id, response.event_id)
+        return True
+
+    def _set_aside(self, alert: Alert, why: str) -> None:
+        """Retried first forever, it would hold back every alert behind it: out of the
+        outbox, logged, and kept in identity.json for `status` (issue 21 item 2)."""
+        log.error("alert %s (%s) set aside: the homeserver refuses it for good (%s)", alert.id, alert.kind, why)
+        self.set_aside.append(alert.id)
+        record_set_aside(self.sink.store_dir, f"{alert.id} ({alert.kind}): {why}")
 
     async def _send_picture(self, client: AsyncClient, picture: Picture, alert_id: str) -> None:
         media = MediaMemory(self.sink.store_dir / MEDIA_MEMORY)

@@ -93,6 +93,8 @@ class _IdentitySession(_DeviceSession):
                 self_signing=keys.self_signing.public,
                 signed_devices=(*[d for d in signed if d != device_id], device_id),
                 withheld=previous.withheld,
+                set_aside=previous.set_aside,
+                set_aside_total=previous.set_aside_total,
             ),
         )
         log.info("signed the bot's device %s with its cross-signing identity", device_id)

@@ -64,7 +64,9 @@ class MatrixSink:
         error = asyncio.run(delivery.run(delivery._deliver))
         if error is not None:
             log.error("matrix delivery stopped after %d of %d alerts: %s", len(delivery.delivered), len(alerts), error)
-        return DeliveryReport(tuple(delivery.delivered), error=error, requests=delivery.requests)
+        return DeliveryReport(
+            tuple(delivery.delivered), error=error, requests=delivery.requests, set_aside=tuple(delivery.set_aside)
+        )
 
     def prime(self, *, password: str | None = None, reset_cross_signing: bool = False) -> PrimeReport:
         """For `matrix-login`: open (or create) this device's key store, publish its keys,
