@@ -18,10 +18,13 @@ import pytest
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.sinks.matrix import MatrixSink
 from claude_matrix_bot.sinks.matrix.mentions import mention, user_link
+from devstack.fakes.anthropic import FakeAnthropic
 from devstack.matrix_recipient import Recipient
 from devstack.synapse import Account, Homeserver
 from tests.chart_scenarios import synthetic_window
 from tests.element_recipient import ElementDevice, ensure_installed
+from tests.helpers import assert_no_secrets
+from tests.matrix_scene import make_scene
 
 
 def alert(name: str, *, urgent: bool, chart: bool = False) -> Alert:
@@ -133,3 +136,28 @@ def test_element_reads_the_mention_of_an_urgent_alert(homeserver: Homeserver, tm
     finally:
         laptop.close()
     assert alice.password not in laptop.stderr
+
+
+@pytest.mark.synapse
+def test_through_the_cli_the_urgent_alert_mentions_and_the_rest_do_not(
+    homeserver: Homeserver, anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    scene = make_scene(homeserver, anthropic, tmp_path)
+    # Two users: one not in the room (a mention names whom it names, members or not).
+    scene.env["MATRIX_MENTION"] = f"@nobody:localhost,{scene.alice.user_id}"
+
+    try:
+        scene.run(0, 30.0)  # armed
+        scene.run(5, 55.0)  # 50%: a note
+        scene.run(10, 85.0)  # 80%, the highest threshold: urgent
+        history = scene.recipient.history(scene.room_id)
+        assert history.undecryptable == ()
+        said = [(m.body.splitlines()[0], m.mentions) for m in history.decrypted]
+        mentioned = {"user_ids": ["@nobody:localhost", scene.alice.user_id]}
+        assert [mentions for _, mentions in said] == [{}, {}, mentioned], said
+        assert "usage passed 80%" in said[2][0]
+        assert history.decrypted[2].body.endswith(f"\n@nobody:localhost {scene.alice.user_id}")
+        assert_no_secrets(scene.secrets(), *scene.outputs)
+    finally:
+        scene.proxy.stop()
+        scene.recipient.close()

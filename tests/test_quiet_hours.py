@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from claude_matrix_bot.holding import outgoing, quiet_until, wall_instant, was_held
 from claude_matrix_bot.model import Alert
 from claude_matrix_bot.quiet_hours import QuietHours, parse_quiet_hours
+from claude_matrix_bot.settings import Settings
+from claude_matrix_bot.state import State
+from claude_matrix_bot.status import Snapshot, _View, format_status
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NIGHT = parse_quiet_hours("22:00-07:00")
@@ -188,3 +191,31 @@ def test_urgent_during_quiet_hours_across_the_dst_change() -> None:
     assert out.until == utc(2026, 10, 25, 6, 0)  # 07:00 CET
     (sent,) = outgoing((note,), utc(2026, 10, 25, 6, 0), Reader()).due
     assert sent.plain.endswith("Raised Sun 25 Oct 01:30 CEST, held through quiet hours.")
+
+
+# --- what `status` says ------------------------------------------------------------------------
+
+
+def test_status_says_what_waits_until_when_and_which_is_urgent() -> None:
+    note = alert("note", utc(2026, 1, 8, 23, 0))  # 00:00 CET
+    limit = alert("limit", utc(2026, 1, 9, 2, 12), urgent=True)  # sent at once, yet undelivered: Matrix down
+    state = State(outbox=(note, limit), armed_at=utc(2026, 1, 8, 12, 0))
+    settings = Settings(timezone=BERLIN, quiet_hours=NIGHT, state_url="memory://status")
+    snapshot = Snapshot(settings, utc(2026, 1, 9, 2, 15), {"": _View(state, None)})
+
+    text = format_status(snapshot)
+    assert "undelivered alerts: 2 (1 urgent)" in text
+    assert "quiet hours 22:00-07:00 Europe/Berlin: until Fri 9 Jan 07:00 CET (in 3h 45m), 1 alert(s) waiting" in text
+    assert "  waiting: threshold (seven_day), raised Fri 9 Jan 00:00 CET" in text
+    doc = snapshot.to_json()
+    assert [(a["id"], a["urgent"], a["held_until"]) for a in doc["outbox"]] == [
+        ("cmb-note", False, "2026-01-09T06:00:00Z"),
+        ("cmb-limit", True, None),
+    ]
+    assert doc["quiet_hours"] == {
+        "span": "22:00-07:00",
+        "timezone": "Europe/Berlin",
+        "quiet_now": True,
+        "until": "2026-01-09T06:00:00Z",
+        "waiting": 1,
+    }

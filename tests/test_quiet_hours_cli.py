@@ -2,8 +2,9 @@
 `python -m claude_matrix_bot run` (stdout sink, NOW_OVERRIDE, a new process each time, so
 every step is also a restart) against the loopback fake Anthropic API.
 
-A note raised during quiet hours waits in state.json's outbox, `status` says what waits
-and until when, and the first cycle after the end sends it, saying when it was raised.
+A note raised during quiet hours waits in state.json's outbox while an urgent alert goes at
+once, `status` says what waits and until when, and the first cycle after the end sends it,
+saying when it was raised.
 """
 
 from __future__ import annotations
@@ -75,14 +76,20 @@ def test_a_note_waits_through_quiet_hours_and_a_restart(
     raised_words = f"{local_raised:%a} {local_raised.day} {local_raised:%b %H:%M} {local_raised.tzname()}"
     assert f"waiting: threshold (seven_day), raised {raised_words}" in text
 
+    # 80%, the highest threshold, is urgent: it goes at once, in quiet hours too; the note waits.
+    [urgent] = run(start + 2 * HOUR, 85.0)
+    assert (urgent["kind"], urgent["threshold"], urgent["urgent"]) == ("threshold", 80, True)
+    assert "held through quiet hours" not in urgent["plain"]
+    assert "CET" in urgent["plain"] and "UTC" not in urgent["plain"]
+
     # Later in quiet hours, another process: still waiting, nothing new said.
-    assert run(start + 3 * HOUR, 56.0) == []
+    assert run(start + 3 * HOUR, 86.0) == []
     saved = json.loads((tmp_path / "state" / "state.json").read_text())
     assert [a["kind"] for a in saved["outbox"]] == ["threshold"]
     assert "attempted_at" not in saved["outbox"][0], "never sent, so never marked as maybe in the room"
 
     # The first cycle after quiet hours: the note goes out, saying when it was raised.
-    [note] = run(quiet_end + 2 * timedelta(minutes=1), 57.0)
+    [note] = run(quiet_end + 2 * timedelta(minutes=1), 87.0)
     assert (note["kind"], note["threshold"], note["urgent"]) == ("threshold", 50, False)
     assert note["id"] == waiting["id"]
     assert note["plain"].endswith(f"\nRaised {raised_words}, held through quiet hours.")

@@ -276,7 +276,8 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
             + ", ".join(state.unknown_numbers)
         )
     if state.outbox:
-        lines.append(f"undelivered alerts: {len(state.outbox)}")
+        urgent = sum(a.urgent for a in state.outbox)
+        lines.append(f"undelivered alerts: {len(state.outbox)}" + (f" ({urgent} urgent)" if urgent else ""))
     lines.extend(_quiet_lines(snapshot, state))
     return lines
 
