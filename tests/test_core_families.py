@@ -230,7 +230,8 @@ def test_a_plain_answer_keeps_the_grants_and_banked_resets_off_says_nothing() ->
     assert said[1] == [] and state is not None and [g.id for g in state.families.grants] == [grant()["id"]]
     off = DecideConfig(charts_enabled=False, banked_resets_enabled=False)
     _, said = run([(T0, answer()), (T0 + timedelta(minutes=5), answer(cedar=cedar, five=100))], off)
-    assert said[1] == []
+    # Only the session's own limit (issue 24), never a banked reset.
+    assert [(a.kind, a.details.get("event")) for a in said[1]] == [("session", "limit")]
 
 
 # --- account, seats, breakdown -----------------------------------------------------------------

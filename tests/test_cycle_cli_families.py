@@ -112,7 +112,8 @@ def test_a_banked_reset_from_appearance_through_a_limit_episode_to_its_end(
         "Banked reset “Claude Opus 5.5 launch" in status and "1 left" in status and "alerted: 72h, available" in status
     )
     # A limit episode: "usable now" once, however long the account stays at the limit.
-    (usable,) = at(ends - 50 * HOUR, five=100, usable=True)
+    limit, usable = at(ends - 50 * HOUR, five=100, usable=True)
+    assert (limit["kind"], limit["event"]) == ("session", "limit"), "the session's own signal (issue 24)"
     assert usable["event"] == "usable_now" and "At a limit (5-hour session)" in usable["plain"]
     assert at(ends - 49 * HOUR, five=100, usable=True) == []
     assert at(ends - 45 * HOUR, five=20) == []

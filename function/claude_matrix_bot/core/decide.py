@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 from ..model import Alert, BucketReading, ExtraUsage, Reading
 from ..state import MAX_SHIFT_MEMORY, BucketState, ExtraUsageState, Health, State
-from . import account, digest, extra_usage, families, messages, thresholds, weekly
+from . import account, digest, extra_usage, families, messages, session, thresholds, weekly
 from .alerts import alert_id
 from .alerts import key as _key
 from .alerts import make as _make
@@ -89,6 +89,11 @@ def _buckets_step(
             if present:
                 baseline.append(messages.BaselineRow(name, None, None))
                 buckets[name] = _gone_null(old)
+            if old is not None and family.back_after_limit:
+                # An absent bucket's state is left as it was, but for the session's own mark.
+                event = window_event(old, None, now, config.reset_shift_tolerance_sec)
+                buckets[name], produced = session.step(name, buckets[name], event, None, now, config)
+                alerts.extend(produced)
             continue
         state, produced = _bucket_step(name, old, current, now, int(now.timestamp()), config)
         buckets[name] = state
@@ -170,6 +175,9 @@ def _bucket_step(
     if family.forecast:
         state, forecast = weekly.forecast_step(name, state, current, now, now_ts, config)
         alerts.extend(forecast)
+    if family.back_after_limit:
+        state, said = session.step(name, state, event, current, now, config)
+        alerts.extend(said)
     return state, alerts
 
 

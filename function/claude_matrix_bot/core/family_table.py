@@ -5,17 +5,18 @@ A reading holds limits of several families. Each family is one `Family` row of
 `messages`, `status`, the CLI's chart) look the row up and never branch on a bucket's
 name. A bucket's family comes from its name in one place, `family_of`.
 
-Adding a family (the credit, banked-reset and account families are declared here and
-filled in by their rules):
-1. add its row to `FAMILIES` (and, for a family of buckets, a `match`): the setting that
-   gives its thresholds (a `DecideConfig` field), and which of reset shift, forecast,
-   digest, chart and "back after the limit" apply;
-2. declare its alert kind's fields in `core/alert_fields.py` and its urgency in `URGENCY`
-   below (docs/design.md §9);
-3. write its rules as a step function called by `decide` (see `core/session.py` for a
-   family of buckets, `core/extra_usage.py` for one read from elsewhere in the answer),
-   using `thresholds.crossed` for thresholds and `window.window_event` for window ends;
-4. its messages in `core/messages.py`.
+Adding a family touches four shipped files (the session family did; issue 24):
+1. this table: its row in `FAMILIES` (a `match` or `prefix` for a family of buckets), the
+   `DecideConfig` field giving its thresholds, which of reset shift, forecast, digest, chart
+   and "back after the limit" apply, and its urgency in `URGENCY` (docs/design.md §9);
+2. `core/alert_fields.py`: its alert kind's stdout fields (the README's table follows);
+3. its rules as a step module (`core/session.py` for a family of buckets, fed the window
+   event of `core/window.py`; `core/families.py` steps the credit, banked-reset and account
+   families read from elsewhere in the answer), using `thresholds.crossed` for thresholds,
+   `alerts.make` for its alerts and `messages`' formatting for its text;
+4. `core/decide.py`: the one call of that step (a family of buckets is called where the table
+   says it applies, e.g. `if family.back_after_limit`).
+A new bucket of a known family (`seven_day_cowork`) needs none of this.
 """
 
 from __future__ import annotations
