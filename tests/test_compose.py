@@ -116,3 +116,22 @@ def test_an_unencrypted_key_store_is_said_in_the_log_and_in_status(
         assert report["key_store"] == {"encrypted": True}
         assert "not encrypted" not in text
         assert passphrase not in text + str(report)
+
+
+@pytest.mark.parametrize("accounts", [None, "work,priv"])
+def test_every_token_store_keeps_a_pair_it_cannot_write_back_in_the_state_store(
+    tmp_path: Path, anthropic: FakeAnthropic, accounts: str | None
+) -> None:
+    # Issue 21 item 3: the composition root gives every account its last resort, beside its state.
+    from claude_matrix_bot.tokens.pending import SafekeepingTokenStore
+
+    extra = {"ACCOUNTS": accounts} if accounts else {}
+    ports = build(load_settings(bot_env(tmp_path, anthropic.base_url, anthropic.token_url, **extra)), Redactor())
+    keys = {}
+    for name, registering in ports.tokens.items():
+        keeper = registering.inner  # type: ignore[attr-defined]
+        assert isinstance(keeper, SafekeepingTokenStore)
+        assert keeper.state is ports.state
+        keys[name] = keeper.key
+    expected = {"work": "work/tokens-pending.json", "priv": "priv/tokens-pending.json"}
+    assert keys == (expected if accounts else {SINGLE_ACCOUNT: "tokens-pending.json"})

@@ -209,15 +209,20 @@ def test_server_errors_are_storage_errors_and_do_not_stick(
     assert store.load().tokens.access_token == ACCESS
 
 
-def test_server_error_on_save_leaves_the_secret_as_it_was(fake: FakeKubeApiServer, store: SecretTokenStore) -> None:
+def test_a_persistent_server_error_on_save_leaves_the_secret_as_it_was(fake: FakeKubeApiServer) -> None:
+    # One 5xx is retried now (issue 21 item 3, tests/test_tokens_k8s_writeback.py); an outage
+    # that outlasts the retries is still a StorageError, never a conflict, and writes nothing.
+    store = SecretTokenStore(fake.secret_name, fake.namespace, core_v1_api(fake), write_retry_delays=(0.01, 0.01))
     seen = store.load()
-    fake.fail_next(503)
+    fake.fail_next(503, times=100, method="PATCH")
 
     with pytest.raises(StorageError, match="503") as error:
         store.save(rotated(), expect_version=seen.version)
 
     assert not isinstance(error.value, StorageConflict)
+    fake.clear_faults()
     assert store.load() == seen
+    assert [r.status for r in fake.requests if r.method == "PATCH"] == [503, 503, 503]
 
 
 def test_unreachable_api_server_is_a_storage_error() -> None:
@@ -391,8 +396,11 @@ def test_no_secret_value_in_exceptions_logs_or_output(
     attempt(lambda: store.save(rotated(), expect_version=seen.version))  # 409
     fake.fail_next(500)
     attempt(store.load)
-    fake.fail_next(503)
-    attempt(lambda: store.save(rotated(), expect_version=saved.version))
+    fake.fail_next(503, times=100, method="PATCH")  # outlasts the write-back's retries
+    store.write_retry_delays = (0.01,)
+    # (Other values than the Secret holds: the same ones would read as a write that landed.)
+    attempt(lambda: store.save(OAuthTokens(ACCESS, REFRESH, EXPIRES), expect_version=saved.version))
+    fake.clear_faults()
     attempt(SecretTokenStore("other", fake.namespace, core_v1_api(fake)).load)  # 403
     fake.put_secret({"accessToken": ACCESS, "refreshToken": REFRESH, "expiresAt": "soon-ish"})
     attempt(store.load)

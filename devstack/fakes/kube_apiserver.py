@@ -17,7 +17,9 @@ It speaks real HTTP on 127.0.0.1 (a free port) and is driven through the real
   both merge the same way) and `application/json-patch+json` only with a list
   body; anything else is 415.
 
-Fault injection: `fail_next(status)` answers the next request(s) with a 5xx,
+Fault injection: `fail_next(status)` answers the next request(s) with a 5xx (optionally
+only a method, only token writes), `stall_next(seconds)` performs a write and answers too
+late (a client timeout after the write landed),
 `another_writer()` changes the Secret behind the client's back (the race a
 second cycle would cause). Every request is recorded in `requests`.
 """
@@ -29,6 +31,7 @@ import binascii
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +81,14 @@ class RecordedRequest:
 class _Fault:
     status: int
     remaining: int
+    method: str | None = None  # only requests of this method
+    writes_tokens: bool = False  # only requests whose body carries `data` (a token write)
+    stall: float = 0.0  # perform the request, then answer after this long (the client has given up)
+
+    def matches(self, method: str, body: Any) -> bool:
+        if self.remaining <= 0 or (self.method is not None and method != self.method):
+            return False
+        return not self.writes_tokens or (isinstance(body, dict) and "data" in body)
 
 
 @dataclass
@@ -255,10 +266,22 @@ class FakeKubeApiServer:
 
     # --- fault injection and the log -------------------------------------------------
 
-    def fail_next(self, status: int = 500, *, times: int = 1) -> None:
-        """Answer the next `times` requests with `status` (a Status object body)."""
+    def fail_next(
+        self, status: int = 500, *, times: int = 1, method: str | None = None, writes_tokens: bool = False
+    ) -> None:
+        """Answer the next `times` requests (of `method`; writing tokens) with `status` (a Status body)."""
         with self._lock:
-            self._state.faults.append(_Fault(status, times))
+            self._state.faults.append(_Fault(status, times, method, writes_tokens))
+
+    def stall_next(self, seconds: float, *, times: int = 1, method: str = "PATCH", writes_tokens: bool = True) -> None:
+        """Perform the next `times` matching requests, then answer only after `seconds`: a write
+        that landed while the client timed out."""
+        with self._lock:
+            self._state.faults.append(_Fault(200, times, method, writes_tokens, stall=min(seconds, 10.0)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._state.faults.clear()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -303,14 +326,18 @@ class FakeKubeApiServer:
         self, method: str, path: str, headers: Mapping[str, str], content_type: str | None, body: Any
     ) -> tuple[int, Any]:
         with self._lock:
-            for fault in self._state.faults:
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                    return fault.status, status_object(fault.status, f"injected fault {fault.status}")
+            fault = next((f for f in self._state.faults if f.matches(method, body)), None)
+            if fault is not None:
+                fault.remaining -= 1
+        if fault is not None and not fault.stall:
+            return fault.status, status_object(fault.status, f"injected fault {fault.status}")
         try:
-            return 200, self._route(method, path, headers, content_type, body)
+            answer: tuple[int, Any] = (200, self._route(method, path, headers, content_type, body))
         except _ApiError as exc:
-            return int(exc.status["code"]), exc.status
+            answer = (int(exc.status["code"]), exc.status)
+        if fault is not None:
+            time.sleep(fault.stall)  # bounded by stall_next
+        return answer
 
     def _route(
         self, method: str, path: str, headers: Mapping[str, str], content_type: str | None, body: Any
@@ -434,11 +461,13 @@ def _make_handler(fake: FakeKubeApiServer) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, payload = fake._handle(self.command, self.path, headers, raw_body)
             encoded = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(encoded)))
-            self.end_headers()
-            self.wfile.write(encoded)
+            # A client that gave up (stall_next) is gone: nothing to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
 
         do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
 

@@ -71,8 +71,9 @@ def cycle_config(settings: Settings, *, enforce_min_interval: bool) -> CycleConf
 
 def build(settings: Settings, redactor: Redactor, *, sink: AlertSink | None = None) -> Ports:
     # The token stores first: their configuration errors come before the state store's.
-    tokens = {name: _Registering(store, redactor) for name, store in token_stores(settings).items()}
+    stores = token_stores(settings)
     state = open_store(settings.state_url)
+    tokens = {name: _Registering(_safekept(name, store, state), redactor) for name, store in stores.items()}
     return Ports(
         state=state,
         tokens=tokens,
@@ -103,6 +104,14 @@ def token_stores(settings: Settings) -> dict[str, TokenStore]:
     if not settings.accounts:
         return {SINGLE_ACCOUNT: secret}
     return {name: secret.for_account(name) for name in settings.accounts}
+
+
+def _safekept(name: str, store: TokenStore, state: BlobStore) -> TokenStore:
+    """A refreshed pair the token store refuses is kept in the state store (tokens/pending.py)."""
+    from .tokens.pending import SafekeepingTokenStore, pending_key
+
+    account = None if name == SINGLE_ACCOUNT else name
+    return SafekeepingTokenStore(store, state, pending_key(account), str(getattr(store, "where", "") or store))
 
 
 class _Registering:

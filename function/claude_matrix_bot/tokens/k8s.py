@@ -35,7 +35,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -45,17 +45,20 @@ from .base import OAuthTokens, StoredTokens, clean_value, from_unix_ms, to_unix_
 from .k8s_api import (
     CLAIM_ANNOTATION,
     OWN_KEYS_SEPARATOR,
+    ApiUnavailable,
     api_from_environment,
     b64,
     check_name,
     check_namespace,
     fingerprint_of,
     network_reason,
+    raise_for_status,
     read_claim,
     read_namespace_file,
     resource_version,
     to_millisecond,
 )
+from .k8s_write import WRITE_BACK_BUDGET_SEC, WRITE_RETRY_DELAYS, write_retrying
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
@@ -80,6 +83,8 @@ CLAIM_POLL = timedelta(seconds=0.5)
 MAX_OTHER_WRITER_RETRIES = 8
 # (connect, read) seconds: a hung API server must not hang the cycle.
 REQUEST_TIMEOUT = (5.0, 20.0)
+# The write-back's retries end this long before the refresh claim expires.
+CLAIM_MARGIN_SEC = 15.0
 
 
 class SecretTokenStore:
@@ -96,6 +101,8 @@ class SecretTokenStore:
         claim_wait: timedelta = CLAIM_WAIT,
         claim_poll: timedelta = CLAIM_POLL,
         account: str | None = None,
+        write_retry_delays: Sequence[float] = WRITE_RETRY_DELAYS,
+        request_timeout: tuple[float, float] = REQUEST_TIMEOUT,
     ) -> None:
         check_name(name)
         context_namespace: str | None = None
@@ -114,6 +121,9 @@ class SecretTokenStore:
         self.claim_wait = claim_wait
         self.claim_poll = claim_poll
         self.account = account
+        self.write_retry_delays = tuple(write_retry_delays)
+        self.request_timeout = request_timeout
+        self._claim_deadline: float | None = None  # monotonic; set while this store holds the claim
         self._api = api
         prefix = f"{account}." if account else ""
         # The three keys this store owns, in the order the triple is read.
@@ -132,6 +142,8 @@ class SecretTokenStore:
             claim_wait=self.claim_wait,
             claim_poll=self.claim_poll,
             account=account,
+            write_retry_delays=self.write_retry_delays,
+            request_timeout=self.request_timeout,
         )
 
     def __repr__(self) -> str:
@@ -172,13 +184,13 @@ class SecretTokenStore:
         # The same write ends our refresh claim (null deletes the annotation in a merge patch).
         drop_claim = {"annotations": {self.claim_annotation: None}}
         if not self.account:
-            version = self._patch(drop_claim, data, expect_version=expect_version)
+            version = self._write(drop_claim, data, expect_version)
             log.info("wrote OAuth tokens to %s (resourceVersion %s -> %s)", self.where, expect_version, version)
             return StoredTokens(tokens=stored, version=version)
         resource_version, _, own_keys = expect_version.partition(OWN_KEYS_SEPARATOR)
         for _ in range(MAX_OTHER_WRITER_RETRIES):
             try:
-                version = self._patch(drop_claim, data, expect_version=resource_version)
+                version = self._write(drop_claim, data, resource_version)
             except StorageConflict:
                 secret, resource_version = self._read()
                 if self._fingerprint(secret) != own_keys:
@@ -192,6 +204,18 @@ class SecretTokenStore:
         raise StorageError(
             f"{self.where}: the Secret kept changing under {MAX_OTHER_WRITER_RETRIES} writes in a row; "
             "the refreshed tokens could not be written back"
+        )
+
+    def _write(self, metadata: dict[str, Any], data: dict[str, str], expect_version: str) -> str:
+        """The token write, retried within the claim's time (tokens/k8s_write.py)."""
+        deadline = self._claim_deadline or time.monotonic() + WRITE_BACK_BUDGET_SEC
+        return write_retrying(
+            lambda: self._patch(metadata, data, expect_version=expect_version),
+            self._read,
+            lambda secret: all((secret.data or {}).get(key) == value for key, value in data.items()),
+            delays=self.write_retry_delays,
+            deadline=deadline,
+            where=self.where,
         )
 
     def _fingerprint(self, secret: Any) -> str:
@@ -234,9 +258,11 @@ class SecretTokenStore:
                 continue
             log.debug("claimed %s for a refresh at resourceVersion %s", self.where, claimed)
             break
+        self._claim_deadline = time.monotonic() + self.claim_ttl.total_seconds() - CLAIM_MARGIN_SEC
         try:
             yield
         finally:
+            self._claim_deadline = None
             self._release(holder)
 
     def _release(self, holder: str) -> None:
@@ -267,14 +293,16 @@ class SecretTokenStore:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            secret = self._api.read_namespaced_secret(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            secret = self._api.read_namespaced_secret(self.name, self.namespace, _request_timeout=self.request_timeout)
         except ApiException as exc:
             self._raise_for_status(exc, "get")
         except ValueError:
             # A response the client cannot deserialize; its message may quote the data.
             raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
         except Exception as exc:  # urllib3/socket failures: their messages carry URLs, never data
-            raise StorageError(f"cannot reach the Kubernetes API to read {self.where}: {network_reason(exc)}") from None
+            raise ApiUnavailable(
+                f"cannot reach the Kubernetes API to read {self.where}: {network_reason(exc)}"
+            ) from None
         version = resource_version(secret)
         if version is None:
             raise StorageError(f"{self.where}: the API answered without a metadata.resourceVersion")
@@ -298,7 +326,7 @@ class SecretTokenStore:
                 patch,
                 field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.request_timeout,
             )
         except ApiException as exc:
             self._raise_for_status(exc, "patch", expect_version=expect_version)
@@ -306,7 +334,7 @@ class SecretTokenStore:
             raise StorageError(f"{self.where}: the Kubernetes API answered something that is not a Secret") from None
         except Exception as exc:
             # The write may or may not have landed; the next load() tells (its version moves on either way).
-            raise StorageError(
+            raise ApiUnavailable(
                 f"cannot reach the Kubernetes API to write {self.where}: {network_reason(exc)}"
             ) from None
         version = resource_version(secret)
@@ -317,34 +345,7 @@ class SecretTokenStore:
     # --- helpers -------------------------------------------------------------------
 
     def _raise_for_status(self, exc: Any, verb: str, *, expect_version: str | None = None) -> NoReturn:
-        # Only the status code and the Status reason: exc.body is the response
-        # (a Secret's data on success-shaped errors) and str(exc) prints it.
-        status = int(getattr(exc, "status", 0) or 0)
-        if status == 409:
-            raise StorageConflict(
-                f"{self.where} changed since resourceVersion {expect_version}: another writer won (409 Conflict)"
-            ) from None
-        if status == 404:
-            raise StorageError(
-                f"{self.where} not found (404): create it in namespace {self.namespace!r} with the keys "
-                f"{', '.join(self._keys())}"
-            ) from None
-        if status == 403:
-            raise StorageError(
-                f"forbidden (403) to {verb} {self.where}: the ServiceAccount's Role must allow get and patch "
-                f"on exactly this Secret (RBAC rule: resources [secrets], resourceNames [{self.name}], "
-                "verbs [get, patch])"
-            ) from None
-        if status == 401:
-            raise StorageError(
-                f"the Kubernetes API rejected our credentials (401) to {verb} {self.where}: "
-                "check the ServiceAccount token or the kubeconfig user"
-            ) from None
-        if status == 0:
-            raise StorageError(
-                f"cannot talk to the Kubernetes API to {verb} {self.where} (TLS or request error)"
-            ) from None
-        raise StorageError(f"the Kubernetes API answered {status} to {verb} {self.where}") from None
+        raise_for_status(exc, verb, self.where, self.name, self.namespace, self._keys(), expect_version)
 
     def _parse(self, data: Mapping[str, str | bytes]) -> OAuthTokens:
         missing = [k for k in self._keys() if not data.get(k)]

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageConflict, StorageError
 from .base import from_unix_ms, to_unix_ms
 
 if TYPE_CHECKING:
@@ -124,3 +124,38 @@ def network_reason(exc: Exception) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+class ApiUnavailable(StorageError):
+    """The API server did not answer the request (a network error, a timeout) or answered
+    5xx / 429: worth another try, and after a write, a read (it may have landed)."""
+
+
+def raise_for_status(
+    exc: Any, verb: str, where: str, name: str, namespace: str, keys: tuple[str, ...], expect_version: str | None
+) -> NoReturn:
+    # Only the status code and the Status reason: exc.body is the response
+    # (a Secret's data on success-shaped errors) and str(exc) prints it.
+    status = int(getattr(exc, "status", 0) or 0)
+    if status == 409:
+        raise StorageConflict(
+            f"{where} changed since resourceVersion {expect_version}: another writer won (409 Conflict)"
+        ) from None
+    if status == 404:
+        raise StorageError(
+            f"{where} not found (404): create it in namespace {namespace!r} with the keys {', '.join(keys)}"
+        ) from None
+    if status == 403:
+        raise StorageError(
+            f"forbidden (403) to {verb} {where}: the ServiceAccount's Role must allow get and patch "
+            f"on exactly this Secret (RBAC rule: resources [secrets], resourceNames [{name}], verbs [get, patch])"
+        ) from None
+    if status == 401:
+        raise StorageError(
+            f"the Kubernetes API rejected our credentials (401) to {verb} {where}: "
+            "check the ServiceAccount token or the kubeconfig user"
+        ) from None
+    if status == 0:
+        raise StorageError(f"cannot talk to the Kubernetes API to {verb} {where} (TLS or request error)") from None
+    failure = ApiUnavailable if status >= 500 or status == 429 else StorageError
+    raise failure(f"the Kubernetes API answered {status} to {verb} {where}") from None
