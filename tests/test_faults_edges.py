@@ -24,7 +24,7 @@ from functions_framework import create_app
 from claude_matrix_bot import cli
 from claude_matrix_bot.compose import build, cycle_config
 from claude_matrix_bot.cycle import run_cycle
-from claude_matrix_bot.errors import StorageError
+from claude_matrix_bot.errors import ConfigError, StorageError
 from claude_matrix_bot.logs import Redactor
 from claude_matrix_bot.model import Alert, Reading
 from claude_matrix_bot.settings import load_settings
@@ -418,3 +418,120 @@ def test_the_shim_turns_an_unexpected_exception_into_exit_1(
     err = capsys.readouterr().err
     assert code == 1
     assert "Traceback" not in err and "unexpected ValueError: surprise" in err
+
+
+# --- URLs: no tokens over plain http to another host, no userinfo in messages ----------------
+
+BASE = {"LOCAL_MODE": "1", "ALERT_SINK": "stdout"}
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [("ANTHROPIC_BASE_URL", "http://api.example.com"), ("ANTHROPIC_TOKEN_URL", "http://10.1.2.3/v1/oauth/token")],
+)
+def test_plain_http_to_another_host_needs_the_opt_in(name: str, url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, name: url})
+    assert f"{name}: plain http://" in str(caught.value)
+    assert "ALLOW_PLAIN_HTTP=1" in str(caught.value)
+
+    assert load_settings({**BASE, name: url, "ALLOW_PLAIN_HTTP": "1"}).allow_plain_http
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost", "[::1]:9000", "127.5.6.7"])
+def test_plain_http_to_loopback_needs_no_opt_in(host: str) -> None:
+    assert load_settings({**BASE, "ANTHROPIC_BASE_URL": f"http://{host}"}).anthropic_base_url == f"http://{host}"
+
+
+def test_a_plain_http_homeserver_needs_the_opt_in(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name, value in {
+        "homeserver_url": "http://matrix.example.org",
+        "user_id": "@bot:example.org",
+        "access_token": "syt_not_a_real_token_123",
+        "device_id": "BOTDEVICE",
+    }.items():
+        (creds / name).write_text(value + "\n")
+    env = {
+        **bot_env(tmp_path, anthropic.base_url, anthropic.token_url),
+        "ALERT_SINK": "matrix",
+        "MATRIX_ROOM_ID": "!room:example.org",
+        "MATRIX_CREDS_DIR": str(creds),
+    }
+
+    run = run_cli(env, "run")
+    login = run_cli(
+        {**env, "MATRIX_PASSWORD_FILE": str(creds / "user_id")},
+        "matrix-login",
+        "--homeserver",
+        "http://matrix.example.org",
+        "--user",
+        "bot",
+    )
+
+    for result in (run, login):
+        assert result.code == 2, result.stderr
+        assert "plain http:// to matrix.example.org" in result.stderr and "ALLOW_PLAIN_HTTP" in result.stderr
+    assert anthropic.usage_calls == 0, "refused before any I/O"
+
+
+def test_url_userinfo_never_reaches_a_message(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, "ANTHROPIC_BASE_URL": "ftp://operator:pw-hunter2-secret@api.example.com"})
+    assert "pw-hunter2" not in str(caught.value) and "api.example.com" in str(caught.value)
+
+    with anthropic.refusing_connections():
+        base = anthropic.base_url.replace("http://", "http://operator:pw-hunter2-secret@")
+        result = run_cli(bot_env(tmp_path, base, anthropic.token_url), "run", now=_now())
+
+    assert result.code == 1, result.stderr
+    assert "unreachable" in result.stderr
+    assert "pw-hunter2" not in result.stderr + json.dumps(_health(tmp_path))
+    assert "operator" not in result.stderr
+
+
+# --- terminal escapes from the usage answer ----------------------------------------------
+
+ESCAPES = ("\x1b", "\x9b", "\u202e", "\x07")
+
+
+def test_control_characters_from_the_usage_answer_reach_no_log_status_or_alert(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
+) -> None:
+    now = _now()
+    answer = _usage(now)
+    answer["mystery\x1b[2J\x1b]0;pwned\x07"] = {"utilization": 5, "resets_at": None}
+    answer["seven_day"]["severity\x9b31m"] = "warning\u202etxt"
+    anthropic.set_usage(answer)
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
+
+    run = run_cli(env, "run", now=now)
+    anthropic.fail_next("usage", status=500, body=b"oops \x1b[31mred\x1b[0m \x9b2J")
+    failed = run_cli(env, "run", now=now + timedelta(minutes=5))
+    status = run_cli(env, "status")
+    status_json = run_cli(env, "status", "--json")
+
+    assert run.code == 0 and failed.code == 1 and status.code == 0, run.stderr + failed.stderr + status.stderr
+    assert "mystery" in run.stderr, "the unknown key is still reported, cleaned"
+    assert "oops [31mred" in failed.stderr, "the body excerpt stays readable, its escapes gone"
+    state_text = (tmp_path / "state" / "state.json").read_text()
+    for text in (
+        run.stdout,
+        run.stderr,
+        failed.stderr,
+        status.stdout,
+        status_json.stdout,
+        json.dumps(json.loads(state_text)),
+    ):
+        assert not any(ch in text for ch in ESCAPES), text
+
+
+@pytest.mark.parametrize("accounts", ["work-", "-work", "work,priv-", "a-"])
+def test_account_names_start_and_end_alphanumeric(accounts: str) -> None:
+    with pytest.raises(ConfigError, match="ACCOUNTS"):
+        load_settings({**BASE, "ACCOUNTS": accounts})
+
+
+def test_account_names_may_hold_a_dash_inside() -> None:
+    assert load_settings({**BASE, "ACCOUNTS": "w,work-2,a1"}).accounts == ("w", "work-2", "a1")

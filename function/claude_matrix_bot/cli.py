@@ -128,9 +128,13 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
 
 def cmd_matrix_login(args: argparse.Namespace, redactor: Redactor) -> int:
     from .sinks.matrix_login import LoginRequest, matrix_login
+    from .url_policy import plain_http_problem
 
     # Only MATRIX_CREDS_DIR, STATE_URL, MATRIX_STORE_PASSPHRASE and MATRIX_PASSWORD_FILE matter here.
     settings = _settings(redactor, need_tokens=False)
+    problem = plain_http_problem("--homeserver", args.homeserver)
+    if problem and not settings.allow_plain_http:
+        raise ConfigError(problem)
     request = LoginRequest(
         homeserver_url=args.homeserver,
         user=args.user,
@@ -141,8 +145,10 @@ def cmd_matrix_login(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def _homeserver_url(text: str) -> str:
+    from .url_policy import public_url
+
     if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {public_url(text)!r}")
     return text
 
 

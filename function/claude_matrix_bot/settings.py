@@ -41,6 +41,7 @@ from .settings_values import (
     whole,
 )
 from .store import check_url
+from .url_policy import plain_http_problems
 
 # TrustedDevice lives with the other Matrix settings; it is part of this module's interface.
 __all__ = [
@@ -60,7 +61,9 @@ DEFAULT_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"  # noqa: S105 (
 OAUTH_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 
 # docs/design.md §6: an account name is a short slug; it names a directory, a state prefix and Secret keys.
-_ACCOUNT_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+# Starting and ending alphanumeric: `<name>.accessToken` must be a valid Secret key and
+# the name a valid annotation key part on a real API server (`work-` is not; issue 21).
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 # Names that would land an account's `<name>/state.json` inside the store's own prefixes.
 _RESERVED_ACCOUNTS = frozenset({"nio"})
 
@@ -71,7 +74,8 @@ def _accounts(text: str) -> tuple[str, ...]:
         name = raw.strip()
         if not _ACCOUNT_NAME.match(name):
             raise ValueError(
-                f"expected comma-separated account names of 1-32 characters a-z, 0-9 or '-' "
+                f"expected comma-separated account names of 1-32 characters a-z, 0-9 or '-', "
+                "starting and ending with a letter or digit "
                 f"(e.g. work,priv), got {name!r} in {text!r}"
             )
         if name in _RESERVED_ACCOUNTS:
@@ -101,6 +105,7 @@ class Settings(DecideConfig):
     anthropic_base_url: str = setting(DEFAULT_BASE_URL, http_url, "usage endpoint base")
     anthropic_token_url: str = setting(DEFAULT_TOKEN_URL, http_url, "OAuth token endpoint")
     anthropic_user_agent: str = setting(DEFAULT_USER_AGENT, user_agent, "sent on every Anthropic request")
+    allow_plain_http: bool = setting(False, boolean, "accept plain http:// for a non-loopback Anthropic or Matrix URL")
     now_override: datetime | None = setting(None, instant, "an instant used as now (simulations and tests)")
     trigger_token: str | None = setting(None, trigger_token, "HTTP triggers must carry it", secret=True)
     min_interval_sec: int = setting(60, whole(), "an HTTP trigger sooner than this after the last poll gets 429")
@@ -153,6 +158,9 @@ def _combination_problems(settings: Settings, problems: list[str], *, check_file
         )
     if check_files and settings.alert_sink == "matrix":
         found.extend(credential_problems(settings.matrix_creds_dir))
+    if not settings.allow_plain_http:
+        creds = settings.matrix_creds_dir if check_files and settings.alert_sink == "matrix" else None
+        found.extend(plain_http_problems(settings.anthropic_base_url, settings.anthropic_token_url, creds))
     return found
 
 

@@ -11,6 +11,8 @@ from typing import Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .url_policy import public_url
+
 AlertSinkName = Literal["matrix", "stdout"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -77,7 +79,7 @@ def thresholds(text: str) -> tuple[int, ...]:
 def http_url(text: str) -> str:
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"expected an http(s) URL, got {text!r}")
+        raise ValueError(f"expected an http(s) URL, got {public_url(text)!r}")
     return text.rstrip("/")
 
 

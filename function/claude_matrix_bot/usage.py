@@ -53,6 +53,8 @@ from .errors import (
 from .httpclient import AnswerTooLarge, bounded_client, send_bounded
 from .logs import Redactor
 from .model import Reading
+from .printable import may_hold_controls, printable, printable_json
+from .url_policy import public_url
 from .usage_parse import parse_usage, scope_slug
 
 __all__ = [
@@ -81,7 +83,7 @@ def excerpt(response: httpx.Response, *secrets: str) -> str:
         text = response.text
     except Exception:  # undecodable body: say so rather than fail while failing
         return "<undecodable body>"
-    text = " ".join(Redactor.of(*secrets, mask="<redacted>", min_chars=1)(text).split())
+    text = " ".join(printable(Redactor.of(*secrets, mask="<redacted>", min_chars=1)(text)).split())
     if not text:
         return "<empty body>"
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
@@ -131,6 +133,7 @@ class UsageClient:
         # The banked-reset block rides on the one usage request (docs/design.md §2): the same
         # rate limit, no second call.
         self.url = base_url.rstrip("/") + USAGE_PATH + (BANKED_RESETS_QUERY if banked_resets else "")
+        self.shown_url = public_url(self.url)  # for messages: never a URL's user:password
         self.user_agent = user_agent
         self._owns_client = client is None
         self._client = client if client is not None else bounded_client(timeout, transport)
@@ -160,15 +163,15 @@ class UsageClient:
             request = self._client.build_request("GET", self.url, headers=headers, timeout=self._timeout)
             response = send_bounded(self._client, request)
         except AnswerTooLarge as exc:
-            raise BadResponse(f"usage endpoint {self.url}: {exc}, refused") from None
+            raise BadResponse(f"usage endpoint {self.shown_url}: {exc}, refused") from None
         except httpx.DecodingError as exc:
-            raise BadResponse(f"usage endpoint {self.url}: {exc}") from None
+            raise BadResponse(f"usage endpoint {self.shown_url}: {exc}") from None
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"usage endpoint {self.url} timed out ({type(exc).__name__})") from None
+            raise UpstreamTimeout(f"usage endpoint {self.shown_url} timed out ({type(exc).__name__})") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise UpstreamTimeout(f"usage endpoint {self.url} unreachable: {exc}") from None
+            raise UpstreamTimeout(f"usage endpoint {self.shown_url} unreachable: {exc}") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"usage endpoint {self.url} failed: {type(exc).__name__}: {exc}") from None
+            raise UpstreamError(f"usage endpoint {self.shown_url} failed: {type(exc).__name__}: {exc}") from None
         return self._interpret(response, access_token, now)
 
     def _interpret(self, response: httpx.Response, access_token: str, now: datetime) -> Reading:
@@ -176,7 +179,9 @@ class UsageClient:
         if 200 <= status < 300:
             try:
                 payload = json.loads(response.content)
-            except (ValueError, UnicodeDecodeError):
+                if may_hold_controls(response.content):  # escape sequences never reach a log or status
+                    payload = printable_json(payload)
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 kind = response.headers.get("content-type", "no content-type")
                 raise BadResponse(
                     f"usage endpoint answered {status} with a body that is not JSON "

@@ -26,6 +26,7 @@ from ..atomic import replace_file
 from ..errors import ConfigError, DeliveryError
 from ..logs import Redactor
 from ..settings import Settings
+from ..url_policy import public_url
 from .matrix.credentials import CREDENTIAL_FILES, MatrixCredentials, _Stopped
 
 DEVICE_NAME = "claude-matrix-bot"
@@ -118,7 +119,9 @@ def _unusable(creds: MatrixCredentials, key_dir: Path) -> str | None:
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"cannot reach the homeserver {creds.homeserver_url}: {type(exc).__name__}") from None
+        raise DeliveryError(
+            f"cannot reach the homeserver {public_url(creds.homeserver_url)}: {type(exc).__name__}"
+        ) from None
     if response.status_code == 401:
         return "the homeserver no longer accepts its access token"
     if response.status_code != 200:
@@ -155,7 +158,7 @@ def _log_in(homeserver: str, user: str, password: str, redactor: Redactor) -> Ma
     try:
         response = httpx.post(f"{homeserver}/_matrix/client/v3/login", json=body, timeout=30)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"cannot reach the homeserver {homeserver}: {type(exc).__name__}") from None
+        raise DeliveryError(f"cannot reach the homeserver {public_url(homeserver)}: {type(exc).__name__}") from None
     answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code != 200:
         what = answer.get("errcode") or f"HTTP {response.status_code}"

@@ -36,6 +36,7 @@ from ..errors import InvalidGrant, StorageConflict, StorageError, TokenRefreshEr
 from ..httpclient import AnswerTooLarge, bounded_client, send_bounded
 from ..model import Reading
 from ..settings import OAUTH_CLIENT_ID
+from ..url_policy import public_url
 from ..usage import DEFAULT_TIMEOUT, UsageClient
 from .base import OAuthTokens, StoredTokens, TokenStore, unusable_token
 
@@ -59,6 +60,7 @@ class TokenRefresher:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.token_url = token_url
+        self.shown_url = public_url(token_url)  # for messages: never a URL's user:password
         self.user_agent = user_agent
         self.client_id = client_id
         self._timeout = timeout
@@ -92,15 +94,15 @@ class TokenRefresher:
             )
             response = send_bounded(self._client, request)
         except (AnswerTooLarge, httpx.DecodingError) as exc:
-            raise TokenRefreshError(f"token endpoint {self.token_url}: {exc}, refused") from None
+            raise TokenRefreshError(f"token endpoint {self.shown_url}: {exc}, refused") from None
         except httpx.TimeoutException as exc:
             raise TokenRefreshError(
-                f"token endpoint {self.token_url} timed out ({type(exc).__name__}); if it did rotate the "
+                f"token endpoint {self.shown_url} timed out ({type(exc).__name__}); if it did rotate the "
                 "refresh token meanwhile, the next run reports invalid_grant and the tokens need re-bootstrapping"
             ) from None
         except httpx.HTTPError as exc:
             raise TokenRefreshError(
-                f"token endpoint {self.token_url} unreachable: {type(exc).__name__}: {exc}; "
+                f"token endpoint {self.shown_url} unreachable: {type(exc).__name__}: {exc}; "
                 "the stored refresh token is kept for the next run"
             ) from None
         return self._interpret(response, refresh_token, now)
