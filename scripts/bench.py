@@ -278,6 +278,10 @@ def _is_usage_request(client: httpx.Client, request: httpx.Request, **_: Any) ->
     return request.url.path == USAGE_PATH
 
 
+def _is_usage_answer(response: httpx.Response, *_: Any) -> bool:
+    return response.request.url.path == USAGE_PATH
+
+
 class Rig:
     """Synapse (behind the counting proxy), the usage API, a recipient's encrypted room."""
 
@@ -372,9 +376,13 @@ def bench_http_cycles(rig: Rig, quiet_runs: int, alert_runs: int, account_runs: 
         Stopwatch() as watch,
         counting_fsyncs() as fsyncs,
     ):
+        from claude_matrix_bot import httpclient
         from claude_matrix_bot.store.file import DirectoryStore
 
         watch.watch(httpx.Client, "send", "usage request", _is_usage_request)
+        # The answer's body is streamed after `send` returns (httpclient.send_bounded): its
+        # reading is the usage request's too.
+        watch.watch(httpclient, "_read_capped", "usage request", _is_usage_answer)  # type: ignore[arg-type]
         watch.watch(httpx.Client, "__init__", "httpx client setup")
         watch.watch(DirectoryStore, "write", "state store writes")
         watch.watch(DirectoryStore, "delete", "state store writes")
