@@ -30,7 +30,8 @@ class IdentityRecord:
     `withheld`: recipients that got no room key on the last delivery because of an
     identity pin or MATRIX_EXCLUDE_INSECURE_DEVICES, with the reason.
     `set_aside`: the last alerts the homeserver refused for good (too large, malformed),
-    each "id (kind): why"; `set_aside_total` counts them all.
+    each "id (kind): why"; `set_aside_total` counts them all. `signature_problem`: the
+    bot signed its device but recipients cannot see the signature (what to tell them).
     """
 
     user_id: str | None = None
@@ -42,6 +43,7 @@ class IdentityRecord:
     withheld: tuple[tuple[str, str], ...] = ()
     set_aside: tuple[str, ...] = ()
     set_aside_total: int = 0
+    signature_problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class IdentityRecord:
             "withheld": [{"device": device, "reason": reason} for device, reason in self.withheld],
             "set_aside": list(self.set_aside),
             "set_aside_total": self.set_aside_total,
+            "signature_problem": self.signature_problem,
         }
 
     @classmethod
@@ -87,6 +90,7 @@ class IdentityRecord:
             if isinstance(set_aside, list)
             else (),
             set_aside_total=total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 0,
+            signature_problem=text("signature_problem"),
         )
 
 
@@ -113,6 +117,15 @@ def record_set_aside(store_dir: Path, note: str) -> None:
             set_aside=(*record.set_aside, note[:MAX_NOTE])[-MAX_SET_ASIDE:],
             set_aside_total=record.set_aside_total + 1,
         ),
+    )
+
+
+def signature_notice(device_id: str, why: str) -> str:
+    """What a signature recipients cannot see means (log, status, the room)."""
+    return (
+        f"the bot's device {device_id} is not shown as signed by its cross-signing identity ({why}): "
+        "Element may hide these alerts (a red shield; with 'exclude insecure devices' it does not decrypt "
+        "them). The bot signs it again on its next delivery; `claude-matrix-bot matrix-login` does it at once."
     )
 
 
@@ -154,6 +167,8 @@ def identity_report(data: bytes | None) -> dict[str, Any] | None:
         report["problem"] = foreign_identity_notice(record.user_id, record.foreign_master)
     if record.withheld:
         report["withheld"] = [{"device": device, "reason": reason} for device, reason in record.withheld]
+    if record.signature_problem:
+        report["signature_problem"] = record.signature_problem
     if record.set_aside_total:
         report["set_aside"] = {"total": record.set_aside_total, "last": list(record.set_aside)}
     return report
@@ -171,6 +186,8 @@ def identity_lines(report: dict[str, Any] | None) -> list[str]:
         lines.append(f"MATRIX IDENTITY: {report['problem']}")
     for entry in report.get("withheld", []):
         lines.append(f"matrix: no room keys for {entry['device']}: {entry['reason']}")
+    if report.get("signature_problem"):
+        lines.append(f"MATRIX SIGNATURE: {report['signature_problem']}")
     if report.get("set_aside"):
         set_aside = report["set_aside"]
         lines.append(f"MATRIX: {set_aside['total']} alert(s) refused for good by the homeserver and set aside:")

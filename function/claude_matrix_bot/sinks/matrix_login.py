@@ -85,6 +85,9 @@ def matrix_login(settings: Settings, request: LoginRequest, redactor: Redactor, 
     if outcome.needs_password:
         print("claude-matrix-bot: matrix-login: the homeserver wants the password; try again", file=sys.stderr)
         return 1
+    if outcome.signature_problem:
+        print(f"claude-matrix-bot: matrix-login: {outcome.signature_problem}", file=sys.stderr)
+        return 1
     state = "new" if outcome.created else "existing"
     print(f"cross-signing identity ({state}), master key: {outcome.master}", file=out)
     print(f"  fingerprint: {_grouped(outcome.master or '')}", file=out)

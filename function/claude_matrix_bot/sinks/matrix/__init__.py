@@ -18,9 +18,11 @@ long-running client), so the things a resident client keeps in memory live in
 
 Cross-signing (Element shows an unsigned sender with a red shield and, excluding insecure
 devices, does not decrypt it): the first delivery by a device the bot has not signed yet
-creates the account's identity if it has none and signs the device (+2 or 3 requests,
-once per device). Other people's identities come with the /keys/query answers nio asks
-for anyway and are kept in `sync.json`, so trust decisions cost no request.
+creates the account's identity if it has none, signs the device and reads the signature
+back (+3 or 4 requests, once per device; again on each delivery while recipients cannot
+see the signature: the self-check of issue 25). Other people's identities come with the
+/keys/query answers nio asks for anyway and are kept in `sync.json`, so trust decisions
+cost no request.
 
 Cost of a warm delivery of n alerts: 1 sync (filtered to the alert room, full room state,
 no timeline) + 1 to-device (a fresh Megolm room key: nio does not persist outbound

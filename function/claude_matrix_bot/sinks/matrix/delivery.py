@@ -187,7 +187,7 @@ class _Delivery(_RoomSession):
         from nio import RoomSendResponse
 
         plain, html = alert.plain, alert.html
-        notice = self.identity_notice if alert.kind == "armed" else None
+        notice = self.signature_notice or (self.identity_notice if alert.kind == "armed" else None)
         if notice:
             # Said once, where the person setting the bot up looks first: in the first
             # armed message only (with ACCOUNTS, several accounts arm together).
@@ -213,7 +213,7 @@ class _Delivery(_RoomSession):
                 return False
             raise _Stopped(f"sending alert {alert.id} failed: " + _describe_error(response))
         if notice:
-            self.identity_notice = None
+            self.identity_notice = self.signature_notice = None
         log.info("delivered alert %s as %s", alert.id, response.event_id)
         return True
 

@@ -3,11 +3,19 @@ when the account has none (see crosssigning.py for the keys and records)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..crosssigning import CrossSigningError, CrossSigningKeys, load_keys, save_keys, single_key
-from ..identity_record import IdentityRecord, foreign_identity_notice, read_identity, write_identity
+from ..crosssigning import CrossSigningError, CrossSigningKeys, PublishedIdentity, load_keys, save_keys, single_key
+from ..identity_record import (
+    IdentityRecord,
+    foreign_identity_notice,
+    read_identity,
+    signature_notice,
+    write_identity,
+)
 from .credentials import MatrixCredentials, _Stopped
 from .describe import _describe_status
 from .device import _DeviceSession
@@ -70,8 +78,9 @@ class _IdentitySession(_DeviceSession):
         *,
         created: bool,
     ) -> CrossSigningOutcome:
-        """Sign this device (its keys as `query` publishes them) with the bot's identity."""
-        store_dir = self.sink.store_dir
+        """Sign this device (its keys as `query` publishes them) with the bot's identity,
+        then check that recipients can see the signature (issue 25): a homeserver may drop
+        the upload, or report rejected signatures inside a 200 (`failures`)."""
         user_id, device_id = creds.user_id, creds.device_id
         device_keys = query.get("device_keys", {}).get(user_id, {}).get(device_id)
         if not isinstance(device_keys, dict):
@@ -80,25 +89,62 @@ class _IdentitySession(_DeviceSession):
         answer = await self._raw(
             client, "signing the bot's device", "POST", "/_matrix/client/v3/keys/signatures/upload", body
         )
-        failure = answer.get("failures", {}).get(user_id, {}).get(device_id)
-        if failure:
-            raise _Stopped(f"the homeserver refused the signature of the bot's device {device_id}: {failure}")
-        previous = read_identity(store_dir)
-        signed = previous.signed_devices if previous.master == keys.master.public and not created else ()
-        write_identity(
-            store_dir,
-            IdentityRecord(
-                user_id=user_id,
-                master=keys.master.public,
-                self_signing=keys.self_signing.public,
-                signed_devices=(*[d for d in signed if d != device_id], device_id),
-                withheld=previous.withheld,
-                set_aside=previous.set_aside,
-                set_aside_total=previous.set_aside_total,
-            ),
-        )
+        failures = answer.get("failures")
+        why: str | None
+        if failures:
+            why = "the homeserver answered the upload with failures: " + json.dumps(failures, sort_keys=True)[:300]
+        else:
+            why = await self._signature_hidden(client, creds, keys, device_keys)
+        notice = signature_notice(device_id, why) if why else None
+        self._record_signing(creds, keys, created=created, notice=notice)
+        if notice:
+            # Never a silent pass: the log, `status` and the next message in the room say it.
+            log.error("%s", notice)
+            self.signature_notice = notice
+            return CrossSigningOutcome(master=keys.master.public, created=created, signature_problem=notice)
         log.info("signed the bot's device %s with its cross-signing identity", device_id)
         return CrossSigningOutcome(master=keys.master.public, created=created)
+
+    async def _signature_hidden(
+        self, client: AsyncClient, creds: MatrixCredentials, keys: CrossSigningKeys, device_keys: dict[str, Any]
+    ) -> str | None:
+        """Why recipients would not see this device signed by the bot's identity (None: they do),
+        from the homeserver's own /keys/query answer, every signature checked."""
+        answer = await self._raw(
+            client,
+            "checking the bot's published signature",
+            "POST",
+            "/_matrix/client/v3/keys/query",
+            {"device_keys": {creds.user_id: [creds.device_id]}},
+        )
+        published = PublishedIdentity.from_keys_query(answer, creds.user_id)
+        ed25519 = device_keys.get("keys", {}).get(f"ed25519:{creds.device_id}")
+        if published.master != keys.master.public:
+            return f"the homeserver publishes master key {published.master}, not the bot's {keys.master.public}"
+        if not isinstance(ed25519, str) or not published.signs(creds.device_id, ed25519):
+            return "the homeserver accepted the signature but does not publish it"
+        return None
+
+    def _record_signing(
+        self, creds: MatrixCredentials, keys: CrossSigningKeys, *, created: bool, notice: str | None
+    ) -> None:
+        """identity.json after signing: the device listed as signed only once it is seen so
+        (an unseen one is signed again on the next delivery)."""
+        store_dir, device_id = self.sink.store_dir, creds.device_id
+        previous = read_identity(store_dir)
+        signed = previous.signed_devices if previous.master == keys.master.public and not created else ()
+        signed = tuple(d for d in signed if d != device_id) + (() if notice else (device_id,))
+        record = IdentityRecord(
+            user_id=creds.user_id,
+            master=keys.master.public,
+            self_signing=keys.self_signing.public,
+            signed_devices=signed,
+            withheld=previous.withheld,
+            signature_problem=notice,
+        )
+        write_identity(
+            store_dir, replace(record, set_aside=previous.set_aside, set_aside_total=previous.set_aside_total)
+        )
 
     async def _upload_signing_keys(
         self, client: AsyncClient, creds: MatrixCredentials, keys: CrossSigningKeys, password: str | None

@@ -35,6 +35,7 @@ class CrossSigningOutcome:
     created: bool = False  # a new identity was published
     foreign_master: str | None = None  # the account's identity is not the bot's: left alone
     needs_password: bool = False  # the homeserver asked for the password to publish one
+    signature_problem: str | None = None  # signed, but recipients cannot see it (what to say)
 
 
 class _Session:
@@ -49,6 +50,8 @@ class _Session:
         self.creds: MatrixCredentials | None = None
         # Said in the armed message when the account's identity is not the bot's.
         self.identity_notice: str | None = None
+        # Said in the next message when recipients cannot see the device's signature.
+        self.signature_notice: str | None = None
         self.identities: dict[str, PublishedIdentity] = {}
         self.pictures: dict[str, Picture | None] = {}
         # The last answer that was not a 200, in words (what a swallowed failure was).
