@@ -41,13 +41,14 @@ class Redactor:
 
     Masked: every run of RUN_CHARS or more characters of a secret, of its URL encoding or
     of its base64 encoding (standard and URL-safe, padded or not, at any alignment inside a
-    larger encoded text), compared without case and across whitespace (a token split over
-    lines), before any caller collapses whitespace. Secrets shorter than RUN_CHARS are
+    larger encoded text), compared without case, with `-_` read as `+/`, and across
+    whitespace (a token split over lines), before any caller collapses whitespace. Secrets shorter than RUN_CHARS are
     masked where they appear whole."""
 
     def __init__(self, *, mask: str = MASK, min_chars: int = MIN_SECRET_CHARS) -> None:
         self._secrets: set[str] = set()
         self._runs: frozenset[str] = frozenset()
+        self._unprepared: set[str] = set()  # added, runs not built yet (built at first use)
         self._lock = threading.Lock()
         self.mask = mask
         self.min_chars = min_chars
@@ -59,40 +60,46 @@ class Redactor:
         return redactor
 
     def add(self, *values: str | None) -> None:
-        new = {v for v in values if v and len(v) >= self.min_chars} - self._secrets
-        if not new:
-            return
-        runs = {run for value in new for form in secret_forms(value) for run in _runs_of(form)}
         with self._lock:
+            new = {v for v in values if v and len(v) >= self.min_chars} - self._secrets
             self._secrets |= new
-            self._runs = self._runs | runs
+            self._unprepared |= new
 
     def __call__(self, text: str) -> str:
         with self._lock:
+            if self._unprepared:
+                # Built when first needed: a cycle that logs nothing pays nothing for it.
+                runs = {run for value in self._unprepared for form in secret_forms(value) for run in _runs_of(form)}
+                self._runs, self._unprepared = self._runs | runs, set()
             secrets = sorted(self._secrets, key=len, reverse=True)
-            runs = self._runs
-        if runs:
-            text = _mask_runs(text, runs, self.mask)
+            runs_now = self._runs
+        if runs_now and len(text) >= RUN_CHARS:
+            text = _mask_runs(text, runs_now, self.mask)
         for secret in secrets:
             if secret in text:
                 text = text.replace(secret, self.mask)
         return text
 
 
-def secret_forms(secret: str) -> list[str]:
-    """The texts an upstream may echo `secret` as, folded (no whitespace, lower case)."""
+def secret_forms(secret: str) -> set[str]:
+    """The texts an upstream may echo `secret` as, folded (see `_fold_fast`)."""
     raw = secret.encode("utf-8")
-    forms = [secret, quote(secret, safe=""), quote_plus(secret)]
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
     for offset in range(3):
         # Inside a larger base64 text the secret starts at any byte offset mod 3: keep the
         # characters that depend on the secret's bytes alone.
         encoded = base64.b64encode(bytes(offset) + raw).decode("ascii")
-        core = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
-        forms += [core, core.translate(_URLSAFE)]
-    return [folded for form in forms if (folded := _fold(form)[0])]
+        forms.add(encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6])
+    return {folded for form in forms if (folded := _fold_fast(form))}
 
 
-_URLSAFE = str.maketrans("+/", "-_")
+# Base64's URL-safe alphabet read as the standard one: one form matches both.
+_URLSAFE_AS_STD = str.maketrans("-_", "+/")
+
+
+def _fold_fast(text: str) -> str:
+    """Without whitespace, lower-cased, `-_` read as `+/`."""
+    return "".join(text.split()).lower().translate(_URLSAFE_AS_STD)
 
 
 def _runs_of(form: str) -> set[str]:
@@ -100,12 +107,17 @@ def _runs_of(form: str) -> set[str]:
 
 
 def _fold(text: str) -> tuple[str, list[int]]:
-    """`text` without whitespace and lower-cased, and where each kept character came from."""
+    """`_fold_fast(text)` character by character, and where each kept character came from."""
     kept = [(index, char.lower()[:1]) for index, char in enumerate(text) if not char.isspace()]
-    return "".join(char for _, char in kept), [index for index, _ in kept]
+    return "".join(char for _, char in kept).translate(_URLSAFE_AS_STD), [index for index, _ in kept]
 
 
 def _mask_runs(text: str, runs: frozenset[str], mask: str) -> str:
+    # The common case first, at C speed: no run of a secret anywhere in the text. (A text
+    # whose lower case changes its length takes the slow path, character by character.)
+    quick = _fold_fast(text)
+    if len(quick) == len("".join(text.split())) and runs.isdisjoint(_runs_of(quick)):
+        return text
     folded, where = _fold(text)
     spans: list[list[int]] = []
     for i in range(len(folded) - RUN_CHARS + 1):
