@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from devstack.bot import run_cycle
-from devstack.fakes.anthropic import FakeAnthropic
+from devstack.fakes.anthropic import FakeAnthropic, banked_block, credit_entry, grant_entry
 from devstack.function_server import FunctionServer
 from devstack.payloads import payload
 from devstack.stack import Stack
@@ -102,6 +102,19 @@ class Outcome:
         if self.error:
             parts.append(f"{self.failure or 'cycle'} failed: {_short(self.error)}")
         return f"cycle via {what} ({', '.join(parts)})"
+
+
+def with_credit_and_reset(answer: Usage, t0: datetime, week: float, *, banked: bool) -> Usage:
+    """work's answer holds a $250 usage credit expiring Sunday noon (its 72 h reminder comes
+    on Friday), from Tuesday a banked usage-limit reset, and where the week went
+    (docs/design.md §8)."""
+    day = timedelta(days=1)
+    grant = grant_entry("opus55-launch-promax", (t0 + 30 * day).isoformat(), starts_at=None)
+    answer["iguana_necktie"] = credit_entry(250, min(2.5 + week, 200.0), (t0 + 6 * day + 3 * HOUR).isoformat())
+    answer["cedar_ember"] = banked_block([grant] if banked else [])
+    rows = [("claude_code", "Claude Code", 83), ("chat", "Chats", 17)]
+    answer["seven_day_breakdown"] = {"rows": [{"key": k, "display_name": n, "percent": p} for k, n, p in rows]}
+    return answer
 
 
 def _short(text: str, limit: int = 36) -> str:
@@ -275,8 +288,10 @@ class Demo:
         weekly_reset = t0 + 6 * day + 9 * HOUR  # Sunday 18:00
         shifted_reset = weekly_reset + 4 * HOUR  # Sunday 22:00
 
-        def usage(five: tuple[float, datetime], week: float, reset: datetime, sonnet_pct: float = 4.0) -> Usage:
-            return payload(
+        def usage(
+            five: tuple[float, datetime], week: float, reset: datetime, sonnet_pct: float = 4.0, *, banked: bool = True
+        ) -> Usage:
+            answer = payload(
                 five_hour=five,
                 weekly={
                     "seven_day": (week, reset),
@@ -284,6 +299,7 @@ class Demo:
                     "seven_day_opus": None,
                 },
             )
+            return with_credit_and_reset(answer, t0, week, banked=banked)
 
         # priv: a private subscription whose weekly window runs Thursday to Thursday.
         priv_reset = t0 + 10 * day - 3 * HOUR
@@ -296,20 +312,25 @@ class Demo:
         self.cycle(
             t0,
             "http",
-            usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset),
+            usage((12.0, t0 + 2 * HOUR), 18.0, weekly_reset, banked=False),
             "first run: each account armed",
             priv=private(6.0),
         )
-        self.cycle(t0 + 5 * MINUTE, "cli", usage((13.0, t0 + 2 * HOUR), 18.4, weekly_reset), "quiet")
+        self.cycle(t0 + 5 * MINUTE, "cli", usage((13.0, t0 + 2 * HOUR), 18.4, weekly_reset, banked=False), "quiet")
         self.cycle(
             t0 + 4 * HOUR,
             "http",
-            usage((3.0, t0 + 9 * HOUR), 21.0, weekly_reset),
+            usage((3.0, t0 + 9 * HOUR), 21.0, weekly_reset, banked=False),
             "5-hour window rolled over naturally: silent",
         )
 
         tue = t0 + day
-        self.cycle(tue + HOUR, "cli", usage((40.0, tue + 3 * HOUR), 51.0, weekly_reset), "weekly crosses 50%")
+        self.cycle(
+            tue + HOUR,
+            "cli",
+            usage((40.0, tue + 3 * HOUR), 51.0, weekly_reset),
+            "weekly crosses 50%; a banked reset is granted",
+        )
         self.cycle(
             tue + 6 * HOUR,
             "http",
@@ -362,7 +383,7 @@ class Demo:
             fri,
             "cli",
             usage((2.0, fri + 5 * HOUR), 81.6, shifted_reset, 11.0),
-            f"priv passes 50% in quiet hours ({QUIET_HOURS}): the note waits",
+            f"priv passes 50% and work's credit expires in 40h, in quiet hours ({QUIET_HOURS}): the notes wait",
             priv=private(52.0),
         )
         morning = t0 + 4 * day + 22 * HOUR + 5 * MINUTE  # Saturday 07:05

@@ -29,6 +29,8 @@ SIGNALS = {
     "degraded": "Claude usage watch is failing",
     "recovered": "Claude usage watch recovered",
     "digest": "Weekly (all models): the week to",
+    "credit reminder": "The $250.00 credit expires in 1d 16h with",
+    "banked reset": "A banked usage-limit reset is available",
 }
 
 
@@ -100,15 +102,22 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
             assert _line_with(room, account, SIGNALS[kind]), f"{account}'s {kind} missing"
     first_lines = re.findall(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d:\d\d +(.*)$", room, re.MULTILINE)
     assert first_lines and all(line.startswith(("work · ", "priv · ")) for line in first_lines), first_lines
+    # work's credit and banked reset (issue 23): the grant when it appears, the credit's 72 h
+    # reminder; the baseline lists the credit, the digest says where the week went.
+    for kind in ("credit reminder", "banked reset"):
+        assert room.count(SIGNALS[kind]) == 1 and _line_with(room, "work", SIGNALS[kind]), kind
+    assert "Credit (iguana_necktie): $229.50 left of $250.00" in room
+    assert "Where the week went: Claude Code 83%, Chats 17%." in room
     # Only the weekly rollover speaks, once (work's digest; the 5-hour rollover and priv's
-    # window, still open, stay silent): exactly the twelve messages above (work's armed, 50%,
-    # shift, forecast, 80%, degraded, recovered, digest; priv's armed, 50%, degraded, recovered).
+    # window, still open, stay silent): exactly the fourteen messages above (work's armed,
+    # 50%, banked reset, shift, forecast, 80%, credit reminder, degraded, recovered, digest;
+    # priv's armed, 50%, degraded, recovered).
     assert room.count(SIGNALS["digest"]) == 1
     assert _line_with(room, "work", SIGNALS["digest"])
     count = re.search(r"\((\d+) messages", room.splitlines()[0])
     assert count is not None
-    assert count.group(1) == "12"
-    assert len(first_lines) == 12
+    assert count.group(1) == "14"
+    assert len(first_lines) == 14
 
     # Both production entry points ran, and the outage showed as failures of each.
     assert "cycle via HTTP → 200" in header
