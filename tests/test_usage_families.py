@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from claude_matrix_bot.errors import NoUsageLimit
+from claude_matrix_bot.errors import BadResponse, NoUsageLimit
 from claude_matrix_bot.settings import DEFAULT_USER_AGENT
 from claude_matrix_bot.usage import UsageClient, parse_usage
 from devstack.fakes.anthropic import SAMPLE_BANKED, SAMPLE_TEAM_SEAT, FakeAnthropic, spend_answer
@@ -186,3 +186,13 @@ def test_banked_resets_off_makes_a_plain_call(fake: FakeAnthropic) -> None:
     assert reading.banked is None  # `cedar_ember: null`
     assert fake.requests[0].query == ""
     assert [c.key for c in reading.credits] == ["iguana_necktie"]
+
+
+def test_an_instant_in_the_last_day_of_year_9999_is_refused_not_an_overflow() -> None:
+    """Rounding it to the minute would fall off the calendar (issue 21 item 1): a window's is
+    a refused answer, a credit's drops that credit."""
+    late = "9999-12-31T23:59:59.999+00:00"
+    with pytest.raises(BadResponse, match="resets_at is out of range"):
+        parse_usage({"five_hour": {"utilization": 3.0, "resets_at": late}}, NOW)
+    reading = parse_usage({"seven_day": {"utilization": 3.0}, "x_credit": {"limit_dollars": 5, "resets_at": late}}, NOW)
+    assert reading.credits == () and any(u.startswith("x_credit (credit:") for u in reading.unknown_numbers)
