@@ -383,7 +383,7 @@ class Demo:
             fri,
             "cli",
             usage((2.0, fri + 5 * HOUR), 81.6, shifted_reset, 11.0),
-            f"priv passes 50% and work's credit expires in 40h, in quiet hours ({QUIET_HOURS}): the notes wait",
+            f"priv passes 50% in quiet hours ({QUIET_HOURS}): the note waits",
             priv=private(52.0),
         )
         morning = t0 + 4 * day + 22 * HOUR + 5 * MINUTE  # Saturday 07:05

@@ -29,7 +29,7 @@ SIGNALS = {
     "degraded": "Claude usage watch is failing",
     "recovered": "Claude usage watch recovered",
     "digest": "Weekly (all models): the week to",
-    "credit reminder": "The $250.00 credit expires in 1d 16h with",
+    "credit reminder": "The $250.00 credit expires in 1d 12h with",
     "banked reset": "A banked usage-limit reset is available",
 }
 
