@@ -78,19 +78,19 @@ class SessionFields(TypedDict, total=False):
 
 
 class CreditFields(TypedDict, total=False):
-    event: str
-    credit: str
+    event: str  # new | <threshold> | 72h | 24h
+    credit: str  # the key it comes under (`iguana_necktie`)
     threshold: int
-    limit: int
-    used: int
-    remaining: int
+    # Dollars as the answer gives them (USD floats, docs/design.md §2), not minor units.
+    limit: float
+    used: float
+    remaining: float
     currency: str
-    exponent: int
     expires_at: str | None
 
 
 class BankedResetFields(TypedDict, total=False):
-    event: str
+    event: str  # available | 72h | 24h | usable_now
     grant_id: str
     resets_left: int
     ends_at: str | None

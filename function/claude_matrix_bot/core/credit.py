@@ -48,6 +48,7 @@ def _details(credit: CreditBudget, event: str) -> dict[str, Any]:
         "limit": credit.limit,
         "used": credit.used,
         "remaining": credit.remaining,
+        "currency": "USD",
         "expires_at": credit.expires_at.isoformat() if credit.expires_at else None,
         "event": event,
     }
