@@ -6,7 +6,10 @@
 
 # Both stages must use the same base: the final stage reuses the builder's virtualenv,
 # whose scripts point at this interpreter path.
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# Pinned by digest (a tag can be re-pushed, a digest cannot); to refresh it, read the
+# multi-arch index digest of the tag, e.g. `docker buildx imagetools inspect
+# python:3.11.11-slim-bookworm` (or `crane digest`, `skopeo inspect`), and replace both.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 FROM ${PYTHON_IMAGE} AS builder
 # Compilers only here, for any dependency without a wheel on the target platform.
@@ -27,6 +30,27 @@ COPY shim/ shim/
 # No index, no deps, no build isolation: only what the lock installed is used.
 RUN /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation ".[all]" \
  && /opt/venv/bin/pip check
+# What the image leaves out of the locked install (issue 25; ≤ 450 MB on this base): the
+# installers, every tests folder, C sources, and the parts of dependencies the bot never
+# imports, found by tracing every file its entry points open (`make image-test`, which then
+# runs each of them on this very result): the asyncio Kubernetes client (it uses the
+# synchronous one), botocore's models of AWS services other than S3 and the credential
+# services (STS, SSO, sign-in), fontTools beyond what matplotlib's PNG drawing imports
+# (agl, misc), numpy's build tools (f2py, distutils), PyCryptodome's self-tests and
+# public-key half (nio uses its AES, hashes and PBKDF2), Pillow's AVIF codec (an optional
+# plugin: without it, AVIF is reported unsupported), matplotlib's sample data and web backend.
+RUN /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
+ && cd /opt/venv/lib/python3*/site-packages \
+ && find . -depth -type d -name tests -prune -exec rm -rf {} + \
+ && find . -type f \( -name '*.c' -o -name '*.pyx' \) -delete \
+ && rm -rf kubernetes/aio numpy/f2py numpy/distutils Crypto/SelfTest \
+           Crypto/PublicKey Crypto/Math PIL/_avif.* pillow.libs/libavif-* \
+           matplotlib/mpl-data/sample_data matplotlib/backends/web_backend \
+ && find botocore/data -mindepth 1 -maxdepth 1 -type d \
+         ! -name s3 ! -name sts ! -name sso ! -name sso-oidc ! -name signin -exec rm -rf {} + \
+ && find fontTools -mindepth 1 -maxdepth 1 \
+         ! -name __init__.py ! -name agl.py ! -name misc ! -name __pycache__ -exec rm -rf {} + \
+ && ! ls /opt/venv/bin/pip* 2>/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="claude-matrix-bot" \

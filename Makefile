@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export SYNAPSE_PYTHON ?= $(abspath $(SYNAPSE_VENV))/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench venv synapse clean lock
+.PHONY: demo test lint typecheck unit bench venv synapse clean lock image-test
 
 # Installed from hash-pinned locks only, like the image: requirements-test.lock is
 # requirements.lock (what the image ships, to the version) plus the test extra, every file
@@ -52,6 +52,12 @@ demo: venv synapse
 
 bench: venv synapse
 	$(BIN)/python -m scripts.bench
+
+# The image built from the Dockerfile (podman build --isolation=chroot, on a debootstrap
+# stand-in for the base) and every entry point run inside it as 65532 on a read-only root,
+# against the dev stack; prints its size. Root, apt-get and the Debian mirror needed.
+image-test: venv synapse
+	$(BIN)/python -m scripts.image_test
 
 # The hash-pinned locks, all resolved with uv for Linux, Python 3.11:
 # - requirements.lock, the image's (Dockerfile: pip install --require-hashes --no-deps):

@@ -5,7 +5,7 @@ process), a throwaway Synapse behind a counting proxy (so every Matrix request
 the bot makes is counted, whoever makes it), the HTTP entry through
 functions-framework's own test client, and the CLI in a subprocess.
 
-    python -m scripts.bench [--quick] [--markdown FILE] [--only cold,http,cli,drawing,chart,state]
+    python -m scripts.bench [--quick] [--markdown FILE] [--only cold,http,cli,drawing,chart,state,image]
 
 Figures, not assertions: the tests never time anything.
 """
@@ -871,7 +871,7 @@ def render(rows: list[Row], info: dict[str, str], runs: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("cold", "http", "cli", "drawing", "chart", "state")
+SECTIONS = ("cold", "http", "cli", "drawing", "chart", "state", "image")
 
 
 def _run_sections(only: set[str], runs: dict[str, int]) -> list[Row]:
@@ -900,6 +900,10 @@ def _run_sections(only: set[str], runs: dict[str, int]) -> list[Row]:
         rows += bench_chart_draw(runs["chart draw"])
     if "state" in only:
         rows += bench_state_size()
+    if "image" in only:
+        from scripts._bench_image import image_size_rows
+
+        rows += image_size_rows(Row)
     return rows
 
 

@@ -487,9 +487,22 @@ def test_dockerfile_is_multi_stage_on_a_pinned_slim_python() -> None:
     stages = dockerfile_stages()
     assert len(stages) >= 2
     for stage in stages:
-        assert re.fullmatch(r"python:3\.11[\w.]*-slim-bookworm", stage.base), stage.base
+        # Pinned by digest (issue 25): a re-pushed tag cannot change what is built.
+        assert re.fullmatch(r"python:3\.11[\w.]*-slim-bookworm@sha256:[0-9a-f]{64}", stage.base), stage.base
     # The final stage copies the builder's virtualenv: same interpreter path required.
     assert stages[-1].base == stages[0].base
+
+
+def test_the_builder_leaves_out_installers_tests_and_unimported_parts() -> None:
+    """The venv the final stage copies has no pip or setuptools, no tests folders and none of
+    the parts the entry points never open (issue 25; `make image-test` runs them all on it)."""
+    builder = dockerfile_stages()[0]
+    runs = [rest for keyword, rest in builder.instructions if keyword == "RUN"]
+    prune = [r for r in runs if "pip uninstall" in r]
+    assert len(prune) == 1, runs
+    assert runs.index(prune[0]) > max(i for i, r in enumerate(runs) if "pip install" in r), "pruned after installing"
+    for part in ("pip setuptools", "-name tests", "kubernetes/aio", "botocore/data", "fontTools"):
+        assert part in prune[0], part
 
 
 def test_dockerfile_final_stage_runs_unprivileged_without_compilers() -> None:
