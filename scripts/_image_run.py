@@ -228,7 +228,7 @@ def secret_cycle(image: Image, anthropic: FakeAnthropic, env: dict[str, str]) ->
 
 
 def http_function(image: Image, env: dict[str, str]) -> None:
-    """functions-framework (the image's CMD) answering POST / and GET /; then the shim."""
+    """The image's CMD (functions-framework's app on gunicorn) answering POST / and GET /; then the shim."""
     port, token = free_port(), uuid.uuid4().hex
     url = f"http://127.0.0.1:{port}"
     server_env = {**env, "PORT": str(port), "TRIGGER_TOKEN": token}
@@ -243,7 +243,7 @@ def http_function(image: Image, env: dict[str, str]) -> None:
             raise SystemExit(
                 f"image-test: the function answered {unauthenticated}, {posted.status_code}: {posted.text}"
             )
-        print(f"  ok  functions-framework: POST / {posted.status_code}, GET / 200, no token 401", flush=True)
+        print(f"  ok  the CMD: POST / {posted.status_code}, GET / 200, no token 401", flush=True)
         shim_env = {"FUNCTION_URL": url + "/", "TRIGGER_TOKEN": token, "SHIM_MAX_ATTEMPTS": "1"}
         done = image.run(["claude-matrix-bot-trigger"], shim_env)
         if token in done.stdout + done.stderr:
