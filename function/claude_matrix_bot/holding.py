@@ -76,7 +76,7 @@ def quiet_period(hours: QuietHours, zone: tzinfo, day: date) -> tuple[datetime, 
 
 def wall_instant(day: date, clock: time, zone: tzinfo) -> datetime:
     """The first instant at which the reader's clock shows `clock` on `day` (or later), in UTC."""
-    wall = datetime.combine(day, clock, tzinfo=zone)  # fold=0: the first of two showings
+    wall = datetime.combine(day, clock.replace(fold=0), tzinfo=zone)  # fold=0: the first of two showings
     instant = wall.astimezone(UTC)
     target = wall.replace(tzinfo=None)
     if instant.astimezone(zone).replace(tzinfo=None) == target:
