@@ -220,3 +220,12 @@ def test_status_says_what_waits_until_when_and_which_is_urgent() -> None:
         "until": "2026-01-09T06:00:00Z",
         "waiting": 1,
     }
+
+
+def test_status_in_quiet_hours_with_nothing_waiting() -> None:
+    settings = Settings(timezone=BERLIN, quiet_hours=NIGHT, state_url="memory://status")
+    snapshot = Snapshot(settings, utc(2026, 1, 9, 2, 15), {"": _View(State(armed_at=utc(2026, 1, 8)), None)})
+    assert "quiet hours 22:00-07:00 Europe/Berlin: until Fri 9 Jan 07:00 CET (in 3h 45m), 0 alert(s) waiting" in (
+        format_status(snapshot)
+    )
+    assert snapshot.to_json()["quiet_hours"]["quiet_now"] is True

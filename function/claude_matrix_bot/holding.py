@@ -49,7 +49,7 @@ class Outgoing:
 
 def outgoing(outbox: Sequence[Alert], now: datetime, reader: ReaderSettings) -> Outgoing:
     hours, zone = reader.quiet_hours, reader.timezone
-    if hours is None:
+    if hours is None or not outbox:  # the quiet cycle pays nothing for quiet hours
         return Outgoing(tuple(outbox), (), None)
     until = quiet_until(hours, zone, now)
     if until is not None:

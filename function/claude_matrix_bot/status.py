@@ -16,7 +16,7 @@ from .core import messages
 from .core.family_table import family_of
 from .core.forecast import Projection, project
 from .errors import CorruptState, StorageError
-from .holding import outgoing
+from .holding import outgoing, quiet_until
 from .isotime import iso
 from .localtime import zone_name
 from .settings import Settings
@@ -175,13 +175,13 @@ def _quiet_json(snapshot: Snapshot, state: State) -> dict[str, Any] | None:
     hours = snapshot.settings.quiet_hours
     if hours is None:
         return None
-    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
+    until = quiet_until(hours, snapshot.settings.timezone, snapshot.now)
     return {
         "span": str(hours),
         "timezone": zone_name(snapshot.settings.timezone),
-        "quiet_now": held.until is not None,
-        "until": iso(held.until),
-        "waiting": len(held.waiting),
+        "quiet_now": until is not None,
+        "until": iso(until),
+        "waiting": len(outgoing(state.outbox, snapshot.now, snapshot.settings).waiting),
     }
 
 
@@ -287,11 +287,12 @@ def _quiet_lines(snapshot: Snapshot, state: State) -> list[str]:
     hours, zone = snapshot.settings.quiet_hours, snapshot.settings.timezone
     if hours is None:
         return []
-    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
-    if held.until is None:
+    until = quiet_until(hours, zone, snapshot.now)
+    if until is None:
         return [f"quiet hours {hours} {zone_name(zone)}: not now"]
+    held = outgoing(state.outbox, snapshot.now, snapshot.settings)
     lines = [
-        f"quiet hours {hours} {zone_name(zone)}: until {messages.fmt_when(held.until, snapshot.now, zone)}, "
+        f"quiet hours {hours} {zone_name(zone)}: until {messages.fmt_when(until, snapshot.now, zone)}, "
         f"{len(held.waiting)} alert(s) waiting"
     ]
     for alert in held.waiting:
