@@ -42,6 +42,7 @@ def pending_key(account: str | None) -> str:
 
 
 def _key(replaces: OAuthTokens, salt: bytes, where: str) -> bytes:
+    # `where` is the file's key under STATE_URL: stable across runs, unlike a mount path.
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -97,7 +98,7 @@ class SafekeepingTokenStore:
             data, version = self.state.read(self.key)
         except FileNotFoundError:
             return stored
-        kept = unseal(data, stored.tokens, self.where)
+        kept = unseal(data, stored.tokens, self.key)
         if kept is None:
             log.info("%s: tokens kept in %s are older than the store's; removing them", self.where, self.key)
             self._forget(version)
@@ -134,7 +135,7 @@ class SafekeepingTokenStore:
     def _keep(self, tokens: OAuthTokens, replaces: OAuthTokens, failure: StorageError) -> None:
         try:
             expect = self._pending_version if self._pending_version is not None else ABSENT
-            self._pending_version = self.state.write(self.key, seal(tokens, replaces, self.where), expect=expect)
+            self._pending_version = self.state.write(self.key, seal(tokens, replaces, self.key), expect=expect)
         except StorageError as exc:
             raise StorageError(
                 f"refreshed OAuth tokens could not be written back ({failure}) nor kept in the state store "
