@@ -1,10 +1,10 @@
 """The OAuth tokens in a Kubernetes Secret (when LOCAL_MODE is off).
 
 The Secret holds the keys `accessToken`, `refreshToken` and `expiresAt` (Unix
-ms), the same names as the files in OAUTH_TOKENS_DIR because the Secret is also
-mounted there. We read it through the API, never through the mount: kubelet
-refreshes mounted Secrets lazily, so the file lags behind our own writes and a
-stale refresh token is a spent one.
+ms), the same names as the files in OAUTH_TOKENS_DIR (LOCAL_MODE). We read it
+through the API only, and the manifests do not mount it: kubelet refreshes mounted
+Secrets lazily, so a file lags behind our own writes and a stale refresh token is a
+spent one. A write-back the API does not answer is retried (k8s_write.py).
 
 Writes are compare-and-swap on `metadata.resourceVersion`: the JSON merge patch
 carries the version we read, and the API server answers 409 Conflict when the
