@@ -100,8 +100,8 @@ variable "accounts" {
   default     = []
 
   validation {
-    condition     = alltrue([for name in var.accounts : can(regex("^[a-z0-9-]{1,32}$", name))]) && length(distinct(var.accounts)) == length(var.accounts) && !contains(var.accounts, "nio")
-    error_message = "accounts must be distinct names of 1-32 characters a-z, 0-9 or '-' (not \"nio\", where the Matrix key store lives)."
+    condition     = alltrue([for name in var.accounts : can(regex("^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$", name))]) && length(distinct(var.accounts)) == length(var.accounts) && !contains(var.accounts, "nio")
+    error_message = "accounts must be distinct names of 1-32 characters a-z, 0-9 or '-' that start and end with a letter or digit (not \"nio\", where the Matrix key store lives)."
   }
 }
 
