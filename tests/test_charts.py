@@ -405,7 +405,7 @@ def test_the_cycle_draws_before_it_opens_the_sink(monkeypatch: pytest.MonkeyPatc
     import contextlib
     import types
 
-    from claude_matrix_bot.cycle import deliver
+    from claude_matrix_bot.sending import deliver
     from claude_matrix_bot.sinks.base import DeliveryReport
 
     drawings = _count_drawings(monkeypatch)

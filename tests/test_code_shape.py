@@ -1,5 +1,6 @@
-"""The shipped code stays readable in pieces (issue 13): no function over 60 lines, no
-module over 400 lines, in function/ (the package and the functions-framework entry point).
+"""The shipped code stays readable in pieces (issues 13, 22): no function over 50 lines, no
+module over 350 lines (room under the old 60/400, so the next limit family does not start
+with a split), in function/ (the package and the functions-framework entry point).
 
 A function's lines run from its first decorator to its last line, nested functions
 included; a module's are its physical lines."""
@@ -12,8 +13,8 @@ from pathlib import Path
 from tests.helpers import REPO
 
 SHIPPED = REPO / "function"
-MAX_FUNCTION_LINES = 60
-MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50
+MAX_MODULE_LINES = 350
 
 
 def shipped_modules() -> list[Path]:
@@ -33,7 +34,7 @@ def function_lengths(module: Path, root: Path = SHIPPED) -> list[tuple[int, str]
     return lengths
 
 
-def test_no_shipped_module_is_longer_than_400_lines() -> None:
+def test_no_shipped_module_is_longer_than_350_lines() -> None:
     long = {
         str(m.relative_to(SHIPPED)): n
         for m in shipped_modules()
@@ -42,7 +43,7 @@ def test_no_shipped_module_is_longer_than_400_lines() -> None:
     assert long == {}
 
 
-def test_no_shipped_function_is_longer_than_60_lines() -> None:
+def test_no_shipped_function_is_longer_than_50_lines() -> None:
     long = [(n, where) for m in shipped_modules() for n, where in function_lengths(m) if n > MAX_FUNCTION_LINES]
     assert long == []
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .localtime import abbreviation, to_minute, zone_named
 
-if TYPE_CHECKING:  # charts imports this module for render_png
-    from .charts import ChartSpec
+if TYPE_CHECKING:
+    from .chart_spec import ChartSpec
 
 WIDTH_PX = 1000
 HEIGHT_PX = 500
@@ -338,7 +338,7 @@ def _main() -> int:
     # OpenSSL backend maps libcrypto (3-4 MB of RSS). Without `_hashlib`, hashlib uses
     # CPython's built-in hashes, as on a Python built without OpenSSL.
     sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
-    from .charts import ChartSpec
+    from .chart_spec import ChartSpec
 
     spec = ChartSpec.from_json(json.loads(sys.stdin.buffer.read()))
     sys.stdout.buffer.write(render_png(spec))

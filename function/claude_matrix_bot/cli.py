@@ -9,11 +9,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import BotError, ConfigError, InternalError
 from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .state import State
 
 log = logging.getLogger("claude_matrix_bot")
 
@@ -79,20 +83,9 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     from .charts import png_dimensions, render_png
     from .core.family_table import family_of
     from .core.pictures import current_chart
-    from .errors import CorruptState
-    from .state import parse_state
-    from .store import open_store
 
     settings = _settings(redactor, need_tokens=False)
-    key = _chart_state_key(settings, args.account)
-    try:
-        data, _ = open_store(settings.state_url).read(key)
-    except FileNotFoundError:
-        raise BotError(f"no state yet ({key} under {settings.state_url}): run a cycle first") from None
-    try:
-        state = parse_state(data)
-    except CorruptState as exc:
-        raise BotError(f"{key} cannot be read ({exc}); the next cycle moves it aside") from None
+    state = _chart_state(settings, args.account)
     weekly = sorted(name for name, bucket in state.buckets.items() if family_of(name).chart and bucket.resets_at)
     if not weekly:
         raise BotError("no weekly bucket with a window in the state yet: nothing to draw")
@@ -124,6 +117,22 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     who = f"{args.account or settings.accounts[0]} " if settings.accounts else ""
     print(f"{out}: {who}{name}, {width}x{height} PNG, {len(png)} bytes, {len(spec.samples)} samples")
     return EXIT_OK
+
+
+def _chart_state(settings: Settings, account: str | None) -> State:
+    from .errors import CorruptState
+    from .state import parse_state
+    from .store import open_store
+
+    key = _chart_state_key(settings, account)
+    try:
+        data, _ = open_store(settings.state_url).read(key)
+    except FileNotFoundError:
+        raise BotError(f"no state yet ({key} under {settings.state_url}): run a cycle first") from None
+    try:
+        return parse_state(data)
+    except CorruptState as exc:
+        raise BotError(f"{key} cannot be read ({exc}); the next cycle moves it aside") from None
 
 
 def cmd_matrix_login(args: argparse.Namespace, redactor: Redactor) -> int:

@@ -5,6 +5,15 @@ composition root built (compose.py) and knows no Settings; both entry points
 (the HTTP function and the CLI) run it through `compose.run` and only translate
 its `CycleResult`.
 
+One path for one account and several (docs/design.md §6): one account is a list of one,
+`SINGLE_ACCOUNT`, whose layout is today's (`state.json`, its tokens, alerts without a
+name). Per account, in `ACCOUNTS` order: load its state → its tokens → one usage request
+→ decide (or record the failure in *its* health counters) → label the new alerts with the
+account (core.accounts; not for the single account) → save. An account that fails is
+recorded and the next one runs. Then every account's outbox goes to one sink in one
+delivery (none when every outbox is empty, so quiet cycles cost no Matrix request), and
+each account's state drops what was delivered. The cycle fails if any account failed.
+
 Ordering rules (docs/design.md §5):
 - new alerts are saved in the state's outbox *before* the sink sees them, and
   leave it only once the sink reports them delivered;
@@ -18,21 +27,21 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from .core.accounts import for_account
 from .core.config import DecideConfig
 from .core.decide import Decision, decide, drop_delivered, record_failure
 from .errors import BotError, ConfigError, DeliveryError, LeaseHeld, RateLimited, StorageError, UpstreamError
 from .hints import explain
 from .holding import ReaderSettings, outgoing
-from .model import Alert
 from .ports import SINGLE_ACCOUNT, Ports
 from .result import CycleResult
-from .sinks.base import DeliveryReport
+from .sending import deliver
 from .state import State
-from .state_file import load_state, mark_attempted, save_state
+from .state_file import STATE_KEY, load_state, mark_attempted, save_state, state_key
 
 log = logging.getLogger("claude_matrix_bot.cycle")
 
@@ -64,10 +73,6 @@ def run_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
         return CycleResult.failed(ports.redactor(str(exc)), type(exc))
 
     try:
-        if config.accounts:
-            from .accounts_cycle import accounts_cycle
-
-            return accounts_cycle(ports, config, now)
         return _locked_cycle(ports, config, now)
     except StorageError as exc:
         log.error("state store failed: %s", exc)
@@ -75,7 +80,7 @@ def run_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
     except Exception as exc:  # outside every family: still a counted failure (issue 21)
         from .unexpected import unexpected_failure
 
-        return unexpected_failure(ports, config, now, exc)
+        return unexpected_failure(ports, config.accounts, config.decide, now, exc)
     finally:
         try:
             release_lease(store, lease)
@@ -93,49 +98,127 @@ def too_soon(config: CycleConfig, last_poll: datetime | None, now: datetime, pen
     return CycleResult("too_soon", pending=pending, retry_after=config.min_interval_sec - elapsed)
 
 
+@dataclass
+class _Account:
+    """One account's state through the cycle (mutable: the cycle advances it step by step)."""
+
+    name: str  # SINGLE_ACCOUNT: the single-account layout
+    state: State | None
+    version: str | None
+    new_alerts: int = 0
+    delivered: int = 0
+    error: str | None = None
+    family: type[BotError] | None = None  # what failed, if anything
+    retry_after: float | None = None
+
+    @property
+    def key(self) -> str:
+        return state_key(self.name) if self.name != SINGLE_ACCOUNT else STATE_KEY
+
+    @property
+    def pending(self) -> int:
+        return len(self.state.outbox) if self.state else 0
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": "failed" if self.family else "ok",
+            "new_alerts": self.new_alerts,
+            "delivered": self.delivered,
+            "pending": self.pending,
+        }
+        if self.family:
+            out["error"] = self.error
+            out["failure"] = self.family.failure
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
+
+
 def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
-    store = ports.state
-    loaded = load_state(store, now)
-    previous = loaded.state
-    early = too_soon(
-        config, previous.health.last_attempt_at if previous else None, now, len(previous.outbox) if previous else 0
-    )
+    accounts: list[_Account] = []
+    for name in config.accounts or (SINGLE_ACCOUNT,):
+        loaded = load_state(ports.state, now, state_key(name) if name != SINGLE_ACCOUNT else STATE_KEY)
+        accounts.append(_Account(name, loaded.state, loaded.version))
+
+    # MIN_INTERVAL_SEC: every account is polled in every cycle, so the latest poll counts.
+    polls = [a.state.health.last_attempt_at for a in accounts if a.state and a.state.health.last_attempt_at]
+    early = too_soon(config, max(polls) if polls else None, now, sum(a.pending for a in accounts))
     if early is not None:
         return early
 
-    upstream_error: BotError | None = None
+    for account in accounts:
+        decision = _decide_account(ports, account, now, config.decide)
+        if decision is None:
+            if not config.accounts:  # the single account cannot even run: nothing else to do
+                assert account.error is not None
+                assert account.family is not None
+                return CycleResult.failed(account.error, account.family)
+            continue
+        _save_decision(ports, account, decision)
+
+    delivery_error = _deliver(ports, accounts, now, config.decide)
+    if delivery_error:
+        pending = sum(a.pending for a in accounts)
+        log.error("delivery failed, %d alert(s) kept for the next run: %s", pending, delivery_error)
+        for account in accounts:
+            if account.family is None and account.pending:
+                account.error, account.family = delivery_error, DeliveryError
+    return _result(accounts, several=bool(config.accounts))
+
+
+def _save_decision(ports: Ports, account: _Account, decision: Decision) -> None:
+    if account.name != SINGLE_ACCOUNT:
+        decision = for_account(decision, account.name)
+    log_alerts(decision, account.name)
+    account.new_alerts = len(decision.alerts)
+    previous, account.state = account.state, decision.state
+    account.version = save_state(ports.state, decision.state, account.version, account.key, since=previous)
+
+
+def _result(accounts: list[_Account], *, several: bool) -> CycleResult:
+    """The whole cycle's summary: failed if any account failed, with the family an
+    operator must act on first (errors.BotError.precedence). Per account with ACCOUNTS."""
+    failed = [a for a in accounts if a.family]
+    counts: dict[str, Any] = {
+        "new_alerts": sum(a.new_alerts for a in accounts),
+        "delivered": sum(a.delivered for a in accounts),
+        "pending": sum(a.pending for a in accounts),
+    }
+    if several:
+        counts["accounts"] = tuple((a.name, a.summary()) for a in accounts)
+    if not failed:
+        return CycleResult("ok", **counts)
+    worst = min(failed, key=lambda a: a.family.precedence if a.family else BotError.precedence)
+    assert worst.family is not None
+    retry_after = [a.retry_after for a in failed if a.retry_after is not None]
+    return CycleResult.failed(
+        "; ".join(f"{a.name}: {a.error}" if several else str(a.error) for a in failed),
+        worst.family,
+        retry_after=max(retry_after) if retry_after else None,
+        **counts,
+    )
+
+
+def _decide_account(ports: Ports, account: _Account, now: datetime, config: DecideConfig) -> Decision | None:
+    """This account's decision, or None when it could not even be recorded (configuration)."""
+    prefix = f"{account.name}: " if account.name != SINGLE_ACCOUNT else ""
     try:
-        reading = ports.usage.read(ports.tokens[SINGLE_ACCOUNT], now)
+        reading = ports.usage.read(ports.tokens[account.name], now)
     except ConfigError as exc:
-        return CycleResult.failed(ports.redactor(str(exc)), type(exc))
+        account.error, account.family = ports.redactor(str(exc)), type(exc)
+        log.error("%s%s", prefix, account.error)
+        return None
     except (UpstreamError, StorageError) as exc:
-        upstream_error = exc
+        # Token-store trouble is recorded like an upstream failure: it is this account's
+        # health that suffers, and its degraded alert says what to do; the result names the
+        # error's own family (a token Secret refused by RBAC is "storage", not "upstream").
         summary, hint = explain(exc, ports.redactor)
-        log.error("usage check failed: %s", summary)
-        decision = record_failure(previous, summary, hint, now, config.decide)
-    else:
-        decision = decide(previous, reading, now, config.decide)
-
-    log_alerts(decision)
-    state = decision.state
-    version = save_state(store, state, loaded.version, since=previous)
-    state, version, delivered, delivery_error = flush_outbox(ports, state, version, now, config.decide)
-    if delivery_error:
-        log.error("delivery failed, %d alert(s) kept for the next run: %s", len(state.outbox), delivery_error)
-
-    result = CycleResult("ok", new_alerts=len(decision.alerts), delivered=delivered, pending=len(state.outbox))
-    if upstream_error is not None:
-        return replace(
-            result,
-            status="failed",
-            error=explain(upstream_error, ports.redactor)[0],
-            # the error's own family: a token Secret refused by RBAC is "storage", not "upstream"
-            family=type(upstream_error),
-            retry_after=upstream_error.retry_after if isinstance(upstream_error, RateLimited) else None,
-        )
-    if delivery_error:
-        return replace(result, status="failed", error=delivery_error, family=DeliveryError)
-    return result
+        log.error("%susage check failed: %s", prefix, summary)
+        account.error, account.family = summary, type(exc)
+        if isinstance(exc, RateLimited):
+            account.retry_after = exc.retry_after
+        return record_failure(account.state, summary, hint, now, config)
+    return decide(account.state, reading, now, config)
 
 
 def log_alerts(decision: Decision, account: str | None = None) -> None:
@@ -144,35 +227,30 @@ def log_alerts(decision: Decision, account: str | None = None) -> None:
         log.info("%salert %s %s%s", prefix, alert.kind, alert.id, f" ({alert.bucket})" if alert.bucket else "")
 
 
-def deliver(ports: Ports, outbox: Sequence[Alert]) -> tuple[DeliveryReport, str | None]:
-    """`outbox` through the sink, opened only now: (what was delivered, the error in words, redacted).
-    Charts are drawn before the sink is opened (`drawn_ahead`), so the drawing child never
-    runs beside a loaded sink."""
-    from .charts import drawn_ahead
-
-    try:
-        with drawn_ahead(outbox), ports.open_sink() as sink:
-            report = sink.deliver(outbox)
-    except DeliveryError as exc:
-        return DeliveryReport(()), ports.redactor(str(exc))
-    return report, ports.redactor(report.error) if report.error else None
-
-
-def flush_outbox(
-    ports: Ports, state: State, version: str, now: datetime, reader: ReaderSettings
-) -> tuple[State, str, int, str | None]:
-    """Deliver what the outbox holds and quiet hours let go (holding.outgoing); return
-    (state, version, delivered count, error)."""
-    outbox = outgoing(state.outbox, now, reader).due
+def _deliver(ports: Ports, accounts: list[_Account], now: datetime, reader: ReaderSettings) -> str | None:
+    """Every account's outbox through one sink, opened once and only when there is something
+    to send (quiet hours let it go: holding.outgoing)."""
+    outbox = [
+        alert for account in accounts if account.state for alert in outgoing(account.state.outbox, now, reader).due
+    ]
     if not outbox:
-        return state, version, 0, None  # no sink, no Matrix traffic on quiet cycles
-    # The sink sees the marks as they were: an alert never attempted cannot be in the
-    # room, so only the others cost it a look (a /messages request on Matrix).
+        return None
+    # Marked and written before the send; the sink sees the marks as they were: an alert
+    # never attempted cannot be in the room, so only the others cost it a look.
     only = frozenset(a.id for a in outbox)
-    state, marked_version = mark_attempted(ports.state, state, version, now, only=only)
-    version = marked_version or version
+    for account in accounts:
+        if account.state is not None:
+            account.state, marked = mark_attempted(
+                ports.state, account.state, account.version, now, account.key, only=only
+            )
+            account.version = marked or account.version
     report, error = deliver(ports, outbox)
-    if report.settled:
-        state = drop_delivered(state, report.settled)
-        version = save_state(ports.state, state, version)
-    return state, version, len(report.delivered), error
+    done = set(report.settled)
+    for account in accounts:
+        state = account.state
+        if state is None or not any(alert.id in done for alert in state.outbox):
+            continue
+        account.delivered = sum(1 for alert in state.outbox if alert.id in report.delivered)
+        account.state = drop_delivered(state, report.settled)
+        account.version = save_state(ports.state, account.state, account.version, account.key)
+    return error

@@ -17,7 +17,7 @@ from .errors import InternalError
 from .result import CycleResult
 
 if TYPE_CHECKING:
-    from .cycle import CycleConfig
+    from .core.config import DecideConfig
     from .ports import Ports
 
 log = logging.getLogger("claude_matrix_bot.cycle")
@@ -39,29 +39,31 @@ def describe(exc: BaseException, redact: Callable[[str], str]) -> str:
     return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
 
 
-def unexpected_failure(ports: Ports, config: CycleConfig, now: datetime, exc: Exception) -> CycleResult:
+def unexpected_failure(
+    ports: Ports, accounts: tuple[str, ...], config: DecideConfig, now: datetime, exc: Exception
+) -> CycleResult:
     """The cycle's answer to `exc`: recorded in every account's health (and the
     degraded alert delivered when it is due), then a failed result."""
     summary = describe(exc, ports.redactor)
     log.error("cycle failed: %s", summary, exc_info=exc)
     try:
-        _record(ports, config, now, summary)
+        _record(ports, accounts, config, now, summary)
     except Exception as again:  # the store or the sink is what fails: nothing more to do here
         log.error("the failure could not be recorded in the state either: %s", describe(again, ports.redactor))
     return CycleResult.failed(summary, InternalError)
 
 
-def _record(ports: Ports, config: CycleConfig, now: datetime, summary: str) -> None:
+def _record(ports: Ports, names: tuple[str, ...], config: DecideConfig, now: datetime, summary: str) -> None:
     from .core.accounts import for_account
     from .core.decide import drop_delivered, record_failure
-    from .cycle import deliver
+    from .sending import deliver
     from .state_file import STATE_KEY, load_state, mark_attempted, save_state, state_key
 
-    accounts: tuple[str | None, ...] = config.accounts or (None,)
+    accounts: tuple[str | None, ...] = names or (None,)
     for account in accounts:
         key = state_key(account) if account else STATE_KEY
         loaded = load_state(ports.state, now, key)
-        decision = record_failure(loaded.state, summary, HINT, now, config.decide)
+        decision = record_failure(loaded.state, summary, HINT, now, config)
         if account:
             decision = for_account(decision, account)
         state = decision.state

@@ -17,11 +17,12 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from .. import localtime
-from ..charts import WEEK_SEC, Sample
+from ..chart_spec import WEEK_SEC, Sample
 from ..model import Alert
 from ..state import HOUR_SEC, MAX_HOURLY_SAMPLES, BucketState
-from . import messages, pictures
+from . import pictures
 from .alerts import alert_id, key, make
+from .digest_messages import render_digest
 from .family_table import family_of
 from .pictures import chart_samples
 from .window_summary import Passed, WindowSummary
@@ -163,6 +164,6 @@ def digest_alerts(name: str, closed: BucketState, now: datetime, config: DigestC
             zone=config.timezone,
         )
         details["chart"] = spec.to_json()
-    rendered = messages.render_digest(summary, config.weekly_thresholds, zone=config.timezone)
+    rendered = render_digest(summary, config.weekly_thresholds, zone=config.timezone)
     ident = alert_id("digest", name, key(closed.window or summary.ended_at))
     return [make("digest", ident, rendered, now, bucket=name, **details)]

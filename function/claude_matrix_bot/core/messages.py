@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from html import escape
 
@@ -18,7 +18,6 @@ from .. import localtime
 from ..model import ExtraUsage
 from .family_table import family_of
 from .forecast import Projection
-from .window_summary import WindowSummary
 
 _KNOWN_LABELS = {
     "seven_day": "Weekly (all models)",
@@ -186,19 +185,8 @@ def render_armed(
     if note:
         lines.append(note)
         html_lines.append(f"<i>{escape(note)}</i>")
-    for row in rows:
-        label = bucket_label(row.bucket)
-        if row.utilization is None:
-            text = f"• {label}: not in use"
-        else:
-            text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now, zone)}"
-            if row.exceeded:
-                text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
-            judgement = fmt_binding(row.is_active is True, row.severity)
-            if judgement:
-                text += f" ({judgement})"
-        lines.append(text)
-        html_lines.append(escape(text))
+    lines.extend(_baseline_line(row, now, zone) for row in rows)
+    html_lines.extend(escape(line) for line in lines[len(html_lines) :])
     if not rows:
         lines.append("• no usage buckets reported yet")
         html_lines.append(escape(lines[-1]))
@@ -218,6 +206,17 @@ def render_armed(
     lines.append(footer)
     html_lines.append(escape(footer))
     return _render(title, lines, html_lines=html_lines)
+
+
+def _baseline_line(row: BaselineRow, now: datetime, zone: tzinfo) -> str:
+    label = bucket_label(row.bucket)
+    if row.utilization is None:
+        return f"• {label}: not in use"
+    text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now, zone)}"
+    if row.exceeded:
+        text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
+    judgement = fmt_binding(row.is_active is True, row.severity)
+    return text + (f" ({judgement})" if judgement else "")
 
 
 def _judged(text: str, binding: bool, severity: str | None) -> str:
@@ -319,40 +318,4 @@ def render_recovered(since: datetime | None, failures: int, now: datetime) -> Re
     title = "✅ Claude usage watch recovered"
     outage = f" after {fmt_duration(now - since)}" if since else ""
     lines = [f"Working again{outage} ({failures} failed runs)."]
-    return _render(title, lines)
-
-
-def fmt_day(day: date) -> str:
-    return f"{day:%a} {day.day} {day:%b}"
-
-
-def render_digest(summary: WindowSummary, thresholds: Sequence[int], *, zone: tzinfo) -> Rendered:
-    """The weekly digest (docs/design.md §7): peak, each threshold's time, the limit, the busiest day;
-    days are the reader's (`summary` counts them in `zone`)."""
-    label = bucket_label(summary.bucket)
-    title = f"📅 {label}: the week to {fmt_day(localtime.local(summary.ended_at, zone).date())} in review"
-    lines = [
-        f"Window {fmt_time(summary.started_at, zone)} to {fmt_time(summary.ended_at, zone)}.",
-        f"Peak {fmt_pct(summary.peak)}, on {fmt_day(summary.peak_on)}.",
-    ]
-    reached = {p.percent: p for p in summary.passed}
-    for threshold in sorted({t for t in thresholds if t < 100}):
-        passed = reached.get(threshold)
-        if passed is None:
-            lines.append(f"{threshold}%: not reached.")
-        elif passed.at is None:
-            lines.append(f"{threshold}%: already past when the watch first saw this window.")
-        else:
-            lines.append(f"{threshold}%: passed {fmt_time(passed.at, zone)}.")
-    limit = summary.limit
-    if limit is None:
-        lines.append("Limit: not hit.")
-    elif limit.at is None:
-        lines.append("Limit: hit, before the watch first saw this window.")
-    else:
-        lines.append(
-            f"Limit: hit {fmt_time(limit.at, zone)}, {fmt_duration(summary.ended_at - limit.at)} before the reset."
-        )
-    if summary.busiest_day is not None:
-        lines.append(f"Busiest day: {fmt_day(summary.busiest_day)} (+{fmt_pct(summary.busiest_gain)} of the limit).")
     return _render(title, lines)

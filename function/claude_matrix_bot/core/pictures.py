@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
 from .. import localtime
-from ..charts import WEEK_SEC, ChartSpec, Fit, Sample
+from ..chart_spec import WEEK_SEC, ChartSpec, Fit, Sample
 from ..state import BucketState
 from . import messages
 from .forecast import Projection, project

@@ -18,7 +18,7 @@ import getpass
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import httpx
 
@@ -28,6 +28,9 @@ from ..logs import Redactor
 from ..settings import Settings
 from ..url_policy import public_url
 from .matrix.credentials import CREDENTIAL_FILES, MatrixCredentials, _Stopped
+
+if TYPE_CHECKING:
+    from .matrix.sink import PrimeReport
 
 DEVICE_NAME = "claude-matrix-bot"
 
@@ -71,6 +74,11 @@ def matrix_login(settings: Settings, request: LoginRequest, redactor: Redactor, 
     if report.error is not None:
         print(f"claude-matrix-bot: matrix-login: {report.error}", file=sys.stderr)
         return 1
+    return _said(report, out)
+
+
+def _said(report: PrimeReport, out: TextIO) -> int:
+    """What `prime` did, for the person at the terminal: 0 when the device is cross-signed."""
     outcome = report.outcome
     print(f"device: {report.device_id} (ed25519 {report.device_ed25519})", file=out)
     if outcome is None or outcome.foreign_master:

@@ -110,23 +110,7 @@ class TokenRefresher:
     def _interpret(self, response: httpx.Response, refresh_token: str, now: datetime) -> OAuthTokens:
         status = response.status_code
         if status >= 400:
-            # Only the OAuth error code is quoted, never the body: a token endpoint's answer
-            # may echo the refresh token in any encoding (issue 21 item 6).
-            code = _oauth_error(response)
-            said = f"OAuth error {code}" if code else "no OAuth error code in the answer"
-            if status in (400, 401) and code == "invalid_grant":
-                raise InvalidGrant(
-                    f"token endpoint answered invalid_grant ({status}): the refresh token was already used or "
-                    "was revoked; bootstrap the tokens again (log in with Claude Code and copy its "
-                    "accessToken/refreshToken/expiresAt)",
-                    status=status,
-                )
-            if status >= 500:
-                raise TokenRefreshError(
-                    f"token endpoint failed ({status}, {said}), the stored refresh token is kept for the next run",
-                    status=status,
-                )
-            raise TokenRefreshError(f"token endpoint refused the refresh ({status}, {said})", status=status)
+            raise _refused(response, status)
         if status != 200:
             raise TokenRefreshError(f"token endpoint answered {status} instead of 200", status=status)
         try:
@@ -161,6 +145,27 @@ class TokenRefresher:
             refresh_token=rotated.strip() if isinstance(rotated, str) else refresh_token,
             expires_at=now + timedelta(seconds=float(expires_in)),
         )
+
+
+def _refused(response: httpx.Response, status: int) -> TokenRefreshError:
+    """The error for a 4xx/5xx answer of the token endpoint."""
+    # Only the OAuth error code is quoted, never the body: a token endpoint's answer
+    # may echo the refresh token in any encoding (issue 21 item 6).
+    code = _oauth_error(response)
+    said = f"OAuth error {code}" if code else "no OAuth error code in the answer"
+    if status in (400, 401) and code == "invalid_grant":
+        return InvalidGrant(
+            f"token endpoint answered invalid_grant ({status}): the refresh token was already used or "
+            "was revoked; bootstrap the tokens again (log in with Claude Code and copy its "
+            "accessToken/refreshToken/expiresAt)",
+            status=status,
+        )
+    if status >= 500:
+        return TokenRefreshError(
+            f"token endpoint failed ({status}, {said}), the stored refresh token is kept for the next run",
+            status=status,
+        )
+    return TokenRefreshError(f"token endpoint refused the refresh ({status}, {said})", status=status)
 
 
 # RFC 6749 §5.2 error codes are words of these characters (`invalid_grant`, `invalid_client`, …).

@@ -11,7 +11,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...charts import Picture
 from ...model import Alert
@@ -22,7 +22,8 @@ from .describe import _describe_error, _describe_status
 if TYPE_CHECKING:
     from nio import AsyncClient
 
-    from .sink import MatrixSink
+    from ...logs import Redactor
+    from ...settings import TrustedDevice
 
 log = logging.getLogger(__package__)  # one logger for the whole sink, as before the split
 
@@ -38,10 +39,25 @@ class CrossSigningOutcome:
     signature_problem: str | None = None  # signed, but recipients cannot see it (what to say)
 
 
+class SinkOptions(Protocol):
+    """What a delivery reads of its `MatrixSink` (sink.py), named here so this module, below
+    the sink, does not import it back (no import cycle)."""
+
+    creds_dir: Path
+    room_id: str
+    store_dir: Path
+    trusted_devices: tuple[TrustedDevice, ...]
+    _store_passphrase: str | None
+    timeout: float
+    exclude_insecure_devices: bool
+    redactor: Redactor | None
+    mention: tuple[str, ...]
+
+
 class _Session:
     """One delivery's frame and what it learns on the way (the layers below add the steps)."""
 
-    def __init__(self, sink: MatrixSink, alerts: list[Alert]) -> None:
+    def __init__(self, sink: SinkOptions, alerts: list[Alert]) -> None:
         self.sink = sink
         self.alerts = alerts
         self.delivered: list[str] = []
