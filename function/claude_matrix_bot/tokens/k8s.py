@@ -27,21 +27,19 @@ status and raise our own errors `from None`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import OAuthTokens, StoredTokens, clean_value, from_unix_ms, to_unix_ms, unusable_token
+from .base import OAuthTokens, StoredTokens, to_unix_ms
 from .k8s_api import (
     CLAIM_ANNOTATION,
     OWN_KEYS_SEPARATOR,
@@ -52,6 +50,7 @@ from .k8s_api import (
     check_namespace,
     fingerprint_of,
     network_reason,
+    parse_secret,
     raise_for_status,
     read_claim,
     read_namespace_file,
@@ -162,7 +161,7 @@ class SecretTokenStore:
 
     def load(self) -> StoredTokens:
         secret, version = self._read()
-        tokens = self._parse(secret.data or {})
+        tokens = parse_secret(secret.data or {}, self.where, self._keys())
         log.debug("read OAuth tokens from %s at resourceVersion %s", self.where, version)
         if self.account:
             # The version also pins this account's own keys, so save() can tell
@@ -346,34 +345,3 @@ class SecretTokenStore:
 
     def _raise_for_status(self, exc: Any, verb: str, *, expect_version: str | None = None) -> NoReturn:
         raise_for_status(exc, verb, self.where, self.name, self.namespace, self._keys(), expect_version)
-
-    def _parse(self, data: Mapping[str, str | bytes]) -> OAuthTokens:
-        missing = [k for k in self._keys() if not data.get(k)]
-        if missing:
-            raise StorageError(f"{self.where} lacks the key(s) {', '.join(missing)}")
-        values = {key: self._decode(data, key) for key in self._keys()}
-        try:
-            millis = int(values[self.expires_key])
-            expires_at = from_unix_ms(millis)
-        except (ValueError, OverflowError):
-            raise StorageError(f"{self.where}: key {self.expires_key} is not a Unix time in milliseconds") from None
-        return OAuthTokens(
-            access_token=values[self.access_key],
-            refresh_token=values[self.refresh_key],
-            expires_at=expires_at,
-        )
-
-    def _decode(self, data: Mapping[str, str | bytes], key: str) -> str:
-        try:
-            text = base64.b64decode(data[key], validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise StorageError(f"{self.where}: key {key} is not base64-encoded UTF-8 text") from None
-        # Secrets made with `kubectl create secret --from-file` often keep the file's newline
-        # (and a file saved by a Windows editor its BOM).
-        text = clean_value(text)
-        if not text:
-            raise StorageError(f"{self.where}: key {key} is empty")
-        problem = unusable_token(text) if key != self.expires_key else None
-        if problem:
-            raise StorageError(f"{self.where}: key {key} {problem}")
-        return text

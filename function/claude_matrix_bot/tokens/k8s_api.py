@@ -5,6 +5,7 @@ never carry the Secret's data (see k8s.py)."""
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError, StorageConflict, StorageError
-from .base import from_unix_ms, to_unix_ms
+from .base import OAuthTokens, clean_value, from_unix_ms, to_unix_ms, unusable_token
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
@@ -159,3 +160,35 @@ def raise_for_status(
         raise StorageError(f"cannot talk to the Kubernetes API to {verb} {where} (TLS or request error)") from None
     failure = ApiUnavailable if status >= 500 or status == 429 else StorageError
     raise failure(f"the Kubernetes API answered {status} to {verb} {where}") from None
+
+
+def parse_secret(data: Mapping[str, str | bytes], where: str, keys: tuple[str, str, str]) -> OAuthTokens:
+    """The tokens of a Secret's data, under `keys` (access, refresh, expiry); StorageError naming
+    `where` and the key for anything unusable."""
+    missing = [k for k in keys if not data.get(k)]
+    if missing:
+        raise StorageError(f"{where} lacks the key(s) {', '.join(missing)}")
+    access_key, refresh_key, expires_key = keys
+    values = {key: _decode(data, key, where, token=key != expires_key) for key in keys}
+    try:
+        millis = int(values[expires_key])
+        expires_at = from_unix_ms(millis)
+    except (ValueError, OverflowError):
+        raise StorageError(f"{where}: key {expires_key} is not a Unix time in milliseconds") from None
+    return OAuthTokens(access_token=values[access_key], refresh_token=values[refresh_key], expires_at=expires_at)
+
+
+def _decode(data: Mapping[str, str | bytes], key: str, where: str, *, token: bool) -> str:
+    try:
+        text = base64.b64decode(data[key], validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise StorageError(f"{where}: key {key} is not base64-encoded UTF-8 text") from None
+    # Secrets made with `kubectl create secret --from-file` often keep the file's newline
+    # (and a file saved by a Windows editor its BOM).
+    text = clean_value(text)
+    if not text:
+        raise StorageError(f"{where}: key {key} is empty")
+    problem = unusable_token(text) if token else None
+    if problem:
+        raise StorageError(f"{where}: key {key} {problem}")
+    return text
