@@ -9,11 +9,15 @@ from dataclasses import replace
 from datetime import datetime
 from html import escape
 
-from ..model import WEEKLY_PREFIX, Alert, Reading
+from ..model import Alert, Reading
 from ..state import BucketState, FamilyState
 from ..state.families import MAX_BREAKDOWN, MAX_LOCKED
 from . import family_messages as fm
 from .alerts import alert_id, make
+from .family_table import WEEKLY
+
+# The breakdown is of the week of all models: the weekly family's lead bucket (seven_day).
+_BREAKDOWN_BUCKET = WEEKLY.lead or ""
 
 
 def locked_step(old: FamilyState, reading: Reading, now: datetime) -> tuple[FamilyState, list[Alert]]:
@@ -41,7 +45,7 @@ def locked_step(old: FamilyState, reading: Reading, now: datetime) -> tuple[Fami
 
 def breakdown_step(old: FamilyState, reading: Reading, buckets: dict[str, BucketState]) -> FamilyState:
     """Remember the last breakdown with the weekly window it was seen in."""
-    weekly = buckets.get(WEEKLY_PREFIX)
+    weekly = buckets.get(_BREAKDOWN_BUCKET)
     if reading.breakdown is None or weekly is None or weekly.window is None:
         return old
     rows = tuple((r.display_name, r.percent) for r in reading.breakdown.rows[:MAX_BREAKDOWN])
@@ -57,14 +61,14 @@ def breakdown_summary(rows: tuple[tuple[str, float], ...]) -> str:
 def with_breakdown(alerts: list[Alert], families: FamilyState, closed: dict[str, BucketState]) -> list[Alert]:
     """The weekly digest of `seven_day` says where its week went (docs/design.md §8), from the
     last breakdown seen in the window that closed."""
-    weekly = closed.get(WEEKLY_PREFIX)
+    weekly = closed.get(_BREAKDOWN_BUCKET)
     summary = breakdown_summary(families.breakdown)
     if weekly is None or not summary or families.breakdown_window != weekly.window:
         return alerts
     line = fm.breakdown_line(summary)
     out: list[Alert] = []
     for alert in alerts:
-        if alert.kind == "digest" and alert.bucket == WEEKLY_PREFIX:
+        if alert.kind == "digest" and alert.bucket == _BREAKDOWN_BUCKET:
             details = {**alert.details, "breakdown": dict(families.breakdown)}
             plain, html = f"{alert.plain}\n{line}", f"{alert.html}<br>{escape(line)}"
             out.append(replace(alert, plain=plain, html=html, details=details))

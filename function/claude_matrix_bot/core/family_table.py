@@ -22,7 +22,7 @@ A new bucket of a known family (`seven_day_cowork`) needs none of this.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..model import FIVE_HOUR, WEEKLY_PREFIX, AlertKind
@@ -51,6 +51,8 @@ class Family:
     rank: int = 9
     # The bucket that leads its family in the baseline (seven_day before seven_day_opus).
     lead: str | None = None
+    # Buckets whose readable name is not "<label> <rest of the name>".
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 SESSION = Family(
@@ -76,6 +78,12 @@ WEEKLY = Family(
     chart=True,
     rank=1,
     lead=WEEKLY_PREFIX,
+    labels={
+        "seven_day": "Weekly (all models)",
+        "seven_day_opus": "Weekly Opus",
+        "seven_day_sonnet": "Weekly Sonnet",
+        "seven_day_oauth_apps": "Weekly OAuth apps",
+    },
 )
 # A bucket of a kind this release does not know: shown, and its reset shifts said.
 OTHER = Family("other", "", reset_shift=True, rank=2)

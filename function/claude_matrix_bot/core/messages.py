@@ -19,19 +19,12 @@ from ..model import ExtraUsage
 from .family_table import family_of
 from .forecast import Projection
 
-_KNOWN_LABELS = {
-    "seven_day": "Weekly (all models)",
-    "seven_day_opus": "Weekly Opus",
-    "seven_day_sonnet": "Weekly Sonnet",
-    "seven_day_oauth_apps": "Weekly OAuth apps",
-}
-
 
 def bucket_label(name: str) -> str:
     """`seven_day_cowork` -> "Weekly Cowork": new buckets get a readable name unaided."""
-    if name in _KNOWN_LABELS:
-        return _KNOWN_LABELS[name]
     family = family_of(name)
+    if name in family.labels:
+        return family.labels[name]
     if name in family.match:
         return family.label
     if family.prefix is not None:
