@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from claude_matrix_bot.settings import DEFAULT_USER_AGENT
 from devstack.fakes.anthropic import (
     SAMPLE_TEAM_SEAT,
     FakeAnthropic,
@@ -123,6 +124,9 @@ def test_a_banked_reset_from_appearance_through_a_limit_episode_to_its_end(
     methods = {(r.method, r.path) for r in anthropic.requests}
     assert methods <= {("GET", "/api/oauth/usage"), ("POST", "/v1/oauth/token")}, "it never claims a reset"
     assert all(r.query == "cedar_ember=1" for r in anthropic.requests if r.method == "GET")
+    # Claude Code's own agent on every request, the token refresh included (docs/design.md §2).
+    assert anthropic.refresh_calls > 0
+    assert {r.header("User-Agent") for r in anthropic.requests} == {DEFAULT_USER_AGENT}
 
 
 def test_a_team_seat_over_a_month(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime) -> None:
