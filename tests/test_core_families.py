@@ -221,6 +221,8 @@ def test_usable_now_once_per_limit_episode() -> None:
     said_usable = [[a for a in alerts if a.details.get("event") == "usable_now"] for alerts in said]
     assert [len(u) for u in said_usable] == [0, 1, 0, 0, 1, 0]
     assert said_usable[1][0].plain.startswith("🔄 At a limit (5-hour session): a banked reset can clear it now")
+    # The grant's label is quoted as the server wrote it, never lower-cased.
+    assert "“Claude Opus 5.5 launch: one usage-limit reset for Pro and Max”." in said_usable[1][0].plain
     assert said_usable[1][0].id != said_usable[4][0].id
 
 

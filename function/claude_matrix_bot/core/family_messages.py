@@ -96,7 +96,8 @@ def render_grant_expiring(grant: ResetGrant, now: datetime, zone: tzinfo) -> Ren
 def render_grant_usable(grant: ResetGrant, limits: Sequence[str], now: datetime, zone: tzinfo) -> Rendered:
     at = f" ({', '.join(messages.bucket_label(n) for n in limits)})" if limits else ""
     title = f"{RESET_ICON} At a limit{at}: a banked reset can clear it now"
-    return _render(title, [f"{_grant_name(grant).capitalize()}.", *_grant_lines(grant, now, zone), NEVER_CLAIMS])
+    name = _grant_name(grant)  # the label as the server wrote it: only the first letter raised
+    return _render(title, [f"{name[:1].upper()}{name[1:]}.", *_grant_lines(grant, now, zone), NEVER_CLAIMS])
 
 
 def render_locked(reason: str, buckets: Sequence[str]) -> Rendered:
