@@ -161,7 +161,7 @@ def test_threshold_message() -> None:
     assert rendered.plain == ("🔴 Weekly Opus usage passed 80%\nNow at 81.5%.\nResets Thu 8 Jan 07:00 UTC (in 5d 19h).")
     assert rendered.html.startswith("<b>🔴 Weekly Opus usage passed 80%</b><br>")
     assert_html_mirrors_plain(rendered)
-    assert render_threshold("seven_day", 50, 50.0, None, T0, zone=UTC).plain.endswith("Resets no reset time reported.")
+    assert render_threshold("seven_day", 50, 50.0, None, T0, zone=UTC).plain.endswith("\nNo reset time reported.")
 
 
 @pytest.mark.parametrize(
@@ -224,6 +224,7 @@ def test_armed_message() -> None:
         BaselineRow("five_hour", 24.0, FIVE_RESET),
         BaselineRow("seven_day", 83.0, WEEK_RESET, (50, 80)),
         BaselineRow("seven_day_opus", None, None),
+        BaselineRow("seven_day_sonnet", 1.0, None),  # a bucket may lack resets_at (docs/design.md §2)
     ]
     rendered = render_armed(rows, (50, 80), T0, None, zone=UTC)
     assert rendered.plain.splitlines() == [
@@ -231,6 +232,7 @@ def test_armed_message() -> None:
         "• 5-hour session: 24%, resets Fri 2 Jan 15:00 UTC (in 3h)",
         "• Weekly (all models): 83%, resets Thu 8 Jan 07:00 UTC (in 5d 19h) — already past 50%, 80%",
         "• Weekly Opus: not in use",
+        "• Weekly Sonnet: 1%, no reset time reported",
         "Alerts at 50%, 80% of weekly limits, on reset shifts and burn-rate forecasts.",
     ]
     assert_html_mirrors_plain(rendered)

@@ -309,7 +309,7 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
     pct = messages.fmt_pct(bucket.utilization)
     judgement = messages.fmt_binding(bucket.is_active is True, bucket.severity)
     lines = [
-        f"{label} ({name}): {pct}, resets {messages.fmt_when(bucket.resets_at, now, _zone(snapshot))}"
+        f"{label} ({name}): {pct}, {messages.fmt_resets(bucket.resets_at, now, _zone(snapshot))}"
         + (f" ({judgement})" if judgement else "")
     ]
     if not family_of(name).forecast:

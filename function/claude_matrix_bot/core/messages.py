@@ -69,6 +69,11 @@ def fmt_when(moment: datetime | None, now: datetime, zone: tzinfo) -> str:
     return f"{fmt_time(moment, zone)} ({fmt_relative(moment, now)})"
 
 
+def fmt_resets(moment: datetime | None, now: datetime, zone: tzinfo) -> str:
+    """`resets <when>`, or the plain fact when the answer gave no reset time (no "resets no …")."""
+    return "no reset time reported" if moment is None else f"resets {fmt_when(moment, now, zone)}"
+
+
 def fmt_pct(value: float) -> str:
     return f"{value:.0f}%" if abs(value - round(value)) < 0.05 else f"{value:.1f}%"
 
@@ -205,7 +210,7 @@ def _baseline_line(row: BaselineRow, now: datetime, zone: tzinfo) -> str:
     label = bucket_label(row.bucket)
     if row.utilization is None:
         return f"• {label}: not in use"
-    text = f"• {label}: {fmt_pct(row.utilization)}, resets {fmt_when(row.resets_at, now, zone)}"
+    text = f"• {label}: {fmt_pct(row.utilization)}, {fmt_resets(row.resets_at, now, zone)}"
     if row.exceeded:
         text += f" — already past {', '.join(f'{t}%' for t in row.exceeded)}"
     judgement = fmt_binding(row.is_active is True, row.severity)
@@ -230,7 +235,8 @@ def render_threshold(
 ) -> Rendered:
     icon = "🔴" if threshold >= 80 else "🟠"
     title = f"{icon} {bucket_label(bucket)} usage passed {threshold}%"
-    lines = [_judged(f"Now at {fmt_pct(utilization)}.", binding, severity), f"Resets {fmt_when(resets_at, now, zone)}."]
+    resets = fmt_resets(resets_at, now, zone)
+    lines = [_judged(f"Now at {fmt_pct(utilization)}.", binding, severity), f"{resets[:1].upper()}{resets[1:]}."]
     return _render(title, lines)
 
 
