@@ -22,6 +22,8 @@ from claude_matrix_bot.core.decide import DecideConfig, decide
 from claude_matrix_bot.errors import StateSchemaError, StorageError
 from claude_matrix_bot.model import Alert, AlertKind
 from claude_matrix_bot.state import SCHEMA, BucketState, CorruptState, Health, State, dump_state, parse_state
+from claude_matrix_bot.state_file import load_state
+from claude_matrix_bot.store import ANY, open_store
 from tests.scenarios import FIVE_RESET, T0, WEEK_RESET, Watch, kinds, reading
 
 V1 = {
@@ -447,3 +449,34 @@ def test_an_alerts_urgency_is_written_and_an_older_entry_reads_as_not_urgent() -
         parse_state(json.dumps(doc).encode())
     assert urgent.to_json()["urgent"] is True
     assert state.outbox[0].to_json()["urgent"] is False, "always on the stdout line (docs/design.md §3)"
+
+
+def test_two_corrupt_files_in_one_second_are_both_kept() -> None:
+    """docs/design.md §4: a corrupt state.json is moved aside, never deleted — also when a
+    second one is found in the same second (NOW_OVERRIDE replays, a quick re-run)."""
+    store = open_store("memory://two-corrupt-files")
+    for garbage in (b"first {", b"second {"):
+        store.write("state.json", garbage, expect=ANY)
+        loaded = load_state(store, T0)
+        assert loaded.state is not None and loaded.state.note is not None
+        aside = loaded.state.note.split("moved aside to ")[1].split(";")[0]
+        assert store.read(aside)[0] == garbage, "the note names the copy that holds this file"
+    kept = sorted(store.read(k)[0] for k in store.list("") if k.startswith("state.json.corrupt-"))
+    assert kept == [b"first {", b"second {"]
+
+
+def test_a_corrupt_file_that_cannot_be_copied_aside_is_left_in_place() -> None:
+    """Re-arming over a file that was not copied would delete it: the run fails instead."""
+    store = open_store("memory://corrupt-not-copied")
+    store.write("state.json", b"garbage", expect=ANY)
+
+    class NoCopies:
+        def read(self, key: str) -> tuple[bytes, str]:
+            return store.read(key)
+
+        def write(self, key: str, data: bytes, *, expect: Any, durability: Any = "durable") -> str:
+            raise StorageError(f"cannot write {key}: read-only")
+
+    with pytest.raises(StorageError, match="read-only"):
+        load_state(NoCopies(), T0)  # type: ignore[arg-type]
+    assert store.read("state.json")[0] == b"garbage"

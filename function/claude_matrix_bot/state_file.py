@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from .errors import CorruptState, StorageError
+from .errors import CorruptState, StorageConflict, StorageError
 from .state import State, dump_state, lasting_change, parse_state
 from .store import ABSENT, BlobStore, Durability
 from .tokens.base import to_unix_ms
@@ -39,13 +38,28 @@ def load_state(store: BlobStore, now: datetime, key: str = STATE_KEY) -> LoadedS
     try:
         return LoadedState(parse_state(data), version)
     except CorruptState as exc:
-        aside = f"{key}.corrupt-{now:%Y%m%dT%H%M%SZ}"
-        with contextlib.suppress(StorageError):
-            # Two corrupt files in one second would collide; keep the first copy.
-            store.write(aside, data, expect=ABSENT)
+        aside = _move_aside(store, key, data, now)
         log.warning("%s is unreadable (%s); moved aside to %s and re-arming", key, exc, aside)
         note = f"{key} could not be read ({exc}) and was moved aside to {aside}; starting over."
         return LoadedState(State(note=note), version)
+
+
+ASIDE_ATTEMPTS = 100
+
+
+def _move_aside(store: BlobStore, key: str, data: bytes, now: datetime) -> str:
+    """Copy a corrupt file to `<key>.corrupt-<time>` (`-2`, `-3`, … when that name is taken:
+    a second corrupt file in one second is kept too). A copy that cannot be written raises:
+    re-arming would then write over the only copy (docs/design.md §4: never deleted)."""
+    stamp = f"{key}.corrupt-{now:%Y%m%dT%H%M%SZ}"
+    for n in range(1, ASIDE_ATTEMPTS + 1):
+        aside = stamp if n == 1 else f"{stamp}-{n}"
+        try:
+            store.write(aside, data, expect=ABSENT)
+        except StorageConflict:
+            continue
+        return aside
+    raise StorageError(f"{key} is unreadable and {ASIDE_ATTEMPTS} copies named {stamp}… exist; left in place")
 
 
 def save_state(
