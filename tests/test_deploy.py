@@ -526,7 +526,8 @@ def test_dockerfile_default_command_serves_the_watch_target() -> None:
     (cmd,) = [rest for keyword, rest in final.instructions if keyword == "CMD"]
     argv = yaml.safe_load(cmd)  # exec form is a JSON array
     assert isinstance(argv, list), "CMD must use the exec form (signals reach the server)"
-    assert argv[0] == "functions-framework"
+    # functions-framework's app, served by gunicorn with request limits (issue 21 item 8).
+    assert argv[:3] == ["python", "-m", "claude_matrix_bot.serve"]
     assert argv[argv.index("--target") + 1] == "watch"
     assert argv[argv.index("--source") + 1] == "/app/function/main.py"
     assert "--port" not in argv, "leave the port to $PORT, which Knative sets"
