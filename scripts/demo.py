@@ -331,6 +331,19 @@ class Demo:
             usage((40.0, tue + 3 * HOUR), 51.0, weekly_reset),
             "weekly crosses 50%; a banked reset is granted",
         )
+        # The 5-hour wall (issue 24): the limit, said with when it is back, and the back itself.
+        self.cycle(
+            tue + 2 * HOUR,
+            "http",
+            usage((100.0, tue + 3 * HOUR), 52.0, weekly_reset),
+            "the 5-hour limit is reached: back at 12:00",
+        )
+        self.cycle(
+            tue + 3 * HOUR + 5 * MINUTE,
+            "cli",
+            usage((0.0, tue + 8 * HOUR), 52.0, weekly_reset),
+            "the 5-hour window reset: the limit is back",
+        )
         self.cycle(
             tue + 6 * HOUR,
             "http",

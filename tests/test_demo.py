@@ -31,6 +31,8 @@ SIGNALS = {
     "digest": "Weekly (all models): the week to",
     "credit reminder": "The $250.00 credit expires in 1d 12h with",
     "banked reset": "A banked usage-limit reset is available",
+    "session limit": "5-hour session: limit reached",
+    "session back": "5-hour session: the limit is back",
 }
 
 
@@ -108,16 +110,19 @@ def test_make_demo_shows_every_signal_decrypted_and_leaves_nothing_running(tmp_p
         assert room.count(SIGNALS[kind]) == 1 and _line_with(room, "work", SIGNALS[kind]), kind
     assert "Credit (iguana_necktie): $229.50 left of $250.00" in room
     assert "Where the week went: Claude Code 83%, Chats 17%." in room
-    # Only the weekly rollover speaks, once (work's digest; the 5-hour rollover and priv's
-    # window, still open, stay silent): exactly the fourteen messages above (work's armed,
-    # 50%, banked reset, shift, forecast, 80%, credit reminder, degraded, recovered, digest;
-    # priv's armed, 50%, degraded, recovered).
+    # The 5-hour wall (issue 24): its limit and its back once each, on work's account.
+    for kind in ("session limit", "session back"):
+        assert room.count(SIGNALS[kind]) == 1 and _line_with(room, "work", SIGNALS[kind]), kind
+    # Only the weekly rollover speaks, once (work's digest; a 5-hour rollover without a limit
+    # and priv's window, still open, stay silent): exactly the sixteen messages above (work's
+    # armed, 50%, banked reset, session limit, session back, shift, forecast, 80%, credit
+    # reminder, degraded, recovered, digest; priv's armed, 50%, degraded, recovered).
     assert room.count(SIGNALS["digest"]) == 1
     assert _line_with(room, "work", SIGNALS["digest"])
     count = re.search(r"\((\d+) messages", room.splitlines()[0])
     assert count is not None
-    assert count.group(1) == "14"
-    assert len(first_lines) == 14
+    assert count.group(1) == "16"
+    assert len(first_lines) == 16
 
     # Both production entry points ran, and the outage showed as failures of each.
     assert "cycle via HTTP → 200" in header
