@@ -26,7 +26,8 @@ from claude_matrix_bot.tokens.k8s import SecretTokenStore
 from claude_matrix_bot.tokens.oauth import TokenManager, TokenRefresher
 from claude_matrix_bot.tokens.pending import PENDING_FILE, SafekeepingTokenStore
 from devstack.fakes.anthropic import FakeAnthropic
-from devstack.fakes.kube_apiserver import FakeKubeApiServer, core_v1_api
+from devstack.fakes.kube_apiserver import FakeKubeApiServer, core_v1_api, write_kubeconfig
+from tests.helpers import bot_env, payload, run_cli
 
 UA = "claude-cli/2.1.300 (external, cli)"
 LEEWAY = 600
@@ -189,3 +190,32 @@ def test_when_the_state_store_fails_too_the_failure_says_the_token_is_spent(
 class _FullStore(DirectoryStore):
     def write(self, key: str, data: bytes, *, expect: Expect, durability: Durability = "durable") -> str:
         raise StorageError(f"cannot write {key}: No space left on device")
+
+
+def test_a_cli_cycle_rides_out_one_5xx_on_the_write_back(
+    kube: FakeKubeApiServer, anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    # The whole path, as the CronJob runs it: `claude-matrix-bot run` in a subprocess, the
+    # Secret through a kubeconfig, the composition root's stores, the default retry pauses.
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
+    del env["LOCAL_MODE"]
+    env.update(
+        K8S_OAUTH_SECRET_NAME=kube.secret_name,
+        K8S_NAMESPACE=kube.namespace,
+        KUBECONFIG=str(write_kubeconfig(kube, tmp_path / "kubeconfig")),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    anthropic.set_usage(
+        payload(five_hour=(5.0, now + timedelta(hours=2)), weekly={"seven_day": (20.0, now + timedelta(days=3))})
+    )
+    kube.fail_next(503, method="PATCH", writes_tokens=True)
+
+    first = run_cli(env, "run", now=now)
+
+    assert first.code == 0, first.stderr
+    assert '"kind": "armed"' in first.stdout
+    assert _token_writes(kube) == [503, 200]
+    assert anthropic.is_unused_refresh(kube.secret_data()["refreshToken"])
+    later = run_cli(env, "run", now=now + timedelta(minutes=5))
+    assert later.code == 0, later.stderr
+    assert anthropic.refresh_calls == 1 and anthropic.invalid_grants == 0
