@@ -200,6 +200,12 @@ def test_severity_is_normalised_text_or_nothing(value: object, kept: str | None)
             limit_entry("weekly_all", 36, R1),
             BucketReading(36.0, R1_AT, False, "normal"),
         ),
+        # legacy utilization null with a resets_at: the entry's number, the legacy resets_at
+        (
+            {"utilization": None, "resets_at": R2},
+            limit_entry("weekly_all", 36, R1),
+            BucketReading(36.0, R2_AT, False, "normal"),
+        ),
     ],
 )
 def test_precedence_field_by_field(legacy: object, entry: dict[str, Any], expected: BucketReading) -> None:

@@ -188,11 +188,12 @@ def _watched_without_window(reading: Reading) -> bool:
 
 def _legacy_buckets(
     payload: dict[str, object], unknown: list[str], locked: dict[str, str]
-) -> tuple[dict[str, BucketReading], set[str]]:
-    """The legacy keys named like a window: (buckets with a number, null ones); a window's
-    non-null `locked_reason` goes to `locked`."""
+) -> tuple[dict[str, BucketReading], dict[str, datetime | None]]:
+    """The legacy keys named like a window: (buckets with a number, null ones with the
+    `resets_at` a null utilization may still carry); a window's non-null `locked_reason`
+    goes to `locked`."""
     legacy: dict[str, BucketReading] = {}
-    legacy_null: set[str] = set()
+    legacy_null: dict[str, datetime | None] = {}
     for key, value in payload.items():
         if not isinstance(key, str) or key in _READ_KEYS or key in _IGNORED_KEYS:
             continue
@@ -201,11 +202,11 @@ def _legacy_buckets(
             if reason is not None:
                 locked[key] = reason
             if value is None:
-                legacy_null.add(key)
+                legacy_null[key] = None
                 continue
             if isinstance(value, dict) and "utilization" in value:
                 if value["utilization"] is None:
-                    legacy_null.add(key)
+                    legacy_null[key] = _null_bucket_resets_at(key, value.get("resets_at"))
                 else:
                     # Per-bucket extras (limit_dollars, used, limit) are known and ignored.
                     legacy[key] = BucketReading(
@@ -220,13 +221,21 @@ def _legacy_buckets(
     return legacy, legacy_null
 
 
+def _null_bucket_resets_at(key: str, value: object) -> datetime | None:
+    """A null bucket's `resets_at`, for a `limits[]` entry to fill around; unreadable is none."""
+    try:
+        return _resets_at(key, value)
+    except BadResponse:
+        return None
+
+
 def _merge(
-    legacy: dict[str, BucketReading], legacy_null: set[str], entries: dict[str, _LimitEntry]
+    legacy: dict[str, BucketReading], legacy_null: dict[str, datetime | None], entries: dict[str, _LimitEntry]
 ) -> tuple[dict[str, BucketReading], list[str]]:
     """The legacy float wins; limits[] fills, field by field, what it leaves null or absent."""
     buckets: dict[str, BucketReading] = {}
     null_buckets: list[str] = []
-    for name in sorted(set(legacy) | legacy_null | set(entries)):
+    for name in sorted(set(legacy) | set(legacy_null) | set(entries)):
         old = legacy.get(name)
         entry = entries.get(name)
         if old is not None:
@@ -237,7 +246,8 @@ def _merge(
                 severity=entry.severity if entry else None,
             )
         elif entry is not None and entry.percent is not None:
-            buckets[name] = BucketReading(entry.percent, entry.resets_at, entry.is_active, entry.severity)
+            resets_at = legacy_null.get(name) or entry.resets_at  # field by field: a legacy resets_at wins
+            buckets[name] = BucketReading(entry.percent, resets_at, entry.is_active, entry.severity)
         else:
             null_buckets.append(name)  # `percent: null` is a null bucket too
     return buckets, null_buckets
