@@ -1,6 +1,6 @@
 """The newer families in the usage answer (issue 23, docs/design.md §2 "Since autumn 2026"):
 credit budgets, banked resets (`cedar_ember`), `locked_reason`, `seven_day_breakdown`, Team
-seats; read from the public captures in tests/data/usage/ (their sources in SOURCES.md), and
+seats; read from the answers in tests/data/usage/ (SOURCES.md names each one's source), and
 the client's one request against the loopback fake, which serves `cedar_ember` as the real
 endpoint does."""
 
@@ -113,12 +113,32 @@ def test_several_grants_keep_their_order_and_empty_labels_read_as_none() -> None
 # --- breakdown, locked, seats -----------------------------------------------------------------
 
 
+# The breakdown a live Max 20 answer carried (SixFive7/StatusAI docs/limits.md, see SOURCES.md;
+# its `as_of` is elided there, so it is left out here): surfaces at 0% are not said.
+_MAX20_BREAKDOWN = {
+    "window_started_at": "2026-09-21T07:00:00.037784+00:00",
+    "rows": [
+        {"key": "claude_code", "display_name": "Claude Code", "percent": 99},
+        {"key": "chat", "display_name": "Chats", "percent": 0},
+        {"key": "cowork", "display_name": "Cowork", "percent": 1},
+        {"key": "other", "display_name": "Other", "percent": 0},
+    ],
+}
+
+
 def test_the_breakdown_says_where_the_week_went() -> None:
     reading = parse_usage(capture("breakdown_rows.json"), NOW)
     assert reading.breakdown is not None
-    assert reading.breakdown.summary() == "Claude Code 99%, Cowork 1%"
-    assert reading.breakdown.window_started_at == datetime(2026, 9, 14, 7, 0, tzinfo=UTC)
+    assert reading.breakdown.summary() == "Claude Code 57%, Cowork 30%, Chat 10%, Other 3%"
+    assert reading.breakdown.window_started_at == datetime(2026, 9, 29, 12, 0, 0, 879348, tzinfo=UTC)
+    assert reading.breakdown.as_of == datetime(2026, 10, 6, 5, 45, 15, 895251, tzinfo=UTC)
     assert reading.buckets["seven_day"].severity == "critical"
+
+    max20 = parse_usage(capture("breakdown_rows.json") | {"seven_day_breakdown": _MAX20_BREAKDOWN}, NOW)
+    assert max20.breakdown is not None
+    assert max20.breakdown.summary() == "Claude Code 99%, Cowork 1%"
+    assert max20.breakdown.window_started_at == datetime(2026, 9, 21, 7, 0, 0, 37784, tzinfo=UTC)
+    assert max20.breakdown.as_of is None
 
 
 def test_a_locked_window_is_read_and_watched() -> None:
