@@ -64,6 +64,18 @@ def test_plain_post_runs_a_cycle(client: Any, anthropic: FakeAnthropic, capsys: 
     assert anthropic.usage_calls == 1
 
 
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [("application/x-www-form-urlencoded", b"{}"), ("text/plain", b"tick"), ("application/json", b'{"any": 1}')],
+    ids=["curl-d", "text", "json"],
+)
+def test_a_plain_post_with_a_body_runs_a_cycle(client: Any, content_type: str, data: bytes) -> None:
+    """`curl -X POST -d '{}' URL` (curl's default form type) is a plain trigger too: its body is not read."""
+    response = client.post("/", data=data, headers={"Content-Type": content_type})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert _json(response)["status"] == "ok"
+
+
 def test_binary_pingsource_event(client: Any) -> None:
     response = client.post("/", headers={**PING_HEADERS, "Content-Type": "application/json"}, data=b"{}")
     assert response.status_code == 200

@@ -160,6 +160,10 @@ def _status(settings: Settings, redactor: Redactor) -> Response:
         return Response(exc.http_status, {"error": redactor(str(exc))})
 
 
+# A plain trigger's body is never read; these are the types a scheduler or `curl -d` sends.
+PLAIN_TRIGGER_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
+
+
 def _trigger(settings: Settings, h: _Headers, body: RequestBody, redactor: Redactor) -> Response:
     content_type = _content_type(h)
     is_event = content_type == STRUCTURED_CE or any(n.startswith("ce-") for n in h.names())
@@ -174,7 +178,7 @@ def _trigger(settings: Settings, h: _Headers, body: RequestBody, redactor: Redac
         event, problem = _cloudevent(h, data)
         if problem:
             return Response(400, {"error": problem})
-    elif data.strip() and content_type not in ("application/json", "text/plain", ""):
+    elif data.strip() and content_type not in PLAIN_TRIGGER_TYPES:
         return Response(415, {"error": f"unsupported content type {content_type!r}"})
 
     from .compose import run
