@@ -449,6 +449,35 @@ def test_garbled_spend_falls_back_to_extra_usage() -> None:
     assert reading.extra_usage.source == "extra_usage"
 
 
+USED = {"amount_minor": 211926, "currency": "USD", "exponent": 2}
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        # the cap only in the older block: spend is preferred, extra_usage fills what it lacks
+        {"spend": {"used": USED, "enabled": True}, "extra_usage": {"is_enabled": True, "monthly_limit": 500000}},
+        # a Team seat's `spend.cap` (docs/design.md §2) in money
+        {"spend": {"used": USED, "limit": None, "cap": {"money": {**USED, "amount_minor": 500000}}, "enabled": True}},
+    ],
+    ids=["extra_usage.monthly_limit", "spend.cap.money"],
+)
+def test_a_spend_without_its_limit_takes_the_cap_from_elsewhere(blocks: dict[str, Any]) -> None:
+    extra = parse_usage({**BUCKET, **blocks}, NOW).extra_usage
+    assert extra is not None and extra.source == "spend"
+    assert (extra.used, extra.limit, extra.currency, extra.exponent) == (211926, 500000, "USD", 2)
+    assert extra.percent == pytest.approx(42.39, abs=0.01)
+
+
+def test_a_cap_in_other_units_is_not_taken() -> None:
+    blocks = {
+        "spend": {"used": USED, "cap": {"money": None, "credits": {"amount_minor": 500000, "exponent": 2}}},
+        "extra_usage": {"is_enabled": True, "monthly_limit": 500000, "currency": "EUR"},
+    }
+    extra = parse_usage({**BUCKET, **blocks}, NOW).extra_usage
+    assert extra is not None and extra.limit is None, "credits, and euros, are not the dollars spent"
+
+
 def test_the_overage_sample() -> None:
     reading = parse_usage(SAMPLE_OVERAGE, NOW)
     assert reading.extra_usage == ExtraUsage(True, 9221, 11000, "USD", 2, pytest.approx(83.83, abs=0.01))  # type: ignore[arg-type]

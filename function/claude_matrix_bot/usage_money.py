@@ -4,6 +4,7 @@ buckets (see usage.py's docstring for what public clients recorded)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Any
@@ -97,6 +98,8 @@ def _from_spend(spend: dict[str, Any], legacy: dict[str, Any] | None) -> ExtraUs
     exponent = _DEFAULT_EXPONENT if exponent is None else exponent
     if limit is not None and ((limit_currency not in (None, currency)) or (limit_exponent not in (None, exponent))):
         limit = None  # a cap in other units cannot be compared with the amount used
+    if limit is None:
+        limit = _cap_elsewhere(spend, legacy, currency, exponent)
     enabled = spend.get("enabled")
     if not isinstance(enabled, bool):
         legacy_enabled = (legacy or {}).get("is_enabled")
@@ -111,6 +114,25 @@ def _from_spend(spend: dict[str, Any], legacy: dict[str, Any] | None) -> ExtraUs
         disabled_reason=_reason(spend.get("disabled_reason")) or _reason((legacy or {}).get("disabled_reason")),
         source="spend",
     )
+
+
+def _cap_elsewhere(spend: dict[str, Any], legacy: dict[str, Any] | None, currency: str, exponent: int) -> int | None:
+    """A spend without a usable `limit`: its `cap.money` (a Team seat's cap, docs/design.md §2),
+    else `extra_usage.monthly_limit` — field by field, and only in the units of the amount used."""
+    cap = spend.get("cap")
+    money = cap.get("money") if isinstance(cap, dict) else None
+    with contextlib.suppress(_Unreadable):
+        minor, cap_currency, cap_exponent = _money(money, "spend.cap.money")
+        if minor is not None and cap_currency in (None, currency) and cap_exponent in (None, exponent):
+            return minor
+    if legacy is None:
+        return None
+    with contextlib.suppress(_Unreadable):
+        minor = _minor(legacy.get("monthly_limit"), "extra_usage.monthly_limit")
+        legacy_exponent = _exponent(legacy.get("decimal_places"), "extra_usage.decimal_places")
+        same_units = _currency(legacy.get("currency")) in (None, currency) and legacy_exponent in (None, exponent)
+        return minor if same_units else None
+    return None
 
 
 def _from_extra_usage(raw: dict[str, Any]) -> ExtraUsage:
