@@ -281,8 +281,8 @@ def test_invalid_grant_says_rebootstrap_and_degrades(tmp_path: Path, anthropic: 
 @pytest.mark.parametrize(
     ("fault", "says"),
     [
-        ({"status": 503}, "failed (503)"),
-        ({"status": 500, "body": HTML_BODY}, "failed (500)"),
+        ({"status": 503}, "failed (503, OAuth error fault)"),
+        ({"status": 500, "body": HTML_BODY}, "failed (500, no OAuth error code in the answer)"),
         ({"drop": True}, "unreachable"),
     ],
     ids=["503", "500-html", "connection-dropped"],
