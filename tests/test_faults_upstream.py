@@ -264,7 +264,8 @@ def test_invalid_grant_says_rebootstrap_and_degrades(tmp_path: Path, anthropic: 
     import httpx
 
     body = {"grant_type": "refresh_token", "refresh_token": spent, "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e"}
-    assert httpx.post(anthropic.token_url, json=body).status_code == 200
+    laptop = {"User-Agent": "claude-cli/2.1.281 (external, cli)"}  # Claude Code on a laptop
+    assert httpx.post(anthropic.token_url, json=body, headers=laptop).status_code == 200
     env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="2")
     now = _now()
     first = run_cli(env, "run", now=now)

@@ -28,7 +28,7 @@ from claude_matrix_bot.tokens.base import OAuthTokens, StoredTokens
 from claude_matrix_bot.tokens.local import DirectoryTokenStore
 from claude_matrix_bot.tokens.oauth import InvalidGrant, TokenManager, TokenRefresher, fetch_with_refresh
 from claude_matrix_bot.usage import UsageClient
-from devstack.fakes.anthropic import HTML_BODY, FakeAnthropic, IssuedTokens
+from devstack.fakes.anthropic import CLIENT_ID, HTML_BODY, FakeAnthropic, IssuedTokens
 
 UA = "claude-code/2.0.55"
 LEEWAY = 600
@@ -551,3 +551,33 @@ def test_fake_process_with_control_api_keeps_the_chain_across_restarts(tmp_path:
                 usage.fetch(minted["access_token"], datetime.now(UTC))
     finally:
         _stop(process)
+
+
+# --- the token endpoint as it is (docs/design.md §2) -------------------------------------------
+
+
+def test_the_fake_token_endpoint_refuses_a_form_body_and_a_foreign_agent(fake: FakeAnthropic) -> None:
+    """platform.claude.com refuses a form body, and its CDN refuses clients without Claude
+    Code's User-Agent: the fake does too, so a bot that sent either would fail here."""
+    issued = fake.issue_tokens()
+    form = {"grant_type": "refresh_token", "refresh_token": issued.refresh_token, "client_id": CLIENT_ID}
+    with httpx.Client(timeout=5.0) as http:
+        by_form = http.post(fake.token_url, data=form, headers={"User-Agent": UA})
+        assert by_form.status_code == 400 and by_form.json()["error"] == "invalid_request"
+        foreign = http.post(fake.token_url, json=form, headers={"User-Agent": "python-httpx/0.28"})
+        assert foreign.status_code == 403 and foreign.headers["content-type"].startswith("text/html")
+    assert fake.is_unused_refresh(issued.refresh_token), "neither refusal spent the refresh token"
+    with TokenRefresher(fake.token_url, UA, timeout=5.0) as refresher:
+        refresher.refresh(issued.refresh_token, datetime(2026, 1, 2, 12, tzinfo=UTC))
+    assert not fake.is_unused_refresh(issued.refresh_token)
+
+
+def test_a_refresh_refused_by_the_cdn_names_the_user_agent(fake: FakeAnthropic) -> None:
+    issued = fake.issue_tokens()
+    with (
+        TokenRefresher(fake.token_url, "python-httpx/0.28", timeout=5.0) as refresher,
+        pytest.raises(TokenRefreshError, match="ANTHROPIC_USER_AGENT") as info,
+    ):
+        refresher.refresh(issued.refresh_token, datetime(2026, 1, 2, 12, tzinfo=UTC))
+    assert "python-httpx/0.28" in str(info.value) and "(403" in str(info.value)
+    assert fake.is_unused_refresh(issued.refresh_token), "kept for the next run"

@@ -17,7 +17,8 @@ it. It behaves like the real service as far as docs/design.md §2 knows it:
   null, numbers only in `limits[]`), `SAMPLE_MIXED`, `SAMPLE_OVERAGE` (paid
   overage being spent) and `SAMPLE_EMPTY` (`{}`); `limits_only_answer()` and
   `spend_answer()` build more.
-- `POST /v1/oauth/token` (JSON or form body) with `grant_type=refresh_token`,
+- `POST /v1/oauth/token` (a JSON body: a form is refused with 400; an agent that is not
+  Claude Code's gets the CDN's 403 page) with `grant_type=refresh_token`,
   the Claude Code `client_id` and a refresh token: each refresh token works
   exactly once (reuse -> 400 `{"error": "invalid_grant"}`); it answers a new
   access token and a new refresh token with `expires_in`.
@@ -102,6 +103,7 @@ TOKEN_PATH = "/v1/oauth/token"
 FULL_SCOPES = ("user:inference", "user:profile")
 INFERENCE_ONLY = ("user:inference",)
 
+CDN_REFUSAL = "<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Access denied</body></html>"
 HTML_BODY = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
 TRUNCATED_JSON = '{"five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:5'
 WRONG_SHAPE_JSON = '[{"five_hour": 24.0}]'
@@ -797,14 +799,15 @@ class FakeAnthropic:
             answer = self._usage_answer(access.account)
         return 200, {}, banked_resets_view(answer, asked=parse_qs(query).get("cedar_ember") == ["1"], agent=agent)
 
-    def handle_token(self, content_type: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+    def handle_token(self, content_type: str, body: bytes, agent: str | None = None) -> tuple[int, dict[str, str], Any]:
+        if agent is not None and not agent.startswith(CLAUDE_CODE_AGENTS):
+            return 403, {"Content-Type": "text/html"}, CDN_REFUSAL  # the CDN in front of it
+        if not content_type.startswith("application/json"):
+            return 400, {}, {"error": "invalid_request", "error_description": "a JSON body is required"}
         try:
-            if content_type.startswith("application/json"):
-                form = json.loads(body)
-                if not isinstance(form, dict):
-                    raise ValueError("not an object")
-            else:
-                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            form = json.loads(body)
+            if not isinstance(form, dict):
+                raise ValueError("not an object")
         except (ValueError, UnicodeDecodeError):
             return 400, {}, {"error": "invalid_request", "error_description": "malformed body"}
         if form.get("grant_type") != "refresh_token":
@@ -1009,7 +1012,9 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if kind == "usage":
                 status, headers, answer = fake.handle_usage(dict(self.headers.items()), urlsplit(self.path).query)
             else:
-                status, headers, answer = fake.handle_token(self.headers.get("Content-Type", ""), body)
+                status, headers, answer = fake.handle_token(
+                    self.headers.get("Content-Type", ""), body, self.headers.get("User-Agent", "")
+                )
             self._send(status, answer, headers)
 
         def do_GET(self) -> None:

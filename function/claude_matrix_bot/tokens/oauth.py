@@ -110,7 +110,7 @@ class TokenRefresher:
     def _interpret(self, response: httpx.Response, refresh_token: str, now: datetime) -> OAuthTokens:
         status = response.status_code
         if status >= 400:
-            raise _refused(response, status)
+            raise _refused(response, status, self.user_agent)
         if status != 200:
             raise TokenRefreshError(f"token endpoint answered {status} instead of 200", status=status)
         try:
@@ -147,7 +147,7 @@ class TokenRefresher:
         )
 
 
-def _refused(response: httpx.Response, status: int) -> TokenRefreshError:
+def _refused(response: httpx.Response, status: int, user_agent: str) -> TokenRefreshError:
     """The error for a 4xx/5xx answer of the token endpoint."""
     # Only the OAuth error code is quoted, never the body: a token endpoint's answer
     # may echo the refresh token in any encoding (issue 21 item 6).
@@ -163,6 +163,14 @@ def _refused(response: httpx.Response, status: int) -> TokenRefreshError:
     if status >= 500:
         return TokenRefreshError(
             f"token endpoint failed ({status}, {said}), the stored refresh token is kept for the next run",
+            status=status,
+        )
+    if status == 403 and not user_agent.startswith(("claude-cli/", "claude-code/")):
+        # docs/design.md §2: the CDN in front of it refuses agents that are not Claude Code's.
+        return TokenRefreshError(
+            f"token endpoint refused the refresh ({status}, {said}); its CDN refuses clients without Claude "
+            f"Code's User-Agent, claude-cli/<version> (external, cli) (ANTHROPIC_USER_AGENT is {user_agent!r}); "
+            "the stored refresh token is kept",
             status=status,
         )
     return TokenRefreshError(f"token endpoint refused the refresh ({status}, {said})", status=status)
