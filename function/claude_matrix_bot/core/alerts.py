@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
-from ..model import Alert, AlertKind
+from ..model import Alert, AlertKind, BucketReading
 from . import alert_fields, messages
 from .family_table import is_urgent
 
@@ -45,4 +45,42 @@ def make(
         created_at=now,
         details=details,
         urgent=is_urgent(kind, details, thresholds),
+    )
+
+
+def bucket_threshold(
+    kind: AlertKind,
+    ident: str,
+    name: str,
+    current: BucketReading,
+    threshold: int,
+    now: datetime,
+    zone: tzinfo,
+    *,
+    thresholds: tuple[int, ...] = (),
+    **details: Any,
+) -> Alert:
+    """A bucket's threshold crossing, the weekly and the session family's alike: one message,
+    and the stdout fields `threshold`, `utilization`, `resets_at` after the family's own."""
+    rendered = messages.render_threshold(
+        name,
+        threshold,
+        current.utilization,
+        current.resets_at,
+        now,
+        binding=current.binding,
+        severity=current.severity,
+        zone=zone,
+    )
+    return make(
+        kind,
+        ident,
+        rendered,
+        now,
+        bucket=name,
+        thresholds=thresholds,
+        **details,
+        threshold=threshold,
+        utilization=current.utilization,
+        resets_at=current.resets_at.isoformat() if current.resets_at else None,
     )

@@ -21,7 +21,7 @@ from html import escape
 from ..model import Alert, BucketReading
 from ..state import BucketState
 from . import messages
-from .alerts import alert_id, key, make
+from .alerts import alert_id, bucket_threshold, key, make
 from .config import DecideConfig
 from .family_table import SESSION, thresholds_of
 from .thresholds import crossed
@@ -54,7 +54,10 @@ def step(
         if mark == LIMIT and config.session_alerts:
             alerts.append(_limit_alert(name, state, current, now, config))
         else:
-            alerts.append(_threshold_alert(name, state, current, mark, now, config))
+            ident = alert_id("session", name, key(state.window), "threshold", str(mark))
+            alerts.append(
+                bucket_threshold("session", ident, name, current, mark, now, config.timezone, event="threshold")
+            )
     return replace(state, alerted_thresholds=tuple(sorted({*state.alerted_thresholds, *new}))), alerts
 
 
@@ -90,32 +93,6 @@ def _limit_alert(name: str, state: BucketState, current: BucketReading, now: dat
         now,
         bucket=name,
         event="limit",
-        utilization=current.utilization,
-        resets_at=_iso(current.resets_at),
-    )
-
-
-def _threshold_alert(
-    name: str, state: BucketState, current: BucketReading, threshold: int, now: datetime, config: DecideConfig
-) -> Alert:
-    rendered = messages.render_threshold(
-        name,
-        threshold,
-        current.utilization,
-        current.resets_at,
-        now,
-        binding=current.binding,
-        severity=current.severity,
-        zone=config.timezone,
-    )
-    return make(
-        "session",
-        alert_id("session", name, key(state.window), "threshold", str(threshold)),
-        rendered,
-        now,
-        bucket=name,
-        event="threshold",
-        threshold=threshold,
         utilization=current.utilization,
         resets_at=_iso(current.resets_at),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from ..model import Alert, BucketReading
 from ..state import MAX_HISTORY_SAMPLES, BucketState, Sample
 from . import messages, pictures
-from .alerts import alert_id, key, make
+from .alerts import alert_id, bucket_threshold, key, make
 from .config import DecideConfig
 from .forecast import Projection, project
 from .thresholds import crossed
@@ -23,34 +23,20 @@ def threshold_step(
     """Weekly thresholds: once per threshold per window; on arming, thresholds already
     exceeded are shown in the baseline and marked as said (docs/design.md §1)."""
     new = crossed(config.weekly_thresholds, current.utilization, state.alerted_thresholds)
-    alerts = [_threshold_alert(name, state, current, threshold, now, config) for threshold in new]
+    alerts = [
+        bucket_threshold(
+            "threshold",
+            alert_id("threshold", name, key(state.window), str(threshold)),
+            name,
+            current,
+            threshold,
+            now,
+            config.timezone,
+            thresholds=config.weekly_thresholds,
+        )
+        for threshold in new
+    ]
     return replace(state, alerted_thresholds=tuple(sorted({*state.alerted_thresholds, *new}))), alerts
-
-
-def _threshold_alert(
-    name: str, state: BucketState, current: BucketReading, threshold: int, now: datetime, config: DecideConfig
-) -> Alert:
-    rendered = messages.render_threshold(
-        name,
-        threshold,
-        current.utilization,
-        current.resets_at,
-        now,
-        binding=current.binding,
-        severity=current.severity,
-        zone=config.timezone,
-    )
-    return make(
-        "threshold",
-        alert_id("threshold", name, key(state.window), str(threshold)),
-        rendered,
-        now,
-        bucket=name,
-        thresholds=config.weekly_thresholds,
-        threshold=threshold,
-        utilization=current.utilization,
-        resets_at=current.resets_at.isoformat() if current.resets_at else None,
-    )
 
 
 def forecast_step(
