@@ -7,17 +7,16 @@ grants and never claims one (a claim is a POST that spends a scarce grant)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from ..family_values import BankedResets, ResetGrant
 from ..model import Alert, Reading
 from ..state import FamilyState, GrantState
 from ..state.families import MAX_GRANTS
 from . import family_messages as fm
+from . import reminders
 from .alerts import alert_id, key, make
 from .messages import Rendered
-
-REMINDER_HOURS = (72, 24)  # the last one is urgent (docs/design.md §9)
 
 
 def limits_reached(reading: Reading) -> list[str]:
@@ -26,9 +25,7 @@ def limits_reached(reading: Reading) -> list[str]:
 
 
 def _due(grant: ResetGrant, now: datetime) -> list[int]:
-    if grant.ends_at is None or not grant.available(now):
-        return []
-    return [h for h in REMINDER_HOURS if now >= grant.ends_at - timedelta(hours=h)]
+    return reminders.due(grant.ends_at, now) if grant.available(now) else []
 
 
 def _alert(grant: ResetGrant, event: str, rendered: Rendered, now: datetime, *parts: str) -> Alert:
@@ -51,11 +48,11 @@ def _grant_step(grant: ResetGrant, said: set[str], now: datetime, zone: tzinfo, 
     due = _due(grant, now)
     if new and grant.available(now):
         said.add("available")
-        said.update(f"{h}h" for h in due if h != REMINDER_HOURS[-1])  # its end is in that message
+        said.update(reminders.covered_by_first(due))  # its end is in that message
         alerts.append(_alert(grant, "available", fm.render_grant_available(grant, now, zone), now))
-    if due and f"{due[-1]}h" not in said:
-        said.update(f"{h}h" for h in due)
-        alerts.append(_alert(grant, f"{due[-1]}h", fm.render_grant_expiring(grant, now, zone), now))
+    reminder = reminders.next_event(due, said)
+    if reminder is not None:
+        alerts.append(_alert(grant, reminder, fm.render_grant_expiring(grant, now, zone), now))
     return alerts
 
 

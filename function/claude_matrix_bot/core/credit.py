@@ -12,11 +12,11 @@ from ..model import Alert
 from ..state import CreditState
 from ..state.families import MAX_CREDITS
 from . import family_messages as fm
+from . import reminders
 from .alerts import alert_id, key, make
 from .messages import Rendered
 from .thresholds import crossed
 
-REMINDER_HOURS = (72, 24)  # the last one is urgent (docs/design.md §9)
 # Expiry moved by less than this is the same budget (the answer rounds it).
 _SAME_EXPIRY = timedelta(days=1)
 
@@ -38,7 +38,7 @@ def due_reminders(credit: CreditBudget, now: datetime) -> list[int]:
     """The reminders whose time has come, largest first; none once expired or spent."""
     if credit.expires_at is None or credit.expires_at <= now or not money_left(credit):
         return []
-    return [h for h in REMINDER_HOURS if now >= credit.expires_at - timedelta(hours=h)]
+    return reminders.due(credit.expires_at, now)
 
 
 def _details(credit: CreditBudget, event: str) -> dict[str, Any]:
@@ -68,11 +68,9 @@ def _events(
         said.add(str(threshold))
         rendered = fm.render_credit_threshold(credit, threshold, now, zone)
         alerts.append(_alert(credit, str(threshold), rendered, now, threshold=threshold))
-    due = due_reminders(credit, now)
-    if due and f"{due[-1]}h" not in said:
-        # One reminder per cycle: the nearest one due (a 24 h one also covers a missed 72 h).
-        said.update(f"{h}h" for h in due)
-        alerts.append(_alert(credit, f"{due[-1]}h", fm.render_credit_expiring(credit, now, zone), now))
+    reminder = reminders.next_event(due_reminders(credit, now), said)
+    if reminder is not None:
+        alerts.append(_alert(credit, reminder, fm.render_credit_expiring(credit, now, zone), now))
     return alerts
 
 
@@ -97,7 +95,7 @@ def step(
             # New after arming: said once; what is already true is in that message.
             said.update({"new", *(str(t) for t in thresholds if credit.utilization >= t)})
             # Its expiry is in that message too: only the urgent last reminder still comes.
-            said.update(f"{h}h" for h in due_reminders(credit, now) if h != REMINDER_HOURS[-1])
+            said.update(reminders.covered_by_first(due_reminders(credit, now)))
             alerts.append(_alert(credit, "new", fm.render_credit_new(credit, now, zone), now))
         produced = _events(credit, said, thresholds, now, zone)
         if not arming:
