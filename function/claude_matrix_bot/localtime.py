@@ -46,12 +46,6 @@ def abbreviation(moment: datetime) -> str:
     return f"UTC{name}" if name[:1] in "+-" else name
 
 
-def fmt_clock(moment: datetime, zone: tzinfo) -> str:
-    """`03:12 CET`: a time of day on the reader's clock."""
-    m = local(moment, zone)
-    return f"{m:%H:%M} {abbreviation(m)}"
-
-
 def local_day(moment: datetime, zone: tzinfo) -> date:
     """The reader's calendar day of an instant (not rounded: a reading at 23:59:50 is that day's)."""
     return moment.astimezone(zone).date()
