@@ -6,6 +6,7 @@ after its reset, the next window's limit and its back at the rollover; SESSION_A
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -81,3 +82,27 @@ def test_session_alerts_off(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir
     assert [a["kind"] for a in run(start, 10.0, reset)] == ["armed"]
     assert run(start + HOUR, 100.0, reset) == []
     assert run(reset + MIN, 0.0, reset + 5 * HOUR) == []
+
+
+def test_status_says_whether_the_limit_is_reached_and_when_it_is_back(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, start: datetime
+) -> None:
+    reset = start + 3 * HOUR
+    run = runner(tmp_path, anthropic, start + timedelta(days=5), TIMEZONE="Europe/Berlin")
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, FORECAST_ENABLED="false", TIMEZONE="Europe/Berlin")
+
+    def status(now: datetime) -> tuple[str, dict[str, Any]]:
+        text = run_cli(env, "status", now=now)
+        assert text.code == 0, text.stderr
+        return text.stdout, json.loads(run_cli(env, "status", "--json", now=now).stdout)["buckets"]["five_hour"]
+
+    run(start, 10.0, reset)
+    text, entry = status(start + MIN)
+    assert "\n  limit: not reached\n" in text
+    assert entry["limit"] == {"reached": False, "back_at": None}
+
+    run(start + 2 * HOUR, 100.0, reset)
+    text, entry = status(start + 2 * HOUR + MIN)
+    assert re.search(r"^  limit: reached, back at .+ CES?T \(in 59m\)$", text, re.MULTILINE), text
+    assert entry["limit"]["reached"] is True
+    assert entry["limit"]["back_at"].startswith(reset.strftime("%Y-%m-%dT%H:%M")), "machine fields in UTC"

@@ -24,7 +24,7 @@ from .settings_matrix import UNENCRYPTED_KEY_STORE, key_store_report
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
-from .status_families import families_json, families_lines
+from .status_families import families_json, families_lines, session_json, session_line
 from .store import BlobStore, open_store
 
 # identity.json in the Matrix key store (compose.NIO_PREFIX): public values only.
@@ -195,6 +195,8 @@ def _bucket_json(snapshot: Snapshot, name: str, bucket: BucketState) -> dict[str
         entry["is_active"] = bucket.is_active
     if bucket.severity is not None:
         entry["severity"] = bucket.severity
+    if family_of(name).back_after_limit:
+        entry["limit"] = session_json(bucket)
     if family_of(name).forecast:
         entry["alerted_thresholds"] = list(bucket.alerted_thresholds)
         entry["history"] = {"samples": len(bucket.history), "span_sec": _span_sec(bucket)}
@@ -312,6 +314,8 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
         f"{label} ({name}): {pct}, {messages.fmt_resets(bucket.resets_at, now, _zone(snapshot))}"
         + (f" ({judgement})" if judgement else "")
     ]
+    if family_of(name).back_after_limit:
+        lines.append(session_line(bucket, now, _zone(snapshot)))
     if not family_of(name).forecast:
         return lines
     lines.append(

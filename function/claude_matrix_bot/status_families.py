@@ -1,4 +1,5 @@
-"""`status` rows of the credit, banked-reset and account families (docs/design.md §8)."""
+"""`status` rows of the session's limit and of the credit, banked-reset and account families
+(docs/design.md §8)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,29 @@ from .core import family_messages as fm
 from .core import messages
 from .core.account import breakdown_summary
 from .core.credit import as_budget
+from .core.session import LIMIT
 from .family_values import ResetGrant
 from .isotime import iso
-from .state import FamilyState, GrantState, credit_to_json, grant_to_json
+from .state import BucketState, FamilyState, GrantState, credit_to_json, grant_to_json
+
+
+def _limit_reached(bucket: BucketState) -> bool:
+    return bucket.utilization is not None and bucket.utilization >= LIMIT
+
+
+def session_json(bucket: BucketState) -> dict[str, Any]:
+    """The session's limit: reached now, and when it is back (the bucket's reset, UTC)."""
+    reached = _limit_reached(bucket)
+    return {"reached": reached, "back_at": iso(bucket.resets_at) if reached else None}
+
+
+def session_line(bucket: BucketState, now: datetime, zone: tzinfo) -> str:
+    """`  limit: reached, back at Sun 13 Dec 18:00 CET (in 2h)` on the reader's clock."""
+    if not _limit_reached(bucket):
+        return "  limit: not reached"
+    if bucket.resets_at is None:
+        return "  limit: reached, no reset time reported"
+    return f"  limit: reached, back at {messages.fmt_when(bucket.resets_at, now, zone)}"
 
 
 def families_json(families: FamilyState) -> dict[str, Any]:
