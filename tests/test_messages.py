@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from html.parser import HTMLParser
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -240,6 +241,21 @@ def test_armed_message() -> None:
     assert rearmed.plain.splitlines()[:2] == ["📊 Claude usage watch re-armed", "state.json was moved aside"]
     assert "<i>state.json was moved aside</i>" in rearmed.html
     assert_html_mirrors_plain(rearmed)
+
+
+def test_armed_footer_names_the_session_signals() -> None:
+    def footer(**session: Any) -> str:
+        rendered = render_armed([BaselineRow("five_hour", 24.0, FIVE_RESET)], (50, 80), T0, None, zone=UTC, **session)
+        assert_html_mirrors_plain(rendered)
+        return rendered.plain.splitlines()[-1]
+
+    weekly = "Alerts at 50%, 80% of weekly limits, on reset shifts and burn-rate forecasts."
+    assert footer() == weekly, "nothing said of the session when none of its signals is on"
+    assert footer(session_alerts=True) == f"{weekly} 5-hour session: when its limit is reached and when it is back."
+    assert footer(session_alerts=True, session_thresholds=(80, 90)) == (
+        f"{weekly} 5-hour session: at 80%, 90%, when its limit is reached and when it is back."
+    )
+    assert footer(session_thresholds=(80,)) == f"{weekly} 5-hour session: at 80%."
 
 
 # --- HTML injection --------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def _armed(
         extra_thresholds=config.extra_usage_thresholds,
         zone=config.timezone,
         family_rows=family_rows,
+        session_thresholds=config.session_thresholds,
+        session_alerts=config.session_alerts,
     )
     return _make("armed", alert_id("armed", now.isoformat()), rendered, now, note=note)
 

@@ -174,6 +174,8 @@ def render_armed(
     extra_thresholds: Sequence[int] = (),
     zone: tzinfo,
     family_rows: Sequence[str] = (),
+    session_thresholds: Sequence[int] = (),
+    session_alerts: bool = False,
 ) -> Rendered:
     title = "📊 Claude usage watch armed"
     if note:
@@ -198,12 +200,21 @@ def render_armed(
     html_lines.extend(escape(text) for text in family_rows)
     limits = ", ".join(f"{t}%" for t in thresholds)
     footer = f"Alerts at {limits} of weekly limits, on reset shifts and burn-rate forecasts."
+    footer += _session_footer(session_thresholds, session_alerts)
     if extra is not None:
         caps = ", ".join(f"{t}%" for t in extra_thresholds)
         footer += " Extra usage: when it starts" + (f" and at {caps} of its cap." if caps else ".")
     lines.append(footer)
     html_lines.append(escape(footer))
     return _render(title, lines, html_lines=html_lines)
+
+
+def _session_footer(thresholds: Sequence[int], alerts: bool) -> str:
+    """` 5-hour session: at 80%, when its limit is reached and when it is back.` (or nothing)."""
+    said = [f"at {', '.join(f'{t}%' for t in thresholds)}"] if thresholds else []
+    if alerts:
+        said.append("when its limit is reached and when it is back")
+    return f" 5-hour session: {', '.join(said)}." if said else ""
 
 
 def _baseline_line(row: BaselineRow, now: datetime, zone: tzinfo) -> str:
