@@ -215,3 +215,25 @@ def test_a_missing_account_directory_degrades_only_that_account(
     assert result.code == 1
     assert _by_account(result.alerts) == [("work", "armed", None), ("priv", "degraded", None)]
     assert "tokens/priv" in str(result.alerts[1]["plain"])
+
+
+def test_one_accounts_unreadable_state_stops_only_that_account(
+    tmp_path: Path, anthropic: FakeAnthropic, two_accounts: dict[str, str], start: datetime
+) -> None:
+    """docs/design.md §6: one account's failure never stops the others — a state file of a
+    future schema (§4: refused, left untouched) included."""
+    future = b'{"schema": 99, "something_new": true}'
+    (tmp_path / "state" / "priv").mkdir(parents=True)
+    (tmp_path / "state" / "priv" / "state.json").write_bytes(future)
+    _set(anthropic, "work", 20.0, start + 48 * HOUR)
+    _set(anthropic, "priv", 20.0, start + 48 * HOUR)
+
+    result = run_cli(two_accounts, "run", now=start)
+
+    assert result.code == 1, "the run fails: one account failed"
+    assert _by_account(result.alerts) == [("work", "armed", None)]
+    assert "priv: state.json has schema 99" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "state" / "priv" / "state.json").read_bytes() == future, "left untouched"
+    assert anthropic.usage_calls_by_account.get("priv", 0) == 0, "no usage request for an account it cannot record"
+    status = run_cli(two_accounts, "status", now=start)
+    assert "account work:" in status.stdout and "schema 99" in status.stdout + status.stderr

@@ -135,10 +135,9 @@ class _Account:
 
 
 def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
-    accounts: list[_Account] = []
-    for name in config.accounts or (SINGLE_ACCOUNT,):
-        loaded = load_state(ports.state, now, state_key(name) if name != SINGLE_ACCOUNT else STATE_KEY)
-        accounts.append(_Account(name, loaded.state, loaded.version))
+    accounts = [
+        _load_account(ports, name, now, several=bool(config.accounts)) for name in config.accounts or (SINGLE_ACCOUNT,)
+    ]
 
     # MIN_INTERVAL_SEC: every account is polled in every cycle, so the latest poll counts.
     polls = [a.state.health.last_attempt_at for a in accounts if a.state and a.state.health.last_attempt_at]
@@ -147,6 +146,8 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
         return early
 
     for account in accounts:
+        if account.family is not None:  # its state could not be read: nothing to decide on
+            continue
         decision = _decide_account(ports, account, now, config.decide)
         if decision is None:
             if not config.accounts:  # the single account cannot even run: nothing else to do
@@ -164,6 +165,19 @@ def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResu
             if account.family is None and account.pending:
                 account.error, account.family = delivery_error, DeliveryError
     return _result(accounts, several=bool(config.accounts))
+
+
+def _load_account(ports: Ports, name: str, now: datetime, *, several: bool) -> _Account:
+    """One account's state. With ACCOUNTS, a state file it cannot use (a future schema, a
+    store error) fails that account alone, its file untouched (docs/design.md §4, §6)."""
+    try:
+        loaded = load_state(ports.state, now, state_key(name) if name != SINGLE_ACCOUNT else STATE_KEY)
+    except StorageError as exc:
+        if not several:
+            raise
+        log.error("%s: state store failed: %s", name, exc)
+        return _Account(name, None, None, error=ports.redactor(str(exc)), family=type(exc))
+    return _Account(name, loaded.state, loaded.version)
 
 
 def _save_decision(ports: Ports, account: _Account, decision: Decision) -> None:

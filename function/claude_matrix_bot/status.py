@@ -42,6 +42,7 @@ class _View:
 
     state: State | None
     identity: dict[str, Any] | None
+    problem: str | None = None  # with ACCOUNTS: why this account's file could not be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def collect(settings: Settings, store: BlobStore | None = None) -> Snapshot:
     store = store or open_store(settings.state_url)
     identity = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
     keys = {name: state_key(name) for name in settings.accounts} if settings.accounts else {"": STATE_KEY}
-    views = {name: _View(_read_state(settings, store, key), identity) for name, key in keys.items()}
+    views = {name: _view(settings, store, key, identity) for name, key in keys.items()}
     return Snapshot(settings, settings.now(), views)
 
 
@@ -75,18 +76,22 @@ def status_report(settings: Settings, store: BlobStore | None = None) -> dict[st
     return collect(settings, store).to_json()
 
 
-def _read_state(settings: Settings, store: BlobStore, key: str) -> State | None:
+def _view(settings: Settings, store: BlobStore, key: str, identity: dict[str, Any] | None) -> _View:
+    """One state file as it is; with ACCOUNTS an unreadable one is said in its place (§6)."""
     data = _read_or_none(store, key)
-    if data is None:
-        return None
     try:
-        return parse_state(data)
+        return _View(None if data is None else parse_state(data), identity)
     except CorruptState as exc:
         # status only reads: the file stays as it is for the next run to move aside.
-        raise UnreadableState(
-            f"state.json under {settings.state_url} cannot be read ({exc}); it was left untouched. "
+        problem: StorageError = UnreadableState(
+            f"{key} under {settings.state_url} cannot be read ({exc}); it was left untouched. "
             "The next run moves it aside (state.json.corrupt-<time>) and re-arms, saying so in the room."
-        ) from None
+        )
+    except StorageError as exc:  # a future schema
+        problem = exc
+    if not settings.accounts:
+        raise problem from None
+    return _View(None, identity, str(problem))
 
 
 def _read_or_none(store: BlobStore, key: str) -> bytes | None:
@@ -132,6 +137,7 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
     report: dict[str, Any]
     if state is None:
         report = {"state_url": settings.state_url, "armed": False, "now": iso(snapshot.now), "buckets": {}}
+        report.update({"error": view.problem} if view.problem else {})
     else:
         report = {
             "state_url": settings.state_url,
@@ -256,7 +262,11 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
     if snapshot.settings.alert_sink == "matrix" and not snapshot.settings.matrix_store_passphrase:
         lines.append(f"WARNING: {UNENCRYPTED_KEY_STORE}")
     if state is None or not _armed(state):
-        lines.append("not armed yet: the first successful run posts the baseline")
+        lines.append(
+            f"CANNOT READ the state: {view.problem}"
+            if view.problem
+            else "not armed yet: the first successful run posts the baseline"
+        )
         return lines
     health = state.health
     if health.last_success_at:
