@@ -22,9 +22,9 @@ from .localtime import zone_name
 from .settings import Settings
 from .settings_matrix import UNENCRYPTED_KEY_STORE, key_store_report
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
-from .state import BucketState, ExtraUsageState, State, extra_usage_to_json, health_to_json, parse_state
+from .state import BucketState, State, health_to_json, parse_state
 from .state_file import STATE_KEY, state_key
-from .status_families import families_json, families_lines, session_json, session_line
+from .status_families import extra_json, extra_lines, families_json, families_lines, session_json, session_line
 from .store import BlobStore, open_store
 
 # identity.json in the Matrix key store (compose.NIO_PREFIX): public values only.
@@ -148,7 +148,7 @@ def _view_json(snapshot: Snapshot, view: _View) -> dict[str, Any]:
             "outbox": _outbox_json(snapshot, state),
             "quiet_hours": _quiet_json(snapshot, state),
             "health": health_to_json(state.health),
-            "extra_usage": _extra_json(state.extra_usage, settings.extra_usage_thresholds),
+            "extra_usage": extra_json(state.extra_usage, settings.extra_usage_thresholds),
             # Numbers the last answer carried where this release does not read (docs/design.md §1).
             "unknown_numbers": list(state.unknown_numbers),
             "families": families_json(state.families),
@@ -228,19 +228,6 @@ def _before_reset(bucket: BucketState, projection: Projection) -> bool:
     return bucket.resets_at is not None and projection.exhausted_at < bucket.resets_at
 
 
-def _extra_json(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
-    if extra is None:
-        return None
-    return {
-        **extra_usage_to_json(extra.last),
-        "summary": messages.extra_status(extra.last),
-        "period_start": iso(extra.period_start),
-        "started_alerted": extra.started_alerted,
-        "alerted_thresholds": list(extra.alerted_thresholds),
-        "thresholds": list(thresholds),
-    }
-
-
 # --- text ----------------------------------------------------------------------------------
 
 
@@ -280,7 +267,7 @@ def _view_lines(snapshot: Snapshot, view: _View) -> list[str]:
     for name, bucket in sorted(state.buckets.items()):
         lines.extend(_bucket_lines(snapshot, name, bucket))
     if state.extra_usage:
-        lines.extend(_extra_lines(state.extra_usage, now, _zone(snapshot)))
+        lines.extend(extra_lines(state.extra_usage, now, _zone(snapshot)))
     lines.extend(families_lines(state.families, now, _zone(snapshot)))
     if state.unknown_numbers:
         lines.append(
@@ -341,13 +328,3 @@ def _bucket_lines(snapshot: Snapshot, name: str, bucket: BucketState) -> list[st
     else:
         lines.append(f"  forecast: {NO_PROJECTION if bucket.history else 'n/a'}")
     return lines
-
-
-def _extra_lines(extra: ExtraUsageState, now: datetime, zone: tzinfo) -> list[str]:
-    said = ["started"] if extra.started_alerted else []
-    said += [f"{t}%" for t in extra.alerted_thresholds]
-    return [
-        f"Extra usage: {messages.extra_status(extra.last)}",
-        f"  spend period since {messages.fmt_when(extra.period_start, now, zone)}; "
-        f"alerted: {', '.join(said) or 'none'}",
-    ]

@@ -1,4 +1,4 @@
-"""`status` rows of the session's limit and of the credit, banked-reset and account families
+"""`status` rows of the session's limit and of the paid-overage, credit, banked-reset and account families
 (docs/design.md §8)."""
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from .core.credit import as_budget
 from .core.session import LIMIT
 from .family_values import ResetGrant
 from .isotime import iso
-from .state import BucketState, FamilyState, GrantState, credit_to_json, grant_to_json
+from .state import (
+    BucketState,
+    ExtraUsageState,
+    FamilyState,
+    GrantState,
+    credit_to_json,
+    extra_usage_to_json,
+    grant_to_json,
+)
 
 
 def _limit_reached(bucket: BucketState) -> bool:
@@ -69,3 +77,26 @@ def families_lines(families: FamilyState, now: datetime, zone: tzinfo) -> list[s
     if summary:
         lines.append(f"this week's use went to: {summary}")
     return lines
+
+
+def extra_json(extra: ExtraUsageState | None, thresholds: tuple[int, ...]) -> dict[str, Any] | None:
+    if extra is None:
+        return None
+    return {
+        **extra_usage_to_json(extra.last),
+        "summary": messages.extra_status(extra.last),
+        "period_start": iso(extra.period_start),
+        "started_alerted": extra.started_alerted,
+        "alerted_thresholds": list(extra.alerted_thresholds),
+        "thresholds": list(thresholds),
+    }
+
+
+def extra_lines(extra: ExtraUsageState, now: datetime, zone: tzinfo) -> list[str]:
+    said = ["started"] if extra.started_alerted else []
+    said += [f"{t}%" for t in extra.alerted_thresholds]
+    return [
+        f"Extra usage: {messages.extra_status(extra.last)}",
+        f"  spend period since {messages.fmt_when(extra.period_start, now, zone)}; "
+        f"alerted: {', '.join(said) or 'none'}",
+    ]
