@@ -50,7 +50,11 @@ def _now() -> datetime:
 
 
 def _run_limited(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], int]:
-    """`claude-matrix-bot run` under an address-space limit; (the process, its peak RSS in KiB)."""
+    """`claude-matrix-bot run` under an address-space limit; (the process, its peak RSS in KiB).
+
+    The peak is the child's own VmHWM: `getrusage().ru_maxrss` keeps the high-water mark of
+    the process it was spawned from across exec, so it reported pytest's peak (340 MB after a
+    memory-hungry test earlier in the suite) instead of the bot's."""
     rss_file = tmp_path / "maxrss"
     code = (
         "import resource, runpy, sys\n"
@@ -59,7 +63,8 @@ def _run_limited(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Comple
         "try:\n"
         "    runpy.run_module('claude_matrix_bot', run_name='__main__')\n"
         "finally:\n"
-        f"    open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        "    hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')]\n"
+        f"    open({str(rss_file)!r}, 'w').write(hwm[0])\n"
     )
     full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function"), **env}
     proc = subprocess.run(
