@@ -3,11 +3,13 @@ beside their tests; the servers and fakes themselves come from the development s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from claude_matrix_bot.httpclient import reset_shared_client
 from devstack.bot import bot_env
@@ -19,6 +21,14 @@ from tests.matrix_scene import MatrixScene, armed_scene
 
 # Session-scoped storage servers (moto S3, GCS emulators), shared by every module.
 pytest_plugins = ("tests.fakes.storage_servers",)
+
+# Property tests run the same examples on every run and machine: a failure is found by the
+# commit that causes it, not by a later run's draw. No time budget per example or for
+# generation (a loaded 2-core runner is slow, not wrong). HYPOTHESIS_PROFILE=explore searches
+# afresh (random draws) when hunting for new counterexamples.
+settings.register_profile("ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
