@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,17 +115,18 @@ def test_a_slow_body_blocks_nobody_and_is_served_when_complete(
 ) -> None:
     url, _ = function_server
     body = b'{"ping": "slowly"}'
-    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-        len(body),
-        body,
-    )
-    answers: list[int] = []
-    slow = threading.Thread(target=lambda: answers.append(_raw(url, request, pause=0.25, chunks=6)[0]))
-    slow.start()
-    time.sleep(0.3)
-    assert httpx.get(url, timeout=10).status_code == 200, "status answers while a body trickles in"
-    slow.join(timeout=30)
-    assert answers == [200]
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    parts = urlsplit(url)
+    # The body stalls half sent while status is asked: connected first, so a server that
+    # waited for it would be waiting now (a sleep-timed sender proved nothing when late).
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as slow:
+        slow.sendall(head + body[:5])
+        assert httpx.get(url, timeout=10).status_code == 200, "status answers while a body trickles in"
+        slow.sendall(body[5:])
+        answer = http.client.HTTPResponse(slow, method="POST")
+        answer.begin()
+        answer.read()
+    assert answer.status == 200
 
 
 def test_header_tricks_do_not_reach_the_response(function_server: tuple[str, Path]) -> None:
