@@ -57,10 +57,11 @@ def test_too_many_header_fields_are_refused(server: FunctionServer) -> None:
     assert response.status_code == 431
 
 
-def _slow_client(port: int, stop: threading.Event) -> None:
-    """Starts a request at once, then sends one header byte a second."""
+def _slow_client(port: int, stop: threading.Event, started: threading.Semaphore) -> None:
+    """Starts a request at once (then releases `started`), then sends one header byte a second."""
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started.release()
         deadline = time.monotonic() + SLOW_CLIENT_SEC
         while time.monotonic() < deadline and not stop.wait(1.0):
             sock.sendall(b"a")
@@ -68,13 +69,17 @@ def _slow_client(port: int, stop: threading.Event) -> None:
 
 def test_slow_clients_cannot_starve_a_trigger(server: FunctionServer) -> None:
     stop = threading.Event()
+    started = threading.Semaphore(0)
     clients = [
-        threading.Thread(target=_slow_client, args=(server.port, stop), daemon=True) for _ in range(SLOW_CLIENTS)
+        threading.Thread(target=_slow_client, args=(server.port, stop, started), daemon=True)
+        for _ in range(SLOW_CLIENTS)
     ]
     for client in clients:
         client.start()
     try:
-        time.sleep(1.0)  # every slow client has started its request
+        # Every slow client has connected and begun its request before the trigger connects
+        # (a fixed sleep let a late client start behind the trigger on a loaded machine).
+        assert all(started.acquire(timeout=30) for _ in clients), "every slow client started its request"
         # A trigger behind them is served once their read deadline frees the threads.
         response = httpx.post(server.url + "/", json={}, timeout=3 * REQUEST_READ_SEC + 10)
     finally:
