@@ -41,7 +41,7 @@ from .ports import SINGLE_ACCOUNT, Ports
 from .result import CycleResult
 from .sending import deliver
 from .state import State
-from .state_file import STATE_KEY, load_state, mark_attempted, save_state, state_key
+from .state_file import load_state, mark_attempted, save_state, state_key
 
 log = logging.getLogger("claude_matrix_bot.cycle")
 
@@ -113,7 +113,7 @@ class _Account:
 
     @property
     def key(self) -> str:
-        return state_key(self.name) if self.name != SINGLE_ACCOUNT else STATE_KEY
+        return state_key(self.name)
 
     @property
     def pending(self) -> int:
@@ -171,7 +171,7 @@ def _load_account(ports: Ports, name: str, now: datetime, *, several: bool) -> _
     """One account's state. With ACCOUNTS, a state file it cannot use (a future schema, a
     store error) fails that account alone, its file untouched (docs/design.md §4, §6)."""
     try:
-        loaded = load_state(ports.state, now, state_key(name) if name != SINGLE_ACCOUNT else STATE_KEY)
+        loaded = load_state(ports.state, now, state_key(name))
     except StorageError as exc:
         if not several:
             raise

@@ -17,8 +17,9 @@ STATE_KEY = "state.json"
 
 
 def state_key(account: str) -> str:
-    """Where an account's state lives under STATE_URL (docs/design.md §6)."""
-    return f"{account}/{STATE_KEY}"
+    """Where an account's state lives under STATE_URL (docs/design.md §6): `<account>/state.json`,
+    and `state.json` for the single account (`ports.SINGLE_ACCOUNT`, no name)."""
+    return f"{account}/{STATE_KEY}" if account else STATE_KEY
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,12 @@ from .errors import CorruptState, StorageError
 from .holding import outgoing, quiet_until
 from .isotime import iso
 from .localtime import zone_name
+from .ports import SINGLE_ACCOUNT
 from .settings import Settings
 from .settings_matrix import UNENCRYPTED_KEY_STORE, key_store_report
 from .sinks.identity_record import IDENTITY_FILE, identity_lines, identity_report
 from .state import BucketState, State, health_to_json, parse_state
-from .state_file import STATE_KEY, state_key
+from .state_file import state_key
 from .status_families import extra_json, extra_lines, families_json, families_lines, session_json, session_line
 from .store import BlobStore, open_store
 
@@ -67,7 +68,7 @@ class Snapshot:
 def collect(settings: Settings, store: BlobStore | None = None) -> Snapshot:
     store = store or open_store(settings.state_url)
     identity = identity_report(_read_or_none(store, MATRIX_IDENTITY_KEY))
-    keys = {name: state_key(name) for name in settings.accounts} if settings.accounts else {"": STATE_KEY}
+    keys = {name: state_key(name) for name in settings.accounts or (SINGLE_ACCOUNT,)}
     views = {name: _view(settings, store, key, identity) for name, key in keys.items()}
     return Snapshot(settings, settings.now(), views)
 

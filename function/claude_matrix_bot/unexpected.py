@@ -57,11 +57,11 @@ def _record(ports: Ports, names: tuple[str, ...], config: DecideConfig, now: dat
     from .core.accounts import for_account
     from .core.decide import drop_delivered, record_failure
     from .sending import deliver
-    from .state_file import STATE_KEY, load_state, mark_attempted, save_state, state_key
+    from .state_file import load_state, mark_attempted, save_state, state_key
 
     accounts: tuple[str | None, ...] = names or (None,)
     for account in accounts:
-        key = state_key(account) if account else STATE_KEY
+        key = state_key(account or "")
         loaded = load_state(ports.state, now, key)
         decision = record_failure(loaded.state, summary, HINT, now, config)
         if account:
