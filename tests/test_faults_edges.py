@@ -96,6 +96,29 @@ def test_an_exception_outside_the_families_is_counted_and_degrades(tmp_path: Pat
     assert SECRET_IN_THE_MESSAGE not in sink.alerts[0].plain
 
 
+def test_an_unexpected_failure_delivers_as_any_failed_cycle_quiet_hours_kept(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
+) -> None:
+    now = _now()
+    quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=2):%H:%M}"
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, HEALTH_FAILURES="2", QUIET_HOURS=quiet)
+    anthropic.set_usage(_usage(now))
+    settings = load_settings(env)
+    sink = _RecordingSink()
+    ports = build(settings, Redactor(), sink=sink)
+    config = cycle_config(settings, enforce_min_interval=False)
+
+    assert run_cycle(ports, config, now).status == "ok"
+    assert sink.alerts == [], "the armed message (not urgent) waits for the end of quiet hours"
+    exploding = replace(ports, usage=_ExplodingUsage())
+    for minutes in (5, 10):
+        assert run_cycle(exploding, config, now + timedelta(minutes=minutes)).failure == "internal"
+
+    assert [a.kind for a in sink.alerts] == ["degraded"], "the urgent alert goes at once, the armed one still waits"
+    outbox = json.loads((tmp_path / "state" / "state.json").read_text())["outbox"]
+    assert [a["kind"] for a in outbox] == ["armed"]
+
+
 def test_an_unexpected_failure_of_one_account_is_counted_in_every_account(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:

@@ -34,7 +34,16 @@ from typing import Any
 from .core.accounts import for_account
 from .core.config import DecideConfig
 from .core.decide import Decision, decide, drop_delivered, record_failure
-from .errors import BotError, ConfigError, DeliveryError, LeaseHeld, RateLimited, StorageError, UpstreamError
+from .errors import (
+    BotError,
+    ConfigError,
+    DeliveryError,
+    InternalError,
+    LeaseHeld,
+    RateLimited,
+    StorageError,
+    UpstreamError,
+)
 from .hints import explain
 from .holding import ReaderSettings, outgoing
 from .ports import SINGLE_ACCOUNT, Ports
@@ -78,9 +87,7 @@ def run_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
         log.error("state store failed: %s", exc)
         return CycleResult.failed(ports.redactor(str(exc)), type(exc))
     except Exception as exc:  # outside every family: still a counted failure (issue 21)
-        from .unexpected import unexpected_failure
-
-        return unexpected_failure(ports, config.accounts, config.decide, now, exc)
+        return _unexpected(ports, config, now, exc)
     finally:
         try:
             release_lease(store, lease)
@@ -134,10 +141,13 @@ class _Account:
         return out
 
 
+def _load(ports: Ports, config: CycleConfig, now: datetime) -> list[_Account]:
+    several = bool(config.accounts)
+    return [_load_account(ports, name, now, several=several) for name in config.accounts or (SINGLE_ACCOUNT,)]
+
+
 def _locked_cycle(ports: Ports, config: CycleConfig, now: datetime) -> CycleResult:
-    accounts = [
-        _load_account(ports, name, now, several=bool(config.accounts)) for name in config.accounts or (SINGLE_ACCOUNT,)
-    ]
+    accounts = _load(ports, config, now)
 
     # MIN_INTERVAL_SEC: every account is polled in every cycle, so the latest poll counts.
     polls = [a.state.health.last_attempt_at for a in accounts if a.state and a.state.health.last_attempt_at]
@@ -178,6 +188,29 @@ def _load_account(ports: Ports, name: str, now: datetime, *, several: bool) -> _
         log.error("%s: state store failed: %s", name, exc)
         return _Account(name, None, None, error=ports.redactor(str(exc)), family=type(exc))
     return _Account(name, loaded.state, loaded.version)
+
+
+def _unexpected(ports: Ports, config: CycleConfig, now: datetime, exc: Exception) -> CycleResult:
+    """An exception outside every family (unexpected.py): recorded in the health of every
+    account whose state could be read, as any failed cycle is, the degraded alert delivered
+    when it is due (quiet hours kept), then a failed result."""
+    from .unexpected import HINT, describe
+
+    summary = describe(exc, ports.redactor)
+    log.error("cycle failed: %s", summary, exc_info=exc)
+    try:
+        accounts = [a for a in _load(ports, config, now) if a.family is None]
+        raised = False
+        for account in accounts:
+            decision = record_failure(account.state, summary, HINT, now, config.decide)
+            raised = raised or bool(decision.alerts)
+            _save_decision(ports, account, decision)
+        error = _deliver(ports, accounts, now, config.decide) if raised else None
+        if error:
+            log.error("delivery failed, %d alert(s) kept for the next run: %s", sum(a.pending for a in accounts), error)
+    except Exception as again:  # the store or the sink is what fails: nothing more to do here
+        log.error("the failure could not be recorded in the state either: %s", describe(again, ports.redactor))
+    return CycleResult.failed(summary, InternalError)
 
 
 def _save_decision(ports: Ports, account: _Account, decision: Decision) -> None:
