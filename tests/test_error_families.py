@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_matrix_bot import errors
+from claude_matrix_bot.hints import explain
 from claude_matrix_bot.http import handle
 from claude_matrix_bot.store import open_store
 from devstack.fakes.anthropic import FakeAnthropic
@@ -83,3 +84,26 @@ def test_a_token_secret_refused_by_rbac_is_a_storage_failure_not_upstream(
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert state["health"]["consecutive_failures"] == 1, "still counted, so the room hears of it"
     assert datetime(2026, 1, 1, 8, tzinfo=UTC).isoformat()[:10] in state["health"]["last_attempt_at"]
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (errors.InvalidGrant("invalid_grant", status=400), "re-bootstrap"),
+        (
+            errors.TokenRefreshError("token endpoint refused the refresh (400, OAuth error x)", status=400),
+            "re-bootstrap",
+        ),
+        # A passing outage keeps the refresh token: re-bootstrapping would be wasted work.
+        (errors.TokenRefreshError("token endpoint failed (503, …), kept", status=503), "nothing to do unless"),
+        (errors.TokenRefreshError("token endpoint timed out (ReadTimeout)"), "nothing to do unless"),
+        # The CDN in front of the token endpoint refuses foreign agents (docs/design.md §2).
+        (
+            errors.TokenRefreshError("refused (403, …); ANTHROPIC_USER_AGENT is 'curl/8'", status=403),
+            "ANTHROPIC_USER_AGENT",
+        ),
+    ],
+    ids=["invalid-grant", "refused", "5xx", "timeout", "cdn-agent"],
+)
+def test_a_failed_refresh_says_what_to_do_for_its_cause(error: errors.TokenRefreshError, hint: str) -> None:
+    assert hint in explain(error, str)[1]

@@ -8,6 +8,7 @@ from .errors import (
     BadResponse,
     BotError,
     Forbidden,
+    InvalidGrant,
     NoUsageLimit,
     RateLimited,
     ServerError,
@@ -24,9 +25,17 @@ def explain(exc: BotError, redact: Callable[[str], str]) -> tuple[str, str]:
     return redact(str(exc)), _hint(exc)
 
 
+def _refresh_hint(exc: TokenRefreshError) -> str:
+    if not isinstance(exc, InvalidGrant) and "ANTHROPIC_USER_AGENT" in str(exc):
+        return "set ANTHROPIC_USER_AGENT to Claude Code's form, claude-cli/<version> (external, cli), or unset it"
+    if not isinstance(exc, InvalidGrant) and (exc.status is None or exc.status >= 500):
+        return "the token endpoint is having trouble and the refresh token is kept; nothing to do unless it persists"
+    return "re-bootstrap the Claude OAuth tokens (scripts/bootstrap-local.sh) and update the Secret"
+
+
 def _hint(exc: BotError) -> str:
     if isinstance(exc, TokenRefreshError):
-        return "re-bootstrap the Claude OAuth tokens (scripts/bootstrap-local.sh) and update the Secret"
+        return _refresh_hint(exc)
     if isinstance(exc, Unauthorized):
         return "the OAuth tokens were revoked or expired: re-bootstrap them"
     if isinstance(exc, Forbidden):
