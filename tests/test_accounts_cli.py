@@ -236,4 +236,5 @@ def test_one_accounts_unreadable_state_stops_only_that_account(
     assert (tmp_path / "state" / "priv" / "state.json").read_bytes() == future, "left untouched"
     assert anthropic.usage_calls_by_account.get("priv", 0) == 0, "no usage request for an account it cannot record"
     status = run_cli(two_accounts, "status", now=start)
-    assert "account work:" in status.stdout and "schema 99" in status.stdout + status.stderr
+    assert "account work:" in status.stdout and "schema 99" in status.stdout
+    assert status.code == 1, "an unreadable account fails status, as one unreadable file does"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import BotError, ConfigError, InternalError
+from .errors import BotError, ConfigError, InternalError, StorageError
 from .logs import Redactor, configure_logging, cycle_scope, set_log_format, startup_level
 from .settings import Settings, load_settings
 
@@ -55,7 +55,8 @@ def cmd_status(args: argparse.Namespace, redactor: Redactor) -> int:
 
     snapshot = collect(_settings(redactor, need_tokens=False))
     print(json.dumps(snapshot.to_json(), indent=2) if args.json else format_status(snapshot))
-    return EXIT_OK
+    # An account whose state cannot be read fails `status` as one unreadable file does.
+    return StorageError.exit_code if any(view.problem for view in snapshot.views.values()) else EXIT_OK
 
 
 def _chart_state_key(settings: Settings, account: str | None) -> str:
