@@ -367,6 +367,30 @@ def test_chart_out_replaces_a_planted_symlink_instead_of_following_it(
     assert not out.is_symlink() and out.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-a-device"])
+def test_chart_out_never_replaces_a_special_file(
+    tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path, kind: str
+) -> None:
+    """`--out /dev/stdout` (a symlink to a pipe or a tty) or `--out /dev/full`: renaming a
+    temporary file over it would replace the node itself (as root, /dev/stdout for every
+    later process). Such a path is refused and left as it was."""
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url, FORECAST_MIN_SAMPLES="2")
+    now = _now()
+    anthropic.set_usage(_usage(now))
+    assert run_cli(env, "run", now=now).code == 0
+    out = tmp_path / "out.png"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.symlink_to("/dev/null")
+
+    result = run_cli(env, "chart", "--out", str(out), now=now + timedelta(minutes=1))
+
+    assert result.code == 1 and "not a regular file" in result.stderr, result.stderr
+    assert stat.S_ISFIFO(out.lstat().st_mode) if kind == "fifo" else os.readlink(out) == "/dev/null"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [], "no temporary file left"
+
+
 def test_a_ten_megabyte_note_is_capped_when_the_state_is_read(
     tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path
 ) -> None:

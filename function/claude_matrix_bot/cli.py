@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,6 +109,7 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
         raise BotError(str(exc)) from None
     png = render_png(spec)
     out: Path = args.out
+    _refuse_special(out)
     try:
         # A private temporary file (unpredictable name, created exclusively, 0600) renamed
         # over `out`: a planted symlink is replaced, never followed (issue 21).
@@ -118,6 +120,17 @@ def cmd_chart(args: argparse.Namespace, redactor: Redactor) -> int:
     who = f"{args.account or settings.accounts[0]} " if settings.accounts else ""
     print(f"{out}: {who}{name}, {width}x{height} PNG, {len(png)} bytes, {len(spec.samples)} samples")
     return EXIT_OK
+
+
+def _refuse_special(out: Path) -> None:
+    """A device, a FIFO or a symlink to one (`/dev/stdout`) is never renamed over: that
+    would replace the node itself. A symlink to a regular file is replaced, not followed."""
+    try:
+        mode = out.stat().st_mode
+    except OSError:
+        return  # absent (or dangling): a new file; other trouble is said by the write
+    if not stat.S_ISREG(mode):
+        raise BotError(f"cannot write {out}: not a regular file; name a file to write the PNG to")
 
 
 def _chart_state(settings: Settings, account: str | None) -> State:
