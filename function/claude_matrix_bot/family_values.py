@@ -4,6 +4,7 @@ credit budgets, banked usage-limit resets (`cedar_ember`), where the week went
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,5 +76,11 @@ class Breakdown:
 
     def summary(self) -> str:
         """`Claude Code 83%, Chats 17%`: rows with any use, largest first."""
-        used = sorted((r for r in self.rows if r.percent >= 0.5), key=lambda r: -r.percent)
-        return ", ".join(f"{r.display_name} {r.percent:.0f}%" for r in used)
+        return breakdown_summary((r.display_name, r.percent) for r in self.rows)
+
+
+def breakdown_summary(rows: Iterable[tuple[str, float]]) -> str:
+    """`Claude Code 83%, Chats 17%` from (display name, percent) rows, as the answer gives them
+    or as the state keeps them: rows with any use, largest first."""
+    used = sorted((row for row in rows if row[1] >= 0.5), key=lambda row: -row[1])
+    return ", ".join(f"{name} {percent:.0f}%" for name, percent in used)

@@ -8,10 +8,9 @@ from typing import Any
 
 from .core import family_messages as fm
 from .core import messages
-from .core.account import breakdown_summary
 from .core.credit import as_budget
 from .core.session import LIMIT
-from .family_values import ResetGrant
+from .family_values import ResetGrant, breakdown_summary
 from .isotime import iso
 from .state import (
     BucketState,

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from html import escape
 
+from ..family_values import breakdown_summary
 from ..model import Alert, Reading
 from ..state import BucketState, FamilyState
 from ..state.families import MAX_BREAKDOWN, MAX_LOCKED
@@ -50,12 +51,6 @@ def breakdown_step(old: FamilyState, reading: Reading, buckets: dict[str, Bucket
         return old
     rows = tuple((r.display_name, r.percent) for r in reading.breakdown.rows[:MAX_BREAKDOWN])
     return replace(old, breakdown=rows, breakdown_window=weekly.window)
-
-
-def breakdown_summary(rows: tuple[tuple[str, float], ...]) -> str:
-    """`Claude Code 83%, Chats 17%`: rows with any use, largest first."""
-    used = sorted((row for row in rows if row[1] >= 0.5), key=lambda row: -row[1])
-    return ", ".join(f"{name} {percent:.0f}%" for name, percent in used)
 
 
 def with_breakdown(alerts: list[Alert], families: FamilyState, closed: dict[str, BucketState]) -> list[Alert]:
