@@ -12,7 +12,8 @@ Adding a family touches four shipped files (the session family did; issue 24):
 2. `core/alert_fields.py`: its alert kind's stdout fields (the README's table follows);
 3. its rules as a step module (`core/session.py` for a family of buckets, fed the window
    event of `core/window.py`; `core/families.py` steps the credit, banked-reset and account
-   families read from elsewhere in the answer), using `thresholds.crossed` for thresholds,
+   families read from elsewhere in the answer), using `thresholds.crossed` for thresholds
+   (`alerts.bucket_threshold` for a bucket's), `reminders` for reminders before an end,
    `alerts.make` for its alerts and `messages`' formatting for its text;
 4. `core/decide.py`: the one call of that step (a family of buckets is called where the table
    says it applies, e.g. `if family.back_after_limit`).
