@@ -112,10 +112,14 @@ def test_one_5xx_on_the_write_back_is_retried_and_the_chain_goes_on(
 def test_a_write_back_answered_too_late_is_read_back_not_repeated(
     kube: FakeKubeApiServer, anthropic: FakeAnthropic, tmp_path: Path
 ) -> None:
-    # The API server applies the PATCH, then answers after the client's read timeout.
-    kube.stall_next(2.0)
-    with Run(kube, anthropic, tmp_path, read_timeout=0.5) as run:
+    # The API server applies the PATCH and holds its answer until the client has read the
+    # Secret back: the client's read timeout always passes first, however slow the machine.
+    # (A 0.5 s timeout against a 2 s stall applied to every request, so a loaded machine
+    # could time out an ordinary one too.)
+    kube.stall_next(10.0)
+    with Run(kube, anthropic, tmp_path, read_timeout=3.0) as run:
         fresh = run.manager.current(datetime.now(UTC))
+    kube.release_stalled()
 
     assert anthropic.refresh_calls == 1
     deadline = time.monotonic() + 10  # the fake records the stalled PATCH once it has answered

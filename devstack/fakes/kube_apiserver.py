@@ -19,7 +19,7 @@ It speaks real HTTP on 127.0.0.1 (a free port) and is driven through the real
 
 Fault injection: `fail_next(status)` answers the next request(s) with a 5xx (optionally
 only a method, only token writes), `stall_next(seconds)` performs a write and answers too
-late (a client timeout after the write landed),
+late (a client timeout after the write landed; held until `release_stalled()`, at most `seconds`),
 `another_writer()` changes the Secret behind the client's back (the race a
 second cycle would cause). Every request is recorded in `requests`.
 """
@@ -31,7 +31,6 @@ import binascii
 import contextlib
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -156,6 +155,7 @@ class FakeKubeApiServer:
         self.service_account = service_account
         self._lock = threading.Lock()
         self._state = _State()
+        self._released = threading.Event()  # ends a stall_next hold
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -173,6 +173,7 @@ class FakeKubeApiServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -274,10 +275,15 @@ class FakeKubeApiServer:
             self._state.faults.append(_Fault(status, times, method, writes_tokens))
 
     def stall_next(self, seconds: float, *, times: int = 1, method: str = "PATCH", writes_tokens: bool = True) -> None:
-        """Perform the next `times` matching requests, then answer only after `seconds`: a write
-        that landed while the client timed out."""
+        """Perform the next `times` matching requests, then answer only on `release_stalled()` (or
+        after `seconds`): a write that landed while the client timed out, whatever the load."""
         with self._lock:
+            self._released.clear()
             self._state.faults.append(_Fault(200, times, method, writes_tokens, stall=min(seconds, 10.0)))
+
+    def release_stalled(self) -> None:
+        """Let stalled requests answer now (their clients have given up)."""
+        self._released.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -336,7 +342,7 @@ class FakeKubeApiServer:
         except _ApiError as exc:
             answer = (int(exc.status["code"]), exc.status)
         if fault is not None:
-            time.sleep(fault.stall)  # bounded by stall_next
+            self._released.wait(fault.stall)  # bounded by stall_next
         return answer
 
     def _route(
