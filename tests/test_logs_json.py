@@ -52,3 +52,18 @@ def test_text_stays_the_default(tmp_path: Path, anthropic: FakeAnthropic, tokens
     assert result.code == 0
     assert result.stderr.strip() and not result.stderr.lstrip().startswith("{")
     assert " INFO claude_matrix_bot" in result.stderr
+
+
+def test_a_refused_configuration_is_one_json_line_too(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    """With LOG_FORMAT=json a log shipper reads every stderr line as JSON, the message that
+    stops the run before any I/O (docs/design.md §3) included."""
+    env = bot_env(
+        tmp_path, anthropic.base_url, anthropic.token_url, LOG_FORMAT="json", WEEKLY_THRESHOLDS="x", HEALTH_FAILURES="0"
+    )
+    for command in ("run", "status"):
+        result = run_cli(env, command)
+        assert result.code == 2 and result.stdout == ""
+        [line] = _lines(result.stderr)
+        assert line["level"] == "ERROR"
+        assert "WEEKLY_THRESHOLDS" in str(line["message"]) and "HEALTH_FAILURES" in str(line["message"])
+    assert anthropic.usage_calls == 0

@@ -218,15 +218,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level or startup_level(os.environ.get("LOG_LEVEL")), redactor)
         code: int = args.func(args, redactor)
     except BotError as exc:  # its family says the exit code (a ConfigError: 2)
-        print(f"claude-matrix-bot: {redactor(str(exc))}", file=sys.stderr)
+        _say(redactor(str(exc)))
         return exc.exit_code
     except Exception as exc:  # outside every family: a failure, never a traceback (issue 21)
         from .unexpected import describe
 
         log.debug("unexpected failure", exc_info=exc)  # the traceback, masked, at DEBUG only
-        print(f"claude-matrix-bot: {describe(exc, redactor)}", file=sys.stderr)
+        _say(describe(exc, redactor))
         return InternalError.exit_code
     return code
+
+
+def _say(message: str) -> None:
+    """The last word on stderr; with LOG_FORMAT=json one JSON line like every other, even
+    when the settings it came from were refused (a log shipper parses every line)."""
+    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+        set_log_format("json")
+        log.error("%s", message)
+    else:
+        print(f"claude-matrix-bot: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
