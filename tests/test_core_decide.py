@@ -41,6 +41,15 @@ from tests.scenarios import (
 # --- armed (docs/design.md §1: "first run ever: a baseline snapshot of every bucket", once) -----
 
 
+def test_the_baseline_promises_a_forecast_only_when_it_is_on() -> None:
+    for enabled in (True, False):
+        decision = decide(
+            None, reading(T0, {"seven_day": (10.0, WEEK_RESET)}), T0, DecideConfig(forecast_enabled=enabled)
+        )
+        [armed] = decision.alerts
+        assert ("burn-rate forecasts" in armed.plain) is enabled
+
+
 def test_first_run_posts_one_baseline_listing_every_bucket_including_null_ones() -> None:
     watch = Watch()
     alerts = watch.see(

@@ -237,6 +237,8 @@ def test_armed_message() -> None:
         "Alerts at 50%, 80% of weekly limits, on reset shifts and burn-rate forecasts.",
     ]
     assert_html_mirrors_plain(rendered)
+    without_forecast = render_armed(rows, (50, 80), T0, None, zone=UTC, forecast=False)
+    assert without_forecast.plain.splitlines()[-1] == "Alerts at 50%, 80% of weekly limits, on reset shifts."
     rearmed = render_armed(rows, (50, 80), T0, "state.json was moved aside", zone=UTC)
     assert rearmed.plain.splitlines()[:2] == ["📊 Claude usage watch re-armed", "state.json was moved aside"]
     assert "<i>state.json was moved aside</i>" in rearmed.html

@@ -131,6 +131,7 @@ def _armed(
         family_rows=family_rows,
         session_thresholds=config.session_thresholds,
         session_alerts=config.session_alerts,
+        forecast=config.forecast_enabled,
     )
     return _make("armed", alert_id("armed", now.isoformat()), rendered, now, note=note)
 

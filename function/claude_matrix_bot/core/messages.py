@@ -176,6 +176,7 @@ def render_armed(
     family_rows: Sequence[str] = (),
     session_thresholds: Sequence[int] = (),
     session_alerts: bool = False,
+    forecast: bool = True,
 ) -> Rendered:
     title = "📊 Claude usage watch armed"
     if note:
@@ -199,7 +200,7 @@ def render_armed(
     lines.extend(family_rows)  # each credit and banked reset (docs/design.md §8)
     html_lines.extend(escape(text) for text in family_rows)
     limits = ", ".join(f"{t}%" for t in thresholds)
-    footer = f"Alerts at {limits} of weekly limits, on reset shifts and burn-rate forecasts."
+    footer = f"Alerts at {limits} of weekly limits, on reset shifts{' and burn-rate forecasts' if forecast else ''}."
     footer += _session_footer(session_thresholds, session_alerts)
     if extra is not None:
         caps = ", ".join(f"{t}%" for t in extra_thresholds)
