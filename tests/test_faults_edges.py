@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -582,3 +584,28 @@ def test_account_names_start_and_end_alphanumeric(accounts: str) -> None:
 
 def test_account_names_may_hold_a_dash_inside() -> None:
     assert load_settings({**BASE, "ACCOUNTS": "w,work-2,a1"}).accounts == ("w", "work-2", "a1")
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path, anthropic: FakeAnthropic, tokens_dir: Path) -> None:
+    """`claude-matrix-bot status | head -1`: the reader leaves early. Not a failure of the
+    bot, and no "unexpected BrokenPipeError" (issue 21: never a traceback or a scare)."""
+    env = bot_env(tmp_path, anthropic.base_url, anthropic.token_url)
+    now = _now()
+    anthropic.set_usage(_usage(now))
+    assert run_cli(env, "run", now=now).code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte: every write is EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "claude_matrix_bot", "status"],
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "function"), **env},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -217,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.log_level or startup_level(os.environ.get("LOG_LEVEL")), redactor)
         code: int = args.func(args, redactor)
+        sys.stdout.flush()  # here, not at exit, so a reader that left is handled below
+    except BrokenPipeError:
+        # `status | head`: the reader of stdout left early. What `status` or `chart` had to say
+        # is said; for `run` (the stdout sink) the cycle already counted what was not delivered.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK if args.command in ("status", "chart") else InternalError.exit_code
     except BotError as exc:  # its family says the exit code (a ConfigError: 2)
         _say(redactor(str(exc)))
         return exc.exit_code
