@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -129,19 +130,18 @@ def test_knative_and_cronjob_at_the_same_instant_emit_each_alert_once(
     for weekly in (30.0, 55.0, 85.0):  # armed; 50% crossed; 80% crossed
         usage = payload(five_hour=(5.0, NOW + timedelta(hours=2)), weekly={"seven_day": (weekly, reset)})
         anthropic.set_usage(usage)
-        # A slow answer keeps the first cycle inside its lease while the other one starts.
-        anthropic.fail_next("usage", 200, body=usage, delay=1.0, times=2)
-        barrier = threading.Barrier(2)
-
-        def http_trigger(barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            http_codes.append(httpx.post(url, timeout=60).status_code)
-
-        thread = threading.Thread(target=http_trigger)
-        thread.start()
-        barrier.wait()
-        cli_results.append(run_cli(env, "run", now=NOW))
-        thread.join(timeout=60)
+        # The CronJob's cycle is held inside its usage call, so inside its lease, until the
+        # Knative trigger has met that lease: they overlap however slowly the CLI starts (a 1 s
+        # delay did not outlast a loaded machine's interpreter start-up; they then ran in turn).
+        anthropic.fail_next("usage", 200, body=usage, delay=60.0)
+        cli = threading.Thread(target=lambda: cli_results.append(run_cli(env, "run", now=NOW, timeout=120)))
+        cli.start()
+        deadline = time.monotonic() + 60
+        while anthropic.usage_calls == 0 and cli.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        http_codes.append(httpx.post(url, timeout=60).status_code)
+        anthropic.release_delayed()
+        cli.join(timeout=120)
         anthropic.reset()
 
     emitted = [a for r in cli_results for a in r.alerts] + _alert_lines(server_out.read_text())
@@ -153,6 +153,6 @@ def test_knative_and_cronjob_at_the_same_instant_emit_each_alert_once(
         ("threshold", 80),
     ], "and none lost"
     assert all(r.code == 0 for r in cli_results), [r.stderr for r in cli_results]
-    assert set(http_codes) <= {200, 409}, http_codes
+    assert http_codes == [409, 409, 409], "the Knative trigger met the CronJob's lease each time"
     assert 409 in http_codes or any("another cycle is running" in r.stderr for r in cli_results), "they did collide"
     assert_no_secrets(issued_secrets(anthropic), server_out.read_text(), *(r.stderr for r in cli_results))

@@ -61,7 +61,8 @@ Control API (same server, JSON bodies, answers JSON):
                             "account": null}`
                            injects a fault for the next matching requests (`drop`
                            closes the connection without an answer; `delay`
-                           sleeps before answering, for client timeouts).
+                           sleeps before answering, for client timeouts, or until
+                           `release_delayed()` in process).
 - `POST /_control/tokens`  `{"scopes": [...], "expires_in": 3600, "tokens_dir": "/dir", "account": null}`
                            mints a valid pair; answers `{"access_token",
                            "refresh_token", "expires_at_ms"}` and, with
@@ -536,6 +537,7 @@ class FakeAnthropic:
         self.state_file = state_file
         self._lock = threading.RLock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # ends every `delay` wait: stop() or release_delayed()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._access: dict[str, _Access] = {}
@@ -567,6 +569,7 @@ class FakeAnthropic:
         if self._server is not None:
             return self
         self._stopping.clear()
+        self._wake.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
         server.daemon_threads = True
         self._server = server
@@ -583,7 +586,8 @@ class FakeAnthropic:
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()  # wakes handlers sleeping on a `delay` fault
+        self._stopping.set()
+        self._wake.set()  # wakes handlers sleeping on a `delay` fault
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -641,7 +645,14 @@ class FakeAnthropic:
         else:
             text = body
         with self._lock:
+            if delay > 0:
+                self._wake.clear()
             self._faults.append(Fault(kind, status, text, dict(headers or {}), times, delay, drop, account))
+
+    def release_delayed(self) -> None:
+        """Answer the requests a `delay` fault holds now, and any later ones at once (until the
+        next `fail_next` with a delay): a test holds a request until it has seen what it waits for."""
+        self._wake.set()
 
     def issue_tokens(
         self, *, scopes: tuple[str, ...] = FULL_SCOPES, expires_in: int | None = None, account: str | None = None
@@ -1001,7 +1012,7 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 return
             fault = fake._take_fault(kind, fake._request_account(kind, dict(self.headers.items()), body))
             if fault is not None:
-                if fault.delay > 0 and fake._stopping.wait(fault.delay):
+                if fault.delay > 0 and fake._wake.wait(fault.delay) and fake._stopping.is_set():
                     self.close_connection = True
                     return
                 if fault.drop:
