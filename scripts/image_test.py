@@ -66,8 +66,15 @@ def run(argv: list[str], *, log: Path | None = None, timeout: float = 1800) -> s
     return stdout
 
 
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
 def ensure_tools() -> None:
     """podman, buildah, debootstrap (and strace for --trace) from Debian, when missing."""
+    # debootstrap (and chroot, unshare) live in sbin, which a non-login root shell's PATH
+    # may lack: then apt-get installs it and it is still not found.
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join(path + [d for d in SBIN_DIRS if d not in path])
     missing = [package for binary, package in TOOLS.items() if shutil.which(binary) is None]
     if not missing:
         return
